@@ -1,0 +1,2 @@
+"""portarun's in-tree backends, one package each, registered through the
+``portarun.backends`` entry-point group exactly like third-party plugins."""

@@ -1,0 +1,217 @@
+"""ONNX Runtime: the CPU EP, and the CUDA, TensorRT, MIGraphX/ROCm and OpenVINO EPs by target.
+
+``onnxruntime:cuda`` asks for the CUDA EP and nothing else: if this onnxruntime
+build lacks it the compile fails with the package to install, and if ORT
+quietly creates the session on the CPU anyway (it does that when an EP fails to
+initialize) the compile fails too. Nodes an EP cannot take still run on the
+CPU EP inside the session, as ORT always does; ``provenance.providers`` lists
+the EPs the session really has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import portarun
+from portarun.backend import Backend, Executable, Provenance
+from portarun.errors import CompileError, UnsupportedError, UsageError
+from portarun.model import PROTOBUF_LIMIT, Model, quantization_of
+from portarun.types import Device, Precision, Support, Target
+
+from .providers import EP_BY_DEVICE, ExecutionProviderChoice, choose_providers
+
+INSTALL_HINT = "pip install 'portarun[onnxruntime]'"
+
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+OPTIMIZED_MODEL = "optimized.onnx"
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise OnnxRuntimeBackend().unavailable(f"cannot import onnxruntime ({exc})") from None
+    return onnxruntime
+
+
+class OnnxRuntimeExecutable(Executable):
+    def __init__(self, session, choice: ExecutionProviderChoice, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.session = session
+        self.choice = choice
+        self._output_names = [o.name for o in session.get_outputs()]
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.session.run(self._output_names, feeds)
+        return dict(zip(self._output_names, results))
+
+    def _save_payload(self, directory: Path) -> dict[str, Any]:
+        # Re-create the session with optimized_model_filepath set: ORT writes the
+        # graph as it will run it (fusions, layout changes) for this EP and hardware.
+        ort = _ort()
+        options = self.backend.session_options(self.options, self.model)
+        target_file = directory / OPTIMIZED_MODEL
+        options.optimized_model_filepath = str(target_file)
+        if self.model.byte_size > PROTOBUF_LIMIT // 2:
+            options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                             OPTIMIZED_MODEL + ".data")
+            options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
+                                             "1024")
+        ort.InferenceSession(self.backend.model_source(self.model), sess_options=options,
+                             providers=self.choice.providers, provider_options=self.choice.provider_options)
+        return {"optimized_model": OPTIMIZED_MODEL}
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    description = "ONNX Runtime (CPU; CUDA, TensorRT, MIGraphX/ROCm and OpenVINO execution providers)"
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_WEIGHT, Precision.INT4_WEIGHT)
+    install_hint = INSTALL_HINT
+    default_device = "cpu"
+    device_kinds = tuple(EP_BY_DEVICE)
+    options = {
+        "threads": "intra-op threads (0 = ORT default: one per physical core)",
+        "inter_op_threads": "inter-op threads (0 = ORT default)",
+        "graph_optimization_level": "disable | basic | extended | all (default all)",
+        "session_config": "dict of ORT session config entries, e.g. {'session.qdq_matmulnbits_accuracy_level': '0'}",
+        "provider_options": "dict of options for the target's execution provider",
+        "cache_dir": "folder for EP caches (TensorRT engines, MIGraphX models); default the portarun cache",
+    }
+
+    # -- facts -------------------------------------------------------------------------
+    def sdk_version(self) -> str:
+        return _ort().__version__
+
+    def devices(self) -> list[Device]:
+        ort = _ort()
+        available = set(ort.get_available_providers())
+        devices = []
+        for kind, candidates in EP_BY_DEVICE.items():
+            present = [ep for ep in candidates if ep in available]
+            if present:
+                devices.append(Device(self.name, kind, None, description=present[0]))
+        return devices
+
+    def device_hint(self, device: str) -> str | None:
+        from .providers import INSTALL_BY_DEVICE
+
+        return INSTALL_BY_DEVICE.get(device, INSTALL_HINT)
+
+    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
+        carried = quantization_of(model)
+        if precision.is_quantized:
+            if carried is None:
+                return Support.no(f"the model is float; quantize it to {precision} first "
+                                  f"(portarun quantize MODEL -p {precision} -o MODEL.q.onnx)")
+            if carried != precision.value:
+                return Support.no(f"the model is quantized as {carried}, not {precision}")
+        elif carried is not None:
+            return Support.no(f"the model is already quantized ({carried}); compile it with -p {carried}")
+        if precision is Precision.FP16 and target.device == "cpu":
+            # Runs, but most CPU kernels are fp32-only: ORT inserts casts everywhere.
+            return Support.yes()
+        return Support.yes()
+
+    # -- compile -------------------------------------------------------------------------
+    def model_source(self, model: Model) -> bytes | str:
+        """Bytes when the model fits in one protobuf, else its path (external data beside it)."""
+        if model.byte_size <= PROTOBUF_LIMIT:
+            return model.serialized()
+        if model.path is None:
+            raise CompileError(f"model '{model.name}' is over 2 GiB and was not loaded from a file",
+                               backend=self.name, hint="save it with external data and load it from disk")
+        return str(model.path)
+
+    def session_options(self, options: dict[str, Any], model: Model | None = None):
+        ort = _ort()
+        so = ort.SessionOptions()
+        level = str(options.get("graph_optimization_level", "all")).lower()
+        if level not in _OPT_LEVELS:
+            raise UsageError(f"onnxruntime: unknown graph_optimization_level '{level}'",
+                             hint=f"choose one of {', '.join(_OPT_LEVELS)}")
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
+        if options.get("threads"):
+            so.intra_op_num_threads = int(options["threads"])
+        if options.get("inter_op_threads"):
+            so.inter_op_num_threads = int(options["inter_op_threads"])
+        so.log_severity_level = 3  # errors only; warnings are reported through provenance
+        for key, value in dict(options.get("session_config") or {}).items():
+            so.add_session_config_entry(str(key), str(value))
+        return so
+
+    def _prepare(self, model: Model, precision: Precision) -> Model:
+        if precision is not Precision.FP16:
+            return model
+        try:
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+        except ImportError as exc:  # pragma: no cover - ships with every onnxruntime wheel
+            raise UnsupportedError(f"onnxruntime fp16 conversion is unavailable: {exc}", backend=self.name) from None
+        converted = convert_float_to_float16(model.proto, keep_io_types=True, disable_shape_infer=False)
+        return Model.from_proto(converted, name=model.name, check=False)
+
+    def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
+        ort = _ort()
+        cache_dir = Path(options.get("cache_dir") or portarun.cache_dir() / "onnxruntime")
+        choice = choose_providers(target, set(ort.get_available_providers()), precision,
+                                  dict(options.get("provider_options") or {}), cache_dir)
+        prepared = self._prepare(model, precision)
+        so = self.session_options(options, prepared)
+        try:
+            session = ort.InferenceSession(self.model_source(prepared), sess_options=so,
+                                           providers=choice.providers, provider_options=choice.provider_options)
+        except Exception as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CompileError(f"onnxruntime could not create a session for '{model.name}' on {target}: {text}",
+                               backend=self.name) from exc
+        actual = session.get_providers()
+        if choice.providers[0] not in actual:
+            raise CompileError(
+                f"onnxruntime was asked for {choice.providers[0]} on {target} but created the session with "
+                f"{', '.join(actual)}: refusing the silent fallback", backend=self.name,
+                hint="check the EP's runtime libraries (CUDA, cuDNN, TensorRT, ROCm) are installed")
+        from portarun._sysinfo import cpu_name
+
+        provenance = Provenance(
+            backend=self.name, sdk_version=ort.__version__, target=str(target),
+            device=cpu_name() if target.device == "cpu" else f"{target.device} ({choice.providers[0]})",
+            precision=precision.value, providers=tuple(actual),
+            details={
+                "graph_optimization_level": str(options.get("graph_optimization_level", "all")),
+                "intra_op_threads": so.intra_op_num_threads or "default",
+                "provider_options": choice.provider_options[0],
+                "session_config": dict(options.get("session_config") or {}),
+            },
+        )
+        stored = dict(options)
+        stored.pop("cache_dir", None)
+        return OnnxRuntimeExecutable(session, choice, backend=self, model=model, target=target,
+                                     precision=precision, provenance=provenance, options=stored)
+
+    def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
+        ort = _ort()
+        model = Model.load(directory / "model.onnx")
+        options = dict(manifest.get("options") or {})
+        precision = Precision.parse(manifest["precision"])
+        cache_dir = Path(options.get("cache_dir") or portarun.cache_dir() / "onnxruntime")
+        choice = choose_providers(target, set(ort.get_available_providers()), precision,
+                                  dict(options.get("provider_options") or {}), cache_dir)
+        # The payload is already optimized for this EP and hardware: do not optimize again.
+        so = self.session_options({**options, "graph_optimization_level": "disable"})
+        payload = directory / "payload" / manifest.get("payload", {}).get("optimized_model", OPTIMIZED_MODEL)
+        session = ort.InferenceSession(str(payload), sess_options=so, providers=choice.providers,
+                                       provider_options=choice.provider_options)
+        actual = session.get_providers()
+        if choice.providers[0] not in actual:
+            raise CompileError(f"onnxruntime could not load '{directory}' with {choice.providers[0]} "
+                               f"(got {', '.join(actual)})", backend=self.name)
+        provenance = Provenance(**{**manifest["provenance"], "providers": tuple(actual)})
+        provenance.details = {**provenance.details, "loaded_from": str(directory)}
+        return OnnxRuntimeExecutable(session, choice, backend=self, model=model, target=target,
+                                     precision=precision, provenance=provenance, options=options)
+
+
+__all__ = ["OnnxRuntimeBackend", "OnnxRuntimeExecutable"]

@@ -1,0 +1,5 @@
+"""Reference backend: onnx's ReferenceEvaluator, the oracle for parity checks."""
+
+from .backend import ReferenceBackend, ReferenceExecutable
+
+__all__ = ["ReferenceBackend", "ReferenceExecutable"]

@@ -1,0 +1,70 @@
+"""onnx.reference.ReferenceEvaluator as a backend: slow, hardware-free, the oracle.
+
+It runs any precision the model itself carries (a QDQ model is evaluated op by
+op, exactly as written), so it is the reference for quantized artifacts too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+
+from portarun.backend import Backend, Executable, Provenance
+from portarun.model import Model, quantization_of
+from portarun.types import Device, Precision, Support, Target
+
+
+class ReferenceExecutable(Executable):
+    def __init__(self, evaluator, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.evaluator = evaluator
+        self._output_names = [o.name for o in self.model.proto.graph.output]
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.evaluator.run(None, feeds)
+        return {name: np.asarray(value) if not isinstance(value, (list, dict)) else value
+                for name, value in zip(self._output_names, results)}
+
+
+class ReferenceBackend(Backend):
+    name = "reference"
+    description = "onnx.reference.ReferenceEvaluator: exact, slow, the parity oracle"
+    precisions = tuple(Precision)
+    install_hint = "pip install onnx"
+    default_device = "cpu"
+    device_kinds = ("cpu",)
+    options = {"verbose": "ReferenceEvaluator verbosity (0-4)"}
+
+    def sdk_version(self) -> str:
+        return onnx.__version__
+
+    def devices(self) -> list[Device]:
+        return [Device(self.name, "cpu", None, description="NumPy on the host CPU")]
+
+    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
+        carried = quantization_of(model)
+        if precision.is_quantized and carried != precision.value:
+            return Support.no(f"the reference evaluates the model as written; it is "
+                              f"{carried or 'float'}, not {precision}")
+        if precision in (Precision.FP16, Precision.BF16):
+            return Support.no("the reference evaluates the model as written (float32); "
+                              "convert the model itself to compare another float precision")
+        if precision is Precision.FP32 and carried is not None:
+            return Support.no(f"the model is quantized ({carried}); use -p {carried}")
+        return Support.yes()
+
+    def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
+        from onnx.reference import ReferenceEvaluator
+
+        evaluator = ReferenceEvaluator(model.proto, verbose=int(options.get("verbose", 0)))
+        provenance = Provenance(backend=self.name, sdk_version=onnx.__version__, target=str(target),
+                                device="host CPU (NumPy)", precision=precision.value,
+                                providers=("onnx.reference",))
+        return ReferenceExecutable(evaluator, backend=self, model=model, target=target, precision=precision,
+                                   provenance=provenance, options=options)
+
+    def _load(self, directory, manifest, target):
+        model = Model.load(directory / "model.onnx")
+        return self.compile(model, target, manifest["precision"], **manifest.get("options", {}))

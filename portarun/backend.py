@@ -1,0 +1,292 @@
+"""Backend and Executable: the one interface every backend implements.
+
+The base classes own the public methods and their error messages; a backend
+fills in small hooks (``_compile``, ``_run``, ``_save_payload``, ``_load``).
+Like Polygraphy's ``BaseRunner.infer``, ``Executable.run`` checks the feeds
+against the signature before the backend sees them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import (
+    BackendUnavailableError,
+    CompileError,
+    InputError,
+    InvalidTargetError,
+    PortarunError,
+    RunError,
+    UnsupportedError,
+    UsageError,
+)
+from .model import Model
+from .types import Device, Precision, Support, Target, TensorSpec
+
+
+@dataclass
+class Provenance:
+    """What actually ran. A silent fallback (say, CUDA EP to CPU) must show up here."""
+
+    backend: str
+    sdk_version: str
+    target: str  # the target that really executes, e.g. "onnxruntime:cpu"
+    device: str  # human description of the device
+    precision: str  # what the backend computes in, as it reports it
+    providers: tuple[str, ...] = ()  # execution providers / plugins actually in use
+    compile_seconds: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["providers"] = list(self.providers)
+        return data
+
+
+def _load_feed(name: str, value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, (list, tuple, int, float, bool, np.generic)):
+        return np.asarray(value)
+    if hasattr(value, "__array__"):
+        return np.asarray(value)
+    raise InputError(f"input '{name}': expected a numpy array, got {type(value).__name__}")
+
+
+def check_feeds(specs: tuple[TensorSpec, ...], feeds: Any) -> dict[str, np.ndarray]:
+    """Validate ``feeds`` against ``specs``; return them as a dict of arrays.
+
+    Raises InputError naming the input and what was expected vs received.
+    """
+    if not isinstance(feeds, Mapping):
+        raise InputError(f"feeds must be a mapping of input name to array, got {type(feeds).__name__}",
+                         hint="pass a dict, e.g. {'x': array}")
+    expected = [spec.name for spec in specs]
+    if len(feeds) != len(expected) or any(name not in feeds for name in expected):
+        missing = [n for n in expected if n not in feeds]
+        unknown = [n for n in feeds if n not in set(expected)]
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(f"'{n}'" for n in missing))
+        if unknown:
+            described = []
+            for n in unknown:
+                close = difflib.get_close_matches(str(n), expected, n=1)
+                described.append(f"'{n}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            parts.append("unknown " + ", ".join(described))
+        raise InputError("feeds do not match the model inputs: " + "; ".join(parts),
+                         hint="inputs are: " + ", ".join(f"{s.name} {s.dtype.name}{s.shape_text()}" for s in specs))
+    bound: dict[str, tuple[int, str]] = {}
+    checked = {}
+    for spec in specs:
+        array = _load_feed(spec.name, feeds[spec.name])
+        if spec.dtype != np.dtype(object):
+            spec.check(array, bound)
+        checked[spec.name] = array
+    return checked
+
+
+class Executable(ABC):
+    """A model compiled for one target and precision, ready to run."""
+
+    def __init__(self, *, backend: "Backend", model: Model, target: Target, precision: Precision,
+                 provenance: Provenance, options: dict[str, Any] | None = None,
+                 inputs: tuple[TensorSpec, ...] | None = None, outputs: tuple[TensorSpec, ...] | None = None):
+        self.backend = backend
+        self.model = model
+        self.target = target
+        self.precision = precision
+        self.provenance = provenance
+        self.options = dict(options or {})
+        self.inputs: tuple[TensorSpec, ...] = inputs if inputs is not None else model.inputs
+        self.outputs: tuple[TensorSpec, ...] = outputs if outputs is not None else model.outputs
+        self._closed = False
+
+    # -- hooks for backends -----------------------------------------------------------
+    @abstractmethod
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run with checked feeds; return every model output by name as numpy arrays."""
+
+    def _save_payload(self, directory: Path) -> dict[str, Any]:
+        """Write the backend's compiled form into ``directory``; return manifest extras."""
+        return {}
+
+    def _close(self) -> None:
+        pass
+
+    # -- public -------------------------------------------------------------------------
+    def run(self, feeds: Mapping[str, Any], *, check: bool = True) -> dict[str, np.ndarray]:
+        """Run the model. ``feeds`` maps input names to arrays; returns output name -> array."""
+        if self._closed:
+            raise RunError(f"{self.target}: this executable was closed", backend=self.backend.name,
+                           hint="compile or load it again")
+        checked = check_feeds(self.inputs, feeds) if check else dict(feeds)
+        try:
+            return self._run(checked)
+        except PortarunError:
+            raise
+        except Exception as exc:  # vendor SDK errors become one clear RunError
+            raise RunError(f"{self.backend.name} failed to run '{self.model.name}' on {self.target}: "
+                           f"{_first_line(exc)}", backend=self.backend.name) from exc
+
+    def save(self, path: str | Path) -> Path:
+        """Write a compiled artifact directory (atomically)."""
+        from .artifact import save_artifact
+
+        return save_artifact(self, Path(path))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> "Executable":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model.name} on {self.target} at {self.precision}>"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Backend(ABC):
+    """A vendor stack. Subclasses set the class attributes and fill in the hooks.
+
+    Importing a backend module must not import its SDK: the SDK is imported by the
+    hooks, so a missing SDK shows up as ``BackendUnavailableError`` with ``install_hint``.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    precisions: ClassVar[tuple[Precision, ...]] = (Precision.FP32,)
+    install_hint: ClassVar[str] = ""
+    default_device: ClassVar[str] = "cpu"
+    # every device kind this backend can target on some machine (e.g. cpu, cuda, rocm)
+    device_kinds: ClassVar[tuple[str, ...]] = ("cpu",)
+    # compile options the backend accepts: name -> one-line description
+    options: ClassVar[dict[str, str]] = {}
+
+    # -- hooks ------------------------------------------------------------------------------
+    @abstractmethod
+    def sdk_version(self) -> str:
+        """Version of the vendor SDK; raise BackendUnavailableError when it cannot be imported."""
+
+    @abstractmethod
+    def devices(self) -> list[Device]:
+        """Devices usable here; raise BackendUnavailableError when there are none."""
+
+    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
+        return Support.yes()
+
+    @abstractmethod
+    def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
+        """Compile; raise CompileError on failure."""
+
+    def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
+        """Load an artifact written by ``Executable._save_payload``. Default: recompile the source model."""
+        model = Model.load(directory / "model.onnx")
+        return self.compile(model, target, manifest["precision"], **manifest.get("options", {}))
+
+    def device_hint(self, device: str) -> str | None:
+        """How to get ``device`` working when it is a known kind missing here."""
+        return self.install_hint or None
+
+    def artifact_incompatibility(self, manifest: dict[str, Any]) -> str | None:
+        """Why an artifact cannot be loaded here (None when it can). Default: SDK version must match."""
+        version = self.sdk_version()
+        if manifest.get("sdk_version") != version:
+            return (f"artifact was compiled with {self.name} {manifest.get('sdk_version')}, "
+                    f"this machine has {version}")
+        return None
+
+    # -- owned by the base class ------------------------------------------------------------
+    def unavailable(self, reason: str) -> BackendUnavailableError:
+        """The error a hook raises when the SDK or device is missing."""
+        return BackendUnavailableError(f"backend '{self.name}' is unavailable: {reason}",
+                                       backend=self.name, hint=self.install_hint or None)
+
+    def resolve_target(self, target: Target | str | None) -> Target:
+        """Fill in the default device and check the device exists here."""
+        if target is None:
+            target = Target(self.name)
+        target = Target.parse(target)
+        if target.backend != self.name:
+            raise InvalidTargetError(f"target '{target}' is not for backend '{self.name}'")
+        device = target.device or self.default_device
+        devices = self.devices()
+        matching = [d for d in devices if d.kind == device]
+        if not matching:
+            known = ", ".join(sorted({f"{self.name}:{d.kind}" for d in devices})) or "none"
+            if device in self.device_kinds:
+                hint = self.device_hint(device)
+                raise BackendUnavailableError(
+                    f"target {self.name}:{device} is unavailable on this machine (available: {known})",
+                    backend=self.name, hint=hint)
+            raise InvalidTargetError(f"{self.name} has no device kind '{device}'",
+                                     hint=f"{self.name} targets: "
+                                          + ", ".join(f"{self.name}:{k}" for k in self.device_kinds))
+        if target.index is not None:
+            indices = [d.index for d in matching]
+            if None not in indices and target.index not in indices:
+                raise InvalidTargetError(f"{self.name} has no {device}:{target.index} here",
+                                         hint=f"available: {', '.join(f'{device}:{i}' for i in indices)}")
+        return Target(self.name, device, target.index)
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        unknown = [k for k in options if k not in self.options]
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise UsageError(f"backend '{self.name}' does not accept option(s) {', '.join(unknown)}",
+                             hint=f"its options: {known}")
+
+    def supports(self, model: Model, target: Target | str | None = None,
+                 precision: Precision | str = Precision.FP32) -> Support:
+        """Can this backend compile ``model`` for ``target`` at ``precision``? Asked before compiling."""
+        precision = Precision.parse(precision)
+        try:
+            target = self.resolve_target(target)
+        except PortarunError as exc:
+            return Support.no(str(exc))
+        if precision not in self.precisions:
+            return Support.no(f"{self.name} does not support precision {precision} "
+                              f"(supported: {', '.join(p.value for p in self.precisions)})")
+        return self._supports(model, target, precision)
+
+    def compile(self, model: Model, target: Target | str | None = None,
+                precision: Precision | str = Precision.FP32, **options: Any) -> Executable:
+        precision = Precision.parse(precision)
+        self.check_options(options)
+        target = self.resolve_target(target)
+        support = self.supports(model, target, precision)
+        if not support:
+            raise UnsupportedError(f"{self.name} cannot compile '{model.name}' for {target} at {precision}: "
+                                   f"{support.reason}", backend=self.name,
+                                   hint="choose another target or precision; `portarun backends` lists them")
+        start = time.perf_counter()
+        try:
+            executable = self._compile(model, target, precision, dict(options))
+        except PortarunError:
+            raise
+        except Exception as exc:
+            raise CompileError(f"{self.name} failed to compile '{model.name}' for {target}: {_first_line(exc)}",
+                               backend=self.name) from exc
+        if executable.provenance.compile_seconds is None:
+            executable.provenance.compile_seconds = time.perf_counter() - start
+        return executable
+
+    def __repr__(self) -> str:
+        return f"<backend {self.name}>"

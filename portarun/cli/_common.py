@@ -1,0 +1,95 @@
+"""What every CLI command shares: error handling, exit codes, common options, tables."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import click
+
+from ..errors import PortarunError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class PortarunGroup(click.Group):
+    """Turns PortarunError into one line on stderr and its exit code (no traceback unless --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PortarunError as exc:
+            if _debug(ctx):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # an unexpected bug: still one line, traceback with --debug
+            if _debug(ctx):
+                raise
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                       err=True)
+            ctx.exit(EXIT_FAILED)
+
+
+def _debug(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool(root.obj and root.obj.get("debug")) or "--debug" in sys.argv[1:2]
+
+
+def parse_key_values(items: Sequence[str], what: str) -> dict[str, str]:
+    """``NAME=VALUE`` pairs from repeated options; a malformed one is a usage error."""
+    result = {}
+    for item in items:
+        if "=" not in item or not item.split("=", 1)[0]:
+            raise click.BadParameter(f"expected NAME=VALUE, got '{item}'", param_hint=what)
+        key, value = item.split("=", 1)
+        result[key.strip()] = value.strip()
+    return result
+
+
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """Backend options from ``--option key=value``; values are parsed as JSON when they can be."""
+    import json
+
+    options: dict[str, Any] = {}
+    for key, value in parse_key_values(items, "--option").items():
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def parse_dims(items: Sequence[str]) -> dict[str, int]:
+    dims = {}
+    for key, value in parse_key_values(items, "--dim").items():
+        try:
+            dims[key] = int(value)
+        except ValueError:
+            raise click.BadParameter(f"dim '{key}' must be an integer, got '{value}'", param_hint="--dim") from None
+    return dims
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table (no dependency on rich/tabulate)."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+target_option = click.option("-t", "--target", "target", metavar="TARGET",
+                             help="backend[:device[:index]], e.g. onnxruntime:cpu, openvino:cpu, xla:gpu.")
+precision_option = click.option("-p", "--precision", default="fp32", show_default=True,
+                                help="fp32, fp16, bf16, int8, int8-weight or int4-weight.")
+option_option = click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+                             help="Backend option (repeatable); `portarun backends --options` lists them.")

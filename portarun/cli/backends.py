@@ -1,0 +1,55 @@
+"""`portarun backends`: what is registered, what can run here, and how to install the rest."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..registry import get_backend, list_backends
+from ._common import table
+
+
+@click.command("backends")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--options", "show_options", is_flag=True, help="Also list each backend's compile options.")
+def backends(as_json: bool, show_options: bool) -> None:
+    """List every registered backend: available or not, devices, precisions, and why.
+
+    \b
+    Examples:
+      portarun backends
+      portarun backends --json | jq '.[] | select(.available)'
+      PORTARUN_BACKENDS=onnxruntime,reference portarun backends
+    """
+    infos = list_backends()
+    if as_json:
+        data = [info.to_dict() for info in infos]
+        if show_options:
+            for entry in data:
+                try:
+                    entry["options"] = dict(get_backend(entry["name"]).options)
+                except Exception:
+                    entry["options"] = {}
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = []
+    for info in infos:
+        devices = ", ".join(str(d.target) for d in info.devices) or "-"
+        status = "yes" if info.available else "no"
+        note = info.version or ""
+        if not info.available:
+            note = info.reason or "unavailable"
+            if info.install_hint:
+                note += f" -> {info.install_hint}"
+        rows.append([info.name, status, devices, ",".join(info.precisions) or "-", note])
+    click.echo(table(["backend", "available", "targets", "precisions", "version / reason"], rows))
+    if show_options:
+        for info in infos:
+            try:
+                options = get_backend(info.name).options
+            except Exception:
+                continue
+            click.echo(f"\n{info.name} options:")
+            for key, text in options.items():
+                click.echo(f"  {key}: {text}")

@@ -1,0 +1,40 @@
+"""`portarun compile`: MODEL -> compiled artifact directory."""
+
+from __future__ import annotations
+
+import click
+
+from ..api import compile as compile_model
+from ..api import load
+from ._common import option_option, parse_options, precision_option, target_option
+
+
+@click.command("compile")
+@click.argument("model")
+@target_option
+@precision_option
+@option_option
+@click.option("-o", "--output", required=True, type=click.Path(), help="Artifact directory to write.")
+def compile_(model: str, target: str | None, precision: str, options: tuple[str, ...], output: str) -> None:
+    """Compile MODEL (an .onnx file or builtin:NAME) for TARGET and write an artifact.
+
+    The artifact is a directory (manifest.json, the source model, the backend's
+    compiled payload), written atomically: a failed compile leaves nothing behind.
+
+    \b
+    Examples:
+      portarun compile model.onnx -t onnxruntime:cpu -o build/model.ort-cpu
+      portarun compile builtin:transformer -t onnxruntime:cpu --option threads=2 -o build/tf
+      portarun compile model.q.onnx -t onnxruntime:cpu -p int8 -o build/model.int8
+    """
+    if not target:
+        raise click.UsageError("missing -t/--target (e.g. -t onnxruntime:cpu); `portarun backends` lists them")
+    loaded = load(model)
+    executable = compile_model(loaded, target, precision, **parse_options(options))
+    path = executable.save(output)
+    prov = executable.provenance
+    click.echo(f"compiled {loaded.name} for {executable.target} at {executable.precision} "
+               f"in {prov.compile_seconds or 0:.2f} s")
+    click.echo(f"ran with {prov.backend} {prov.sdk_version} on {prov.device}; providers: "
+               f"{', '.join(prov.providers) or '-'}")
+    click.echo(f"wrote {path}")

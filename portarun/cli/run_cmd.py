@@ -1,0 +1,89 @@
+"""`portarun run`: run a model or artifact once and summarize (and optionally save) its outputs."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .._atomic import atomic_write_bytes
+from ..api import compile as compile_model
+from ..api import load, load_compiled
+from ..artifact import is_artifact
+from ..feeds import load_feed_files, random_feeds
+from ._common import option_option, parse_dims, parse_key_values, parse_options, precision_option, target_option
+
+
+@click.command("run")
+@click.argument("model_or_artifact")
+@target_option
+@precision_option
+@option_option
+@click.option("--input", "input_files", multiple=True, metavar="NAME=FILE.npy", help="One input from a .npy file.")
+@click.option("--inputs", "inputs_npz", type=click.Path(), help="All inputs from one .npz (keys are input names).")
+@click.option("--random", "use_random", is_flag=True, help="Random inputs (floats ~ N(0,1), ints in [0,10)).")
+@click.option("--seed", default=0, show_default=True, help="Seed for --random.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", help="Size of a symbolic dim for --random.")
+@click.option("--rebuild", is_flag=True, help="Recompile an artifact that was built by another SDK version.")
+@click.option("-o", "--output", type=click.Path(), help="Save outputs to this .npz.")
+def run(model_or_artifact: str, target: str | None, precision: str, options: tuple[str, ...],
+        input_files: tuple[str, ...], inputs_npz: str | None, use_random: bool, seed: int, dims: tuple[str, ...],
+        rebuild: bool, output: str | None) -> None:
+    """Run MODEL_OR_ARTIFACT once and print each output's shape, dtype and summary.
+
+    \b
+    Examples:
+      portarun run builtin:mlp -t onnxruntime:cpu --random
+      portarun run model.onnx -t onnxruntime:cpu --input x=x.npy -o out.npz
+      portarun run build/model.ort-cpu --inputs feeds.npz
+      portarun run builtin:transformer -t reference --random --dim seq=32 --seed 1
+    """
+    if sum([bool(input_files or inputs_npz), use_random]) != 1:
+        raise click.UsageError("give the inputs: --input NAME=FILE.npy / --inputs FILE.npz, or --random")
+    if is_artifact(model_or_artifact):
+        executable = load_compiled(model_or_artifact, target, rebuild=rebuild)
+    else:
+        if not target:
+            raise click.UsageError("missing -t/--target for a model file (artifacts carry their own target)")
+        executable = compile_model(load(model_or_artifact), target, precision, **parse_options(options))
+    with executable:
+        if use_random:
+            feeds = random_feeds(executable.inputs, seed=seed, dims=_default_dims(model_or_artifact, parse_dims(dims)))
+        else:
+            feeds = load_feed_files(parse_key_values(input_files, "--input"), inputs_npz)
+        start = time.perf_counter()
+        outputs = executable.run(feeds)
+        elapsed = time.perf_counter() - start
+        prov = executable.provenance
+        click.echo(f"ran {executable.model.name} on {executable.target} ({prov.backend} {prov.sdk_version}, "
+                   f"{', '.join(prov.providers) or '-'}) at {executable.precision} in {elapsed * 1e3:.2f} ms")
+        for name, value in outputs.items():
+            click.echo(_summary(name, value))
+        if output:
+            buffer = io.BytesIO()
+            np.savez(buffer, **{k: np.asarray(v) for k, v in outputs.items()})
+            atomic_write_bytes(Path(output), buffer.getvalue())
+            click.echo(f"wrote {output}")
+
+
+def _default_dims(source: str, dims: dict[str, int]) -> dict[str, int]:
+    from .. import models
+
+    name = source[len("builtin:"):] if source.startswith("builtin:") else source
+    if name in models.names() and not Path(source).exists():
+        return {**models.get(name).default_dims, **dims}
+    return dims
+
+
+def _summary(name: str, value) -> str:
+    array = np.asarray(value)
+    head = f"  {name}: {array.dtype.name}{list(array.shape)}"
+    if array.size and array.dtype.kind in "fiub":
+        data = array.astype(np.float64)
+        first = ", ".join(f"{v:.5g}" for v in data.ravel()[:4])
+        head += (f"  min={np.nanmin(data):.5g} max={np.nanmax(data):.5g} mean={np.nanmean(data):.5g}"
+                 f"  [{first}{', ...' if array.size > 4 else ''}]")
+    return head

@@ -1,0 +1,358 @@
+"""Model: an ONNX ModelProto plus its signature, loaded defensively.
+
+Loading treats the file as untrusted: it must parse as an ONNX model, external
+data must stay inside the model's folder, the opset must be one the installed
+onnx knows, and ``onnx.checker`` plus strict shape inference must accept it.
+Each failure is a ``ModelError`` subclass that says what to fix.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import external_data_helper
+
+from .errors import (
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelValidationError,
+    UnsafeModelError,
+    UnsupportedOpsetError,
+)
+from .types import TensorSpec
+
+# Protobuf cannot serialize a message over 2 GiB; bigger models keep weights outside.
+PROTOBUF_LIMIT = 2**31 - 1
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def _iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _iter_graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _iter_graphs(sub)
+
+
+def _iter_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    for g in _iter_graphs(graph):
+        yield from g.initializer
+        for sparse in g.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR:
+                    yield attr.t
+                elif attr.type == onnx.AttributeProto.TENSORS:
+                    yield from attr.tensors
+
+
+def _external_location(tensor: onnx.TensorProto) -> tuple[str, int, int | None]:
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    location = info.get("location", "")
+    offset = int(info.get("offset", 0) or 0)
+    length = info.get("length")
+    return location, offset, int(length) if length not in (None, "") else None
+
+
+def _check_external_data(proto: onnx.ModelProto, base_dir: Path) -> None:
+    """Refuse external data that escapes ``base_dir`` or points past a file's end."""
+    base = base_dir.resolve()
+    for tensor in _iter_tensors(proto.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location, offset, length = _external_location(tensor)
+        if not location:
+            raise ModelValidationError(f"tensor '{tensor.name}' has external data without a location")
+        rel = Path(location)
+        if rel.is_absolute() or location.startswith(("/", "\\")) or ".." in Path(os.path.normpath(location)).parts:
+            raise UnsafeModelError(
+                f"tensor '{tensor.name}' points its external data at '{location}', outside the model's folder",
+                hint="external data must be a relative path inside the model's folder; re-save the model",
+            )
+        resolved = (base / rel).resolve()
+        if resolved != base and base not in resolved.parents:
+            raise UnsafeModelError(
+                f"tensor '{tensor.name}' external data '{location}' resolves to {resolved}, outside {base}",
+                hint="external data (and links to it) must stay inside the model's folder",
+            )
+        if not resolved.is_file():
+            raise ModelNotFoundError(
+                f"external data file '{location}' for tensor '{tensor.name}' not found next to the model",
+                hint=f"copy it into {base}",
+            )
+        size = resolved.stat().st_size
+        if offset < 0 or (length is not None and (length < 0 or offset + length > size)) or offset > size:
+            raise ModelValidationError(
+                f"tensor '{tensor.name}' reads bytes {offset}..{offset + (length or 0)} of '{location}', "
+                f"which has {size} bytes",
+                hint="the external data file is truncated or does not belong to this model",
+            )
+
+
+def _check_opsets(proto: onnx.ModelProto, where: str) -> None:
+    known = onnx.defs.onnx_opset_version()
+    if proto.ir_version > onnx.IR_VERSION:
+        raise UnsupportedOpsetError(
+            f"{where} uses ONNX IR version {proto.ir_version}; the installed onnx {onnx.__version__} "
+            f"reads up to {onnx.IR_VERSION}",
+            hint="upgrade onnx (pip install -U onnx) or re-export with an older IR version",
+        )
+    for opset in proto.opset_import:
+        if opset.domain in STANDARD_DOMAINS and opset.version > known:
+            raise UnsupportedOpsetError(
+                f"{where} needs ONNX opset {opset.version}; the installed onnx {onnx.__version__} "
+                f"supports up to opset {known}",
+                hint=f"upgrade onnx (pip install -U onnx) or re-export with --opset {known} or lower",
+            )
+
+
+def _dims(type_proto: onnx.TypeProto) -> tuple | None:
+    tensor_type = type_proto.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            dims.append(int(dim.dim_value))
+        elif dim.HasField("dim_param") and dim.dim_param:
+            dims.append(dim.dim_param)
+        else:
+            dims.append(None)
+    return tuple(dims)
+
+
+def _spec(value_info: onnx.ValueInfoProto) -> TensorSpec:
+    type_proto = value_info.type
+    if type_proto.HasField("tensor_type"):
+        return TensorSpec(value_info.name, onnx.helper.tensor_dtype_to_np_dtype(type_proto.tensor_type.elem_type)
+                          if type_proto.tensor_type.elem_type else np.dtype(object), _dims(type_proto))
+    # sequences, optionals, maps: fed as Python objects, not checked element-wise
+    return TensorSpec(value_info.name, np.dtype(object), None)
+
+
+@dataclass
+class ModelStats:
+    nodes: int
+    op_histogram: dict[str, int]
+    parameters: int
+    parameter_bytes: int
+
+
+class Model:
+    """An ONNX model with its input/output signature. Create with ``Model.load`` or ``Model.from_proto``."""
+
+    def __init__(self, proto: onnx.ModelProto, *, path: Path | None = None, name: str | None = None):
+        self.proto = proto
+        self.path = path
+        self.name = name or (path.stem if path else (proto.graph.name or "model"))
+        initializer_names = {init.name for init in proto.graph.initializer}
+        # IR < 4 listed initializers among the inputs; they are weights, not feeds.
+        self.inputs: tuple[TensorSpec, ...] = tuple(
+            _spec(vi) for vi in proto.graph.input if vi.name not in initializer_names
+        )
+        self.outputs: tuple[TensorSpec, ...] = tuple(_spec(vi) for vi in proto.graph.output)
+
+    # -- construction --------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, check: bool = True) -> "Model":
+        source = Path(path)
+        if not source.exists():
+            raise ModelNotFoundError(f"model file '{source}' does not exist", hint="check the path")
+        if source.is_dir():
+            if (source / "manifest.json").exists():
+                raise ModelLoadError(f"'{source}' is a compiled artifact, not an ONNX file",
+                                     hint="use portarun.load_compiled() or pass it to `portarun run`")
+            raise ModelLoadError(f"'{source}' is a directory, not an ONNX file")
+        size = source.stat().st_size
+        if size == 0:
+            raise ModelLoadError(f"'{source}' is empty", hint="re-export or re-download the model")
+        if size > PROTOBUF_LIMIT:
+            raise ModelLoadError(f"'{source}' is {size} bytes, over protobuf's 2 GiB limit",
+                                 hint="save large models with external data (onnx.save_model(..., save_as_external_data=True))")
+        proto = onnx.ModelProto()
+        try:
+            proto.ParseFromString(source.read_bytes())
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            raise ModelLoadError(f"'{source}' is not a valid ONNX model: {exc}",
+                                 hint="the file is corrupt or truncated, or not an ONNX file") from None
+        if not proto.HasField("graph") or proto.ir_version <= 0 or not proto.opset_import:
+            raise ModelLoadError(f"'{source}' parses but holds no ONNX model (no graph, IR version or opset)",
+                                 hint="the file is not an ONNX model")
+        _check_opsets(proto, f"'{source}'")
+        _check_external_data(proto, source.parent)
+        try:
+            external_data_helper.load_external_data_for_model(proto, str(source.parent))
+        except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+            raise ModelLoadError(f"cannot read external data of '{source}': {exc}") from None
+        model = cls(proto, path=source)
+        if check:
+            model.validate()
+        return model
+
+    @classmethod
+    def from_proto(cls, proto: onnx.ModelProto, *, name: str | None = None, check: bool = True) -> "Model":
+        _check_opsets(proto, f"model '{name or proto.graph.name}'")
+        model = cls(proto, name=name)
+        if check:
+            model.validate()
+        return model
+
+    def validate(self) -> None:
+        """onnx.checker plus strict shape inference; raises ModelValidationError."""
+        where = f"'{self.path}'" if self.path else f"model '{self.name}'"
+        try:
+            if self.proto.ByteSize() > PROTOBUF_LIMIT:
+                if self.path is None:
+                    raise ModelValidationError(f"{where} is over 2 GiB and has no file to check",
+                                               hint="save it with external data first")
+                onnx.checker.check_model(str(self.path))
+            else:
+                onnx.checker.check_model(self.proto)
+                onnx.shape_inference.infer_shapes(self.proto, check_type=True, strict_mode=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelValidationError(f"{where} fails ONNX validation: {first}",
+                                       hint="fix the exporter output; `portarun inspect` shows the graph") from None
+
+    # -- facts -------------------------------------------------------------------------
+    @property
+    def opsets(self) -> dict[str, int]:
+        return {(o.domain or "ai.onnx"): o.version for o in self.proto.opset_import}
+
+    @property
+    def opset(self) -> int:
+        """The standard-domain opset version."""
+        return self.opsets.get("ai.onnx", 0)
+
+    @cached_property
+    def sha256(self) -> str:
+        """Content hash, computed piecewise so models over 2 GiB hash too."""
+        h = hashlib.sha256()
+        p = self.proto
+        h.update(f"ir{p.ir_version}".encode())
+        for opset in p.opset_import:
+            h.update(opset.SerializeToString(deterministic=True))
+        for fn in p.functions:
+            h.update(fn.SerializeToString(deterministic=True))
+        g = p.graph
+        for group in (g.node, g.input, g.output, g.initializer, g.sparse_initializer):
+            for item in group:
+                h.update(item.SerializeToString(deterministic=True))
+        return h.hexdigest()
+
+    def stats(self) -> ModelStats:
+        histogram: collections.Counter[str] = collections.Counter()
+        nodes = 0
+        for graph in _iter_graphs(self.proto.graph):
+            for node in graph.node:
+                nodes += 1
+                histogram[f"{node.domain}::{node.op_type}" if node.domain not in STANDARD_DOMAINS else node.op_type] += 1
+        params = 0
+        nbytes = 0
+        for tensor in _iter_tensors(self.proto.graph):
+            count = int(np.prod(tensor.dims)) if len(tensor.dims) else 1
+            params += count
+            nbytes += _tensor_nbytes(tensor, count)
+        return ModelStats(nodes, dict(histogram.most_common()), params, nbytes)
+
+    @property
+    def byte_size(self) -> int:
+        return self.proto.ByteSize()
+
+    def serialized(self) -> bytes:
+        """The model as bytes (ONNX Runtime, OpenVINO and friends accept this)."""
+        if self.byte_size > PROTOBUF_LIMIT:
+            raise ModelLoadError(f"model '{self.name}' is over 2 GiB and cannot be serialized in one piece",
+                                 hint="pass the model's path instead; save it with external data")
+        return self.proto.SerializeToString()
+
+    # -- saving ------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, external_data: bool | None = None) -> Path:
+        """Write the model atomically. Weights go to ``<name>.data`` when ``external_data``
+        is True, or automatically when the model would not fit in one protobuf."""
+        target = Path(path)
+        if external_data is None:
+            external_data = self.byte_size > PROTOBUF_LIMIT // 2
+        save_model_file(self.proto, target, external_data=external_data)
+        return target
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{s.name}:{s.dtype.name}{s.shape_text()}" for s in self.inputs)
+        outs = ", ".join(f"{s.name}:{s.dtype.name}{s.shape_text()}" for s in self.outputs)
+        return f"Model({self.name!r}, opset={self.opset}, inputs=({ins}), outputs=({outs}))"
+
+
+def _tensor_nbytes(tensor: onnx.TensorProto, count: int) -> int:
+    bits = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4}
+    if tensor.data_type in bits:
+        return (count * bits[tensor.data_type] + 7) // 8
+    try:
+        return count * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def save_model_file(proto: onnx.ModelProto, target: Path, *, external_data: bool) -> None:
+    """Save ``proto`` at ``target`` (plus ``target.name + '.data'`` when external) atomically.
+
+    The files are written into a temporary folder beside ``target`` and then moved
+    into place (data file first), so a failed save leaves the previous files intact.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        staged = staging / target.name
+        if external_data:
+            copy = onnx.ModelProto()
+            copy.CopyFrom(proto)  # save_model converts tensors to external in place
+            onnx.save_model(copy, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=f"{target.name}.data", size_threshold=1024)
+        else:
+            onnx.save_model(proto, str(staged))
+        for item in sorted(staging.iterdir(), key=lambda p: p.name == target.name):
+            os.replace(item, target.parent / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul", "QLinearConv",
+              "MatMulInteger", "ConvInteger", "MatMulNBits", "DynamicQuantizeMatMul", "QAttention"}
+_INT4_TYPES = {onnx.TensorProto.INT4, onnx.TensorProto.UINT4}
+
+
+def quantization_of(model: "Model") -> str | None:
+    """The quantized precision a model already carries ("int8", "int8-weight", "int4-weight"), or None.
+
+    ``int8`` when activations are quantized (QuantizeLinear on a computed tensor),
+    ``int4-weight`` when weights are 4-bit, ``int8-weight`` for other weight-only forms.
+    """
+    graph = model.proto.graph
+    ops = [node for g in _iter_graphs(graph) for node in g.node]
+    if not any(node.op_type in _QUANT_OPS for node in ops):
+        return None
+    constants = {t.name for t in graph.initializer}
+    constants |= {out for node in ops if node.op_type == "Constant" for out in node.output}
+    int4 = {t.name for t in graph.initializer if t.data_type in _INT4_TYPES}
+    if any(node.op_type in ("QuantizeLinear", "DynamicQuantizeLinear", "QAttention", "DynamicQuantizeMatMul")
+           and node.input and node.input[0] not in constants for node in ops):
+        return "int8"
+    if any(node.op_type == "MatMulNBits" for node in ops) or any(
+            node.op_type == "DequantizeLinear" and node.input and node.input[0] in int4 for node in ops):
+        return "int4-weight"
+    return "int8-weight"

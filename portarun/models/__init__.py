@@ -1,0 +1,65 @@
+"""Built-in models, generated in ONNX directly from a fixed seed (no downloads, no torch).
+
+``build("mlp")`` returns a validated Model; the same name, seed and options give
+byte-identical bytes. ``names()`` lists what exists; each entry also records
+the feed sizes its symbolic dims default to (``default_dims``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import ModelNotFoundError
+from ..model import Model
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    name: str
+    module: str  # relative module holding ``build(**kwargs) -> Model``
+    description: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    default_dims: dict[str, int] = field(default_factory=dict)
+    kind: str = "model"  # "model", or "decoder" for KV-cache decoders (generation loop)
+
+    def builder(self) -> Callable[..., Model]:
+        return importlib.import_module(self.module, __name__).build
+
+
+_REGISTRY: dict[str, BuiltinModel] = {}
+
+
+def register(entry: BuiltinModel) -> None:
+    _REGISTRY[entry.name] = entry
+
+
+register(BuiltinModel("mlp", ".mlp", "MLP 64-256-256-10 (Gemm, Relu)", default_dims={"batch": 1}))
+register(BuiltinModel("cnn", ".cnn", "CNN on 3x32x32 (Conv, BatchNormalization, Relu, MaxPool, GlobalAveragePool)",
+                      default_dims={"batch": 1}))
+register(BuiltinModel("transformer", ".transformer",
+                      "transformer encoder block, hidden 256, 4 heads (MatMul, Softmax, LayerNormalization, Erf GELU)",
+                      default_dims={"batch": 1, "seq": 128}))
+
+
+def names(kind: str | None = None) -> list[str]:
+    return [n for n, e in _REGISTRY.items() if kind is None or e.kind == kind]
+
+
+def get(name: str) -> BuiltinModel:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        raise ModelNotFoundError(f"no built-in model named '{name}'",
+                                 hint=f"did you mean '{close[0]}'?" if close else f"built-ins: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def build(name: str, *, seed: int = 0, **overrides: Any) -> Model:
+    """Build the named built-in model; ``overrides`` change its size arguments."""
+    entry = get(name)
+    return entry.builder()(seed=seed, **{**entry.kwargs, **overrides})
+
+
+__all__ = ["BuiltinModel", "build", "get", "names", "register"]

@@ -1,0 +1,1 @@
+"""XLA backend (being built)."""

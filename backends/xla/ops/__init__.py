@@ -1,0 +1,1 @@
+"""ONNX op lowerings for the XLA backend, one module per op family."""

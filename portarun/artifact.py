@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from ._atomic import atomic_directory
 from ._version import __version__
 from .errors import ArtifactCorruptError, ArtifactIncompatibleError, InvalidTargetError
-from .model import Model
 from .types import Precision, Target, TensorSpec
 
 if TYPE_CHECKING:
@@ -142,14 +141,12 @@ def load_artifact(path: str | os.PathLike, target: Target | str | None = None, *
     reason = backend.artifact_incompatibility(manifest)
     if reason is None and wanted != backend.resolve_target(saved_target):
         reason = f"artifact was compiled for {saved_target}, not {wanted}"
-    precision = Precision.parse(manifest["precision"])
+    Precision.parse(manifest["precision"])  # an unknown precision is refused before any work
     if reason is not None:
         if not rebuild:
             raise ArtifactIncompatibleError(f"cannot load '{root}': {reason}",
                                             hint="recompile it, or load with rebuild=True (--rebuild)")
-        model = Model.load(root / SOURCE_MODEL)
-        model.name = manifest.get("model_name", model.name)
-        return backend.compile(model, wanted, precision, **manifest.get("options", {}))
+        return backend._rebuild(root, manifest, wanted)
     executable = backend._load(root, manifest, wanted)
     executable.model.name = manifest.get("model_name", executable.model.name)
     executable.inputs = tuple(TensorSpec.from_dict(s) for s in manifest["inputs"])

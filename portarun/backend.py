@@ -201,6 +201,15 @@ class Backend(ABC):
         model = Model.load(directory / "model.onnx")
         return self.compile(model, target, manifest["precision"], **manifest.get("options", {}))
 
+    def _rebuild(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
+        """Recompile an artifact that does not fit here (``rebuild=True``). Default: from the stored model.
+
+        A backend whose payload holds a portable intermediate form (OpenVINO IR) may rebuild from that.
+        """
+        model = Model.load(directory / "model.onnx")
+        model.name = manifest.get("model_name", model.name)
+        return self.compile(model, target, manifest["precision"], **manifest.get("options", {}))
+
     def device_hint(self, device: str) -> str | None:
         """How to get ``device`` working when it is a known kind missing here."""
         return self.install_hint or None

@@ -214,6 +214,16 @@ class Backend(ABC):
         """How to get ``device`` working when it is a known kind missing here."""
         return self.install_hint or None
 
+    def missing_targets(self, devices: list[Device]) -> dict[str, str]:
+        """Targets this backend knows but cannot use here (``devices`` are the usable ones): target -> hint.
+
+        ``portarun backends`` lists them, so a machine without, say, an AMD GPU stack says
+        what is missing for ``onnxruntime:rocm`` instead of staying silent.
+        """
+        present = {d.kind for d in devices}
+        return {f"{self.name}:{kind}": self.device_hint(kind) or "" for kind in self.device_kinds
+                if kind not in present}
+
     def artifact_incompatibility(self, manifest: dict[str, Any]) -> str | None:
         """Why an artifact cannot be loaded here (None when it can). Default: SDK version must match."""
         version = self.sdk_version()

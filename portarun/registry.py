@@ -44,6 +44,8 @@ class BackendInfo:
     description: str = ""
     reason: str | None = None
     install_hint: str | None = None
+    # targets the backend knows but cannot use here -> what to install (only for available backends)
+    missing_targets: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class BackendInfo:
             "version": self.version, "devices": [str(d.target) for d in self.devices],
             "precisions": self.precisions, "description": self.description,
             "reason": self.reason, "install_hint": self.install_hint,
+            "missing_targets": dict(self.missing_targets),
         }
 
 
@@ -170,6 +173,8 @@ class Registry:
             info.available = bool(info.devices)
             if not info.available:
                 info.reason = "no usable device found"
+            else:
+                info.missing_targets = backend.missing_targets(info.devices)
         except BackendUnavailableError as exc:
             info.reason = exc.message
             info.install_hint = exc.hint or info.install_hint

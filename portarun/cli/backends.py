@@ -44,6 +44,10 @@ def backends(as_json: bool, show_options: bool) -> None:
                 note += f" -> {info.install_hint}"
         rows.append([info.name, status, devices, ",".join(info.precisions) or "-", note])
     click.echo(table(["backend", "available", "targets", "precisions", "version / reason"], rows))
+    missing = [[target, hint or "-"] for info in infos for target, hint in info.missing_targets.items()]
+    if missing:
+        click.echo("\nTargets of available backends that cannot run here:")
+        click.echo(table(["target", "what is missing / how to get it"], missing))
     if show_options:
         for info in infos:
             try:

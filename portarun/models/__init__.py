@@ -42,6 +42,11 @@ register(BuiltinModel("cnn", ".cnn", "CNN on 3x32x32 (Conv, BatchNormalization, 
 register(BuiltinModel("transformer", ".transformer",
                       "transformer encoder block, hidden 256, 4 heads (MatMul, Softmax, LayerNormalization, Erf GELU)",
                       default_dims={"batch": 1, "seq": 128}))
+# Llama-style decoders with a KV cache (portarun.generate); sizes in portarun/models/decoder.py
+_DECODER_DIMS = {"batch": 1, "seq": 16, "past_seq": 0, "total_seq": 16}
+register(BuiltinModel("decoder-tiny", ".decoder", "Llama-style decoder, tiny (hidden 64, 2 layers, GQA 4/2 heads, vocab 256), KV cache", kwargs=dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=256, name="decoder-tiny"), default_dims=_DECODER_DIMS, kind="decoder"))
+register(BuiltinModel("decoder-small", ".decoder", "Llama-style decoder, ~100M params (hidden 768, 8 layers, GQA 12/4 heads, vocab 32000), KV cache", kwargs=dict(hidden=768, layers=8, heads=12, kv_heads=4, intermediate=2048, vocab=32000, name="decoder-small"), default_dims=_DECODER_DIMS, kind="decoder"))
+register(BuiltinModel("decoder-1b", ".decoder", "Llama-style decoder, TinyLlama-1.1B dims (hidden 2048, 22 layers, GQA 32/4 heads), KV cache, external data", kwargs=dict(hidden=2048, layers=22, heads=32, kv_heads=4, intermediate=5632, vocab=32000, name="decoder-1b"), default_dims=_DECODER_DIMS, kind="decoder"))
 
 
 def names(kind: str | None = None) -> list[str]:

@@ -1,33 +1,79 @@
-"""Conformance cases: a model, the feeds to run it with, and where its reference comes from."""
+"""Conformance cases: a model source, the feeds to run it with, and where its reference comes from.
+
+A case is plain data (picklable) so a spawned worker process can rebuild the
+model from ``source`` (``builtin:mlp`` or a path) instead of receiving it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 import portarun
 from portarun import Model, models
 
+# Models above this many weight elements are checked against onnxruntime:cpu at fp32,
+# because the reference evaluator (NumPy, op by op) becomes too slow for a CI run.
+LARGE_MODEL_PARAMS = 5_000_000
+REFERENCE_SMALL = "reference:cpu"
+REFERENCE_LARGE = "onnxruntime:cpu"
 
-@dataclass
+
+@dataclass(frozen=True)
 class Case:
     name: str
-    load: Callable[[], Model]
+    source: str  # "builtin:NAME" or a path to an .onnx file
     dims: dict[str, int] = field(default_factory=dict)
-    reference: str = "reference:cpu"  # small cases: the onnx reference evaluator
+    reference: str | None = None  # None: chosen by model size (REFERENCE_SMALL / REFERENCE_LARGE)
     seed: int = 0
     tokens_axis: str | None = None  # symbolic dim counted as tokens (tokens/s), e.g. "seq"
+    batch_axis: str = "batch"
+
+    def load(self) -> Model:
+        return portarun.load(self.source)
 
     def feeds(self, model: Model) -> dict[str, np.ndarray]:
         return portarun.random_feeds(model.inputs, seed=self.seed, dims=self.dims)
 
+    def reference_target(self, model: Model) -> str:
+        if self.reference:
+            return self.reference
+        params = sum(int(np.prod(t.dims)) for t in model.proto.graph.initializer)
+        return REFERENCE_LARGE if params > LARGE_MODEL_PARAMS else REFERENCE_SMALL
 
-def builtin_cases() -> list[Case]:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def builtin_cases(names: list[str] | None = None) -> list[Case]:
+    """One case per built-in model (kind "model"), with the model's default feed sizes."""
     cases = []
-    for name in models.names(kind="model"):
+    for name in names or models.names(kind="model"):
         entry = models.get(name)
-        cases.append(Case(name=f"builtin:{name}", load=lambda n=name: models.build(n), dims=dict(entry.default_dims),
-                          tokens_axis="seq" if "seq" in entry.default_dims else None))
+        dims = dict(entry.default_dims)
+        cases.append(Case(name=f"builtin:{name}", source=f"builtin:{name}", dims=dims,
+                          tokens_axis="seq" if "seq" in dims else None))
     return cases
+
+
+def case_for(source: str, dims: dict[str, int] | None = None, *, reference: str | None = None,
+             tokens_axis: str | None = None) -> Case:
+    """A case for a model the user names: a built-in (``builtin:mlp`` / ``mlp``) or a path."""
+    text = str(source)
+    bare = text[len("builtin:"):] if text.startswith("builtin:") else text
+    if bare in models.names() and (text.startswith("builtin:") or not _exists(text)):
+        base = builtin_cases([bare])[0]
+        return Case(base.name, base.source, {**base.dims, **(dims or {})}, reference,
+                    tokens_axis=tokens_axis or base.tokens_axis)
+    model = portarun.load(text)  # fails early with the loader's message when the path is wrong
+    symbolic = {d for spec in model.inputs for d in (spec.shape or ()) if isinstance(d, str)}
+    axis = tokens_axis or next((d for d in ("seq", "sequence", "sequence_length", "seq_len") if d in symbolic), None)
+    return Case(model.name or text, text, dict(dims or {}), reference, tokens_axis=axis)
+
+
+def _exists(path: str) -> bool:
+    from pathlib import Path
+
+    return Path(path).exists()

@@ -1,41 +1,27 @@
-"""Run cases x targets x precisions: parity against the case's reference, then latency."""
+"""The matrix: cases x targets x precisions, each cell in an isolated worker with a timeout.
+
+For each case the reference outputs are computed once (in the worker too: the
+reference can hang as well), then every (target, precision) cell compiles,
+checks parity and provenance, and measures latency. A crash or a timeout fails
+that cell and the worker restarts for the next one.
+"""
 
 from __future__ import annotations
 
-import statistics
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
-
-import numpy as np
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
 
 import portarun
-from portarun import Comparison, PortarunError, Precision, Target
+from portarun import Precision, Target
+from portarun.registry import resolve_target
 
 from .cases import Case
-from .tolerances import tolerance_for
+from .isolation import InProcess, IsolatedWorker
+from .tasks import case_task, reference_task
+from .tolerances import explain_tolerance
 
-
-@dataclass
-class Timing:
-    runs: int
-    median_ms: float
-    p99_ms: float
-    min_ms: float
-
-    @classmethod
-    def measure(cls, fn: Callable[[], Any], *, warmup: int = 3, runs: int = 20, budget_s: float = 5.0) -> "Timing":
-        for _ in range(warmup):
-            fn()
-        samples = []
-        deadline = time.perf_counter() + budget_s
-        while len(samples) < runs and (len(samples) < 3 or time.perf_counter() < deadline):
-            start = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - start) * 1e3)
-        samples.sort()
-        p99 = samples[min(len(samples) - 1, int(round(0.99 * (len(samples) - 1))))]
-        return cls(len(samples), statistics.median(samples), p99, samples[0])
+DEFAULT_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -43,65 +29,132 @@ class CaseResult:
     case: str
     target: str
     precision: str
-    status: str  # "pass", "fail", "error", "skip"
-    comparison: Comparison | None = None
-    timing: Timing | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
+    status: str  # "pass", "fail", "error", "skip", "crash", "timeout"
     message: str = ""
+    reference: str = ""
+    tolerance: dict[str, Any] = field(default_factory=dict)
+    tolerance_overrides: list[str] = field(default_factory=list)
+    comparison: dict[str, Any] | None = None
+    summary: str = ""
+    benchmark: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance_ok: bool | None = None
+    localization: dict[str, Any] | None = None
+    weight_bytes: int | None = None
+    tokens_axis: str | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    cost: dict[str, Any] | None = None  # filled in by the report from a hardware profile
 
     @property
     def passed(self) -> bool:
         return self.status in ("pass", "skip")
 
+    @property
+    def failed(self) -> bool:
+        return not self.passed
+
+    @property
+    def cosine(self) -> float | None:
+        if not self.comparison or not self.comparison.get("outputs"):
+            return None
+        return min(o.get("cosine", 1.0) for o in self.comparison["outputs"])
+
+    @property
+    def max_abs(self) -> float | None:
+        if not self.comparison or not self.comparison.get("outputs"):
+            return None
+        return max(o.get("max_abs", 0.0) for o in self.comparison["outputs"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass
 class MatrixResult:
     results: list[CaseResult]
+    seconds: float = 0.0
+    worker_restarts: int = 0
+    node_suite: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        return all(r.passed for r in self.results) and not (self.node_suite or {}).get("failed_targets")
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return counts
 
 
-def run_case(case: Case, target: Target | str, precision: Precision | str, *, runs: int = 20,
-             reference_outputs: dict[str, np.ndarray] | None = None) -> CaseResult:
-    precision = Precision.parse(precision)
-    target = Target.parse(target)
-    model = case.load()
-    feeds = case.feeds(model)
+def default_targets() -> list[Target]:
+    """Every available target except the reference (it is the oracle, not a candidate)."""
+    return [t for t in portarun.available_targets() if t.backend != "reference"]
+
+
+def precisions_for(target: Target | str) -> list[Precision]:
+    """Every precision the target's backend declares (unsupported ones become skips, with the reason)."""
     try:
-        backend = portarun.get_backend(target.backend)
-        support = backend.supports(model, target, precision)
-        if not support:
-            return CaseResult(case.name, str(target), precision.value, "skip", message=support.reason)
-        with portarun.compile(model, target, precision) as exe:
-            outputs = exe.run(feeds)
-            if reference_outputs is None:
-                with portarun.compile(model, case.reference, Precision.FP32) as ref:
-                    reference_outputs = ref.run(feeds)
-            comparison = portarun.compare(outputs, reference_outputs,
-                                          tolerance_for(precision, backend=target.backend, case=case.name))
-            timing = Timing.measure(lambda: exe.run(feeds), runs=runs)
-            return CaseResult(case.name, str(target), precision.value, "pass" if comparison else "fail",
-                              comparison=comparison, timing=timing, provenance=exe.provenance.to_dict(),
-                              message="" if comparison else comparison.summary())
-    except PortarunError as exc:
-        return CaseResult(case.name, str(target), precision.value, "error", message=str(exc))
+        return list(portarun.get_backend(resolve_target(target).backend).precisions)
+    except portarun.PortarunError:
+        return [Precision.FP32]
 
 
-def run_matrix(cases: Iterable[Case], targets: Iterable[Target | str], precisions: Iterable[Precision | str], *,
-               runs: int = 20, progress: Callable[[CaseResult], None] | None = None) -> MatrixResult:
-    results = []
-    for case in cases:
-        reference_outputs = None
-        for target in targets:
-            for precision in precisions:
-                if reference_outputs is None:
-                    model = case.load()
-                    with portarun.compile(model, case.reference, Precision.FP32) as ref:
-                        reference_outputs = ref.run(case.feeds(model))
-                result = run_case(case, target, precision, runs=runs, reference_outputs=reference_outputs)
-                results.append(result)
-                if progress:
-                    progress(result)
-    return MatrixResult(results)
+def run_matrix(cases: Iterable[Case], targets: Iterable[Target | str],
+               precisions: Sequence[Precision | str] | None = None, *, runs: int = 20, warmup: int = 3,
+               budget_s: float = 5.0, timeout_s: float = DEFAULT_TIMEOUT_S, isolate: bool = True,
+               plugins: Sequence[str] = (), localize_failures: bool = True,
+               progress: Callable[[CaseResult, int, int], None] | None = None) -> MatrixResult:
+    """Run every case on every target at every precision (``None``: each backend's own list)."""
+    start = time.perf_counter()
+    cases, targets = list(cases), [str(t) for t in targets]
+    plan = [(case, target, Precision.parse(p))
+            for case in cases for target in targets
+            for p in (precisions if precisions else precisions_for(target))]
+    results: list[CaseResult] = []
+    runner = IsolatedWorker(plugins) if isolate else InProcess(plugins)
+    references: dict[str, Any] = {}
+    try:
+        for case, target, precision in plan:
+            if case.name not in references:
+                references[case.name] = runner.call(reference_task, case, timeout_s=timeout_s)
+            result = _run_cell(runner, case, target, precision, references[case.name], runs=runs, warmup=warmup,
+                               budget_s=budget_s, timeout_s=timeout_s, localize_failures=localize_failures)
+            results.append(result)
+            if progress:
+                progress(result, len(results), len(plan))
+    finally:
+        runner.close()
+    return MatrixResult(results, time.perf_counter() - start, runner.restarts)
+
+
+def _run_cell(runner: Any, case: Case, target: str, precision: Precision, reference: Any, **kw: Any) -> CaseResult:
+    backend = Target.parse(target).backend
+    tolerance, why = explain_tolerance(precision, backend=backend, case=case.name)
+    result = CaseResult(case.name, target, precision.value, "error", tolerance=tolerance.to_dict(),
+                        tolerance_overrides=why, tokens_axis=case.tokens_axis)
+    if not reference.ok:
+        result.status = "error" if reference.status == "error" else reference.status
+        result.message = f"reference failed ({reference.status}): {_first_line(reference.message)}"
+        return result
+    result.reference = reference.value["reference"]
+    outcome = runner.call(case_task, case, target, precision.value, reference.value["outputs"], tolerance.to_dict(),
+                          reference=result.reference, runs=kw["runs"], warmup=kw["warmup"], budget_s=kw["budget_s"],
+                          localize_failures=kw["localize_failures"], timeout_s=kw["timeout_s"])
+    result.seconds = outcome.seconds
+    if not outcome.ok:
+        result.status = outcome.status if outcome.status in ("crash", "timeout") else "error"
+        result.message = f"{outcome.status}: {_first_line(outcome.message)}"
+        return result
+    data = outcome.value
+    for key in ("status", "message", "comparison", "summary", "benchmark", "provenance", "provenance_ok",
+                "localization", "weight_bytes", "notes"):
+        if key in data:
+            setattr(result, key, data[key])
+    return result
+
+
+def _first_line(text: str) -> str:
+    text = (text or "").strip()
+    return text.splitlines()[0] if text else ""

@@ -1,34 +1,67 @@
-"""Tolerances per precision, with per-backend/per-case overrides, from one data file."""
+"""Tolerances per precision, with justified per-backend / per-case / per-op overrides, from one data file.
+
+``data/tolerances.json`` holds one base tolerance per precision and a list of
+overrides. An override matches on every selector it names (``precision``,
+``backend``, ``case``, ``op``) and must carry a ``why``: a looser number with no
+reason is how conformance suites rot. The most specific match wins (more
+selectors), later entries break ties.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from portarun import Precision, Tolerance
+from portarun import Precision, Tolerance, UsageError
+
+SELECTORS = ("precision", "backend", "case", "op")
+NUMBERS = ("rtol", "atol", "min_cosine", "min_within")
 
 
-@functools.lru_cache(maxsize=1)
-def _table() -> dict[str, Any]:
-    return json.loads(resources.files(__package__).joinpath("data/tolerances.json").read_text())
+@functools.lru_cache(maxsize=4)
+def load_table(path: str | None = None) -> dict[str, Any]:
+    """The tolerance table (the packaged one, or ``path``); checked for shape and justifications."""
+    text = Path(path).read_text() if path else resources.files(__package__).joinpath("data/tolerances.json").read_text()
+    table = json.loads(text)
+    for precision in table.get("precisions", {}):
+        Precision.parse(precision)
+    for n, override in enumerate(table.get("overrides", [])):
+        if not str(override.get("why", "")).strip():
+            raise UsageError(f"tolerance override #{n} has no 'why'",
+                             hint="every loosened tolerance must say why it is justified")
+        unknown = set(override) - set(SELECTORS) - set(NUMBERS) - {"why"}
+        if unknown:
+            raise UsageError(f"tolerance override #{n} has unknown keys {sorted(unknown)}",
+                             hint=f"selectors: {SELECTORS}; numbers: {NUMBERS}")
+    return table
 
 
-def tolerance_for(precision: Precision | str, *, backend: str | None = None, case: str | None = None) -> Tolerance:
-    """The tolerance for ``precision``; an override matching backend and/or case wins.
+def _matches(override: dict[str, Any], wanted: dict[str, str | None]) -> bool:
+    return all(override[key] == wanted[key] for key in SELECTORS if key in override)
 
-    Overrides are entries ``{"backend": ..., "case": ..., "precision": ..., "rtol": ..., "why": ...}``;
-    every key but the numbers is optional and must match when present.
-    """
+
+def tolerance_for(precision: Precision | str, *, backend: str | None = None, case: str | None = None,
+                  op: str | None = None, table: dict[str, Any] | None = None) -> Tolerance:
+    """The tolerance for ``precision``, with matching overrides applied (most specific last)."""
+    return explain_tolerance(precision, backend=backend, case=case, op=op, table=table)[0]
+
+
+def explain_tolerance(precision: Precision | str, *, backend: str | None = None, case: str | None = None,
+                      op: str | None = None, table: dict[str, Any] | None = None) -> tuple[Tolerance, list[str]]:
+    """(tolerance, the 'why' of every override applied) for reports."""
     precision = Precision.parse(precision)
-    base = dict(_table()["precisions"][precision.value])
-    for override in _table().get("overrides", []):
-        if override.get("precision", precision.value) != precision.value:
-            continue
-        if "backend" in override and override["backend"] != backend:
-            continue
-        if "case" in override and override["case"] != case:
-            continue
-        base.update({k: v for k, v in override.items() if k in ("rtol", "atol", "min_cosine", "min_within")})
-    return Tolerance(**base)
+    table = table or load_table()
+    if precision.value not in table["precisions"]:
+        raise UsageError(f"no tolerance for precision {precision} in the tolerance table")
+    values = dict(table["precisions"][precision.value])
+    wanted = {"precision": precision.value, "backend": backend, "case": case, "op": op}
+    matching = [(sum(key in o for key in SELECTORS), n, o) for n, o in enumerate(table.get("overrides", []))
+                if _matches(o, wanted)]
+    reasons = []
+    for _, _, override in sorted(matching, key=lambda item: (item[0], item[1])):
+        values.update({k: v for k, v in override.items() if k in NUMBERS})
+        reasons.append(override["why"])
+    return Tolerance(**values), reasons

@@ -1,0 +1,214 @@
+"""Measure an Executable: warm-up, then N timed runs; medians, p99, throughput, peak memory, energy.
+
+Energy comes from a sensor when one is readable: NVML board power for CUDA
+targets (``pynvml``), Linux powercap RAPL (``/sys/class/powercap/intel-rapl:*``)
+for CPUs. Otherwise the result says ``energy: not measured`` and why; nothing is
+estimated behind the user's back. RAPL measures the CPU package(s), NVML the GPU
+board: neither is wall power (MLPerf measures AC wall power), and the result
+names which one it used.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 100]) of ``samples``; the p99 of 20 runs is the slowest."""
+    if not samples:
+        raise ValueError("no samples")
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class EnergyReading:
+    joules_per_run: float | None
+    sensor: str  # "rapl", "nvml", or "none"
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _RaplSensor:
+    """Sum of package energy counters under /sys/class/powercap (microjoules, wrapping)."""
+
+    name = "rapl"
+    ROOT = Path("/sys/class/powercap")
+
+    def __init__(self) -> None:
+        self.zones = []
+        for zone in sorted(self.ROOT.glob("intel-rapl:*")):
+            if zone.name.count(":") != 1:  # packages only; sub-zones are inside them
+                continue
+            energy, limit = zone / "energy_uj", zone / "max_energy_range_uj"
+            int(energy.read_text())  # raises when unreadable (root-only since 2020 on many kernels)
+            self.zones.append((energy, int(limit.read_text()) if limit.exists() else 2**32))
+        if not self.zones:
+            raise OSError("no RAPL package zones")
+
+    def read(self) -> list[int]:
+        return [int(path.read_text()) for path, _ in self.zones]
+
+    def joules(self, start: list[int], end: list[int]) -> float:
+        total = 0
+        for (_, wrap), a, b in zip(self.zones, start, end):
+            total += b - a if b >= a else b + wrap - a
+        return total / 1e6
+
+
+class _NvmlSensor:
+    """Total energy counter of one NVIDIA GPU (millijoules; Volta and newer)."""
+
+    name = "nvml"
+
+    def __init__(self, index: int = 0) -> None:
+        import pynvml  # noqa: PLC0415 - optional, only where NVIDIA drivers exist
+
+        pynvml.nvmlInit()
+        self._nvml = pynvml
+        self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+
+    def read(self) -> int:
+        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+
+    def joules(self, start: int, end: int) -> float:
+        return (end - start) / 1e3
+
+
+def energy_sensor(device_kind: str = "cpu", index: int | None = None) -> tuple[Any | None, str]:
+    """A readable sensor for the device kind, or (None, why not)."""
+    if device_kind in ("cuda", "gpu", "tensorrt"):
+        try:
+            return _NvmlSensor(index or 0), ""
+        except Exception as exc:  # no pynvml, no driver, or an old GPU without the counter
+            return None, f"NVML energy counter not readable ({type(exc).__name__}: {exc})"
+    if device_kind == "cpu":
+        try:
+            return _RaplSensor(), ""
+        except (OSError, ValueError) as exc:
+            return None, f"RAPL not readable ({exc}); it is root-only on many kernels"
+    return None, f"no energy sensor known for device kind '{device_kind}'"
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def current_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class BenchmarkResult:
+    runs: int
+    warmup: int
+    median_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+    items_per_run: int
+    tokens_per_run: int | None
+    items_per_second: float
+    tokens_per_second: float | None
+    peak_memory_bytes: int
+    peak_memory_source: str
+    energy: EnergyReading
+    samples_ms: list[float] = field(default_factory=list)
+
+    def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        data["energy"] = self.energy.to_dict()
+        if not samples:
+            data.pop("samples_ms")
+        return data
+
+
+def measure(fn: Callable[[], Any], *, warmup: int = 3, runs: int = 20, min_runs: int = 3,
+            budget_s: float | None = None, items_per_run: int = 1, tokens_per_run: int | None = None,
+            device_kind: str = "cpu", device_index: int | None = None) -> BenchmarkResult:
+    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed (``budget_s`` may stop early
+    after ``min_runs``). Throughput is items (batch) and tokens (batch x sequence) per median run."""
+    if runs < 1 or warmup < 0:
+        raise ValueError("runs must be >= 1 and warmup >= 0")
+    for _ in range(warmup):
+        fn()
+    sensor, why = energy_sensor(device_kind, device_index)
+    samples: list[float] = []
+    deadline = None if budget_s is None else time.perf_counter() + budget_s
+    start_energy = sensor.read() if sensor else None
+    while len(samples) < runs:
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+        if deadline is not None and len(samples) >= min_runs and time.perf_counter() > deadline:
+            break
+    energy = EnergyReading(None, "none", why)
+    if sensor is not None:
+        joules = sensor.joules(start_energy, sensor.read())
+        energy = EnergyReading(joules / len(samples), sensor.name,
+                               "CPU package energy (RAPL), not wall power" if sensor.name == "rapl"
+                               else "GPU board energy (NVML), not wall power")
+    median = statistics.median(samples)
+    per_second = 1e3 / median if median > 0 else math.inf
+    return BenchmarkResult(
+        runs=len(samples), warmup=warmup, median_ms=median, p99_ms=percentile(samples, 99),
+        mean_ms=statistics.fmean(samples), min_ms=min(samples), max_ms=max(samples),
+        items_per_run=items_per_run, tokens_per_run=tokens_per_run,
+        items_per_second=items_per_run * per_second,
+        tokens_per_second=None if tokens_per_run is None else tokens_per_run * per_second,
+        peak_memory_bytes=peak_rss_bytes(), peak_memory_source="process peak RSS (ru_maxrss)",
+        energy=energy, samples_ms=samples)
+
+
+def benchmark_executable(executable: Any, feeds: Mapping[str, np.ndarray], *, warmup: int = 3, runs: int = 20,
+                         budget_s: float | None = None, batch_axis: str = "batch",
+                         tokens_axis: str | None = None, dims: Mapping[str, int] | None = None) -> BenchmarkResult:
+    """Benchmark ``executable.run(feeds)``; items = the ``batch_axis`` size, tokens = items x ``tokens_axis``."""
+    dims = dict(dims or {})
+    sizes = _symbolic_sizes(executable.inputs, feeds)
+    sizes.update(dims)
+    items = int(sizes.get(batch_axis, 1))
+    tokens = items * int(sizes[tokens_axis]) if tokens_axis and tokens_axis in sizes else None
+    checked = dict(feeds)
+    executable.run(checked)  # validates the feeds once, so the timed runs skip the check
+    kind = getattr(getattr(executable, "target", None), "device", None) or "cpu"
+    return measure(lambda: executable.run(checked, check=False), warmup=warmup, runs=runs, budget_s=budget_s,
+                   items_per_run=items, tokens_per_run=tokens, device_kind=kind,
+                   device_index=getattr(executable.target, "index", None))
+
+
+def _symbolic_sizes(specs: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for spec in specs:
+        array = feeds.get(spec.name)
+        if array is None or spec.shape is None:
+            continue
+        for dim, size in zip(spec.shape, np.shape(array)):
+            if isinstance(dim, str):
+                sizes.setdefault(dim, int(size))
+    return sizes
+
+
+__all__ = ["BenchmarkResult", "EnergyReading", "benchmark_executable", "current_rss_bytes", "energy_sensor",
+           "measure", "peak_rss_bytes", "percentile"]

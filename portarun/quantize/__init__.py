@@ -1,1 +1,21 @@
-"""Vendor-neutral quantization (INT8 / INT4 QDQ). Being built: see issue "Quantization"."""
+"""Vendor-neutral quantization: one standard ONNX QDQ artifact that every backend consumes.
+
+    import portarun
+    q = portarun.quantize("model.onnx", "int4-weight", accuracy_floor="cosine=0.98")
+    print(q.summary())
+    q.save("model.q.onnx")
+
+Precisions: ``int8`` (per-channel int8 weights, calibrated uint8 activations on the
+inputs of MatMul/Gemm/Conv), ``int8-weight`` (weights only), ``int4-weight``
+(opset-21 blocked INT4/UINT4 weights). An accuracy floor, measured on held-out
+samples against the float model, drives a per-layer fallback toward float.
+"""
+
+from .accuracy import Accuracy, AccuracyFloor
+from .calibration import RandomCalibration
+from .numerics import dequantize, pack_int4, quantize_blocked_int4, quantize_per_channel_int8, unpack_int4
+from .quantizer import quantize
+from .report import NodeDecision, QuantizationReport, QuantizedModel
+
+__all__ = ["Accuracy", "AccuracyFloor", "NodeDecision", "QuantizationReport", "QuantizedModel", "RandomCalibration",
+           "dequantize", "pack_int4", "quantize", "quantize_blocked_int4", "quantize_per_channel_int8", "unpack_int4"]

@@ -1,0 +1,208 @@
+"""``quantize``: float model -> standard QDQ model that meets an accuracy floor, or says it cannot.
+
+1. Find the weight-carrying nodes (MatMul, Gemm, Conv, embedding Gather) and
+   start every one at the requested level; ``exclude`` keeps nodes or op types float.
+2. For static int8, calibrate the activation inputs of those nodes. Only the
+   inputs of weight-carrying nodes get QDQ pairs: residual Adds, LayerNorm and
+   Softmax inputs stay float (quantizing them wrecks small transformers, DESIGN §5).
+3. Build, run the held-out samples, compare with the float model. While the floor
+   fails, rank the quantized nodes by sensitivity (each quantized alone; error
+   vs float) and move the most sensitive one step toward float
+   (int4 -> int8 -> float; int8+activation -> int8 weight -> float), re-measuring
+   after each step and re-ranking when every ranked node has moved once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+import numpy as np
+import onnx
+
+from ..errors import CheckFailedError, ModelError, UsageError
+from ..model import Model, quantization_of
+from ..types import Precision
+from .accuracy import AccuracyFloor, measure
+from .calibration import METHODS, RandomCalibration, RangeCollector, load_samples, split_holdout
+from .evaluator import Evaluator, with_outputs
+from .report import NodeDecision, QuantizationReport, QuantizedModel
+from .rewrite import DEMOTE, Options, Target, build, find_targets, needed_opset, upgrade_opset
+
+START_LEVEL = {Precision.INT4_WEIGHT: "int4", Precision.INT8_WEIGHT: "int8", Precision.INT8: "int8+act"}
+BLOCK_SIZES = (16, 32, 64, 128, 256)
+DEFAULT_RANDOM_SAMPLES = 8
+
+
+def _builtin_dims(model: Model) -> dict[str, int]:
+    from .. import models
+
+    return dict(models.get(model.name).default_dims) if model.name in models.names() else {}
+
+
+def _describe(source: Any, count: int) -> str:
+    if isinstance(source, RandomCalibration):
+        return f"{count} random samples (seed {source.seed})"
+    if isinstance(source, (str, os.PathLike)):
+        return f"{count} samples from {os.fspath(source)}"
+    return f"{count} samples given"
+
+
+def _excluded(target: Target, exclude: Iterable[str]) -> bool:
+    return any(item in (target.node, target.op, target.weight) for item in exclude)
+
+
+def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "Precision | str" = "int8", *,
+             calibration: Any = None, validation: Any = None,
+             accuracy_floor: "AccuracyFloor | str | dict | None" = None, method: str = "minmax",
+             block_size: int = 128, symmetric: bool = True, exclude: Iterable[str] = (),
+             evaluator: str = "auto", seed: int = 0, dims: dict[str, int] | None = None,
+             strict: bool = False) -> QuantizedModel:
+    """Quantize ``model`` to ``precision`` (``int8``, ``int8-weight`` or ``int4-weight``).
+
+    ``calibration``: an .npz path, ``RandomCalibration(n, seed=...)``, a dict of arrays, or an
+    iterable of feed dicts; default ``RandomCalibration(8, seed=seed)``. A quarter of it is held
+    out for validation unless ``validation`` is given. ``accuracy_floor``: ``"cosine=0.99,top1=0.95"``
+    or an ``AccuracyFloor``; default cosine 0.999 / 0.99 / 0.98 for int8-weight / int8 / int4-weight.
+    ``strict`` raises ``CheckFailedError`` when the floor cannot be met instead of reporting it.
+    """
+    from ..api import load
+
+    loaded = load(model)
+    precision = Precision.parse(precision)
+    if not precision.is_quantized:
+        raise UsageError(f"'{precision}' is not a quantized precision",
+                         hint="choose int8, int8-weight or int4-weight")
+    carried = quantization_of(loaded)
+    if carried is not None:
+        raise ModelError(f"model '{loaded.name}' is already quantized ({carried}); portarun quantizes float models",
+                         hint=f"compile it as is with -p {carried}, or quantize the float original")
+    if method not in METHODS:
+        raise UsageError(f"unknown calibration method '{method}'", hint=f"choose one of {', '.join(METHODS)}")
+    if precision is Precision.INT4_WEIGHT and block_size not in BLOCK_SIZES:
+        raise UsageError(f"int4 block size {block_size} is not supported",
+                         hint=f"choose one of {', '.join(map(str, BLOCK_SIZES))} (32-128 is typical)")
+    floor = AccuracyFloor.parse(accuracy_floor, precision)
+    exclude = tuple(exclude)
+
+    dims = {**_builtin_dims(loaded), **(dims or {})}
+    source = calibration if calibration is not None else RandomCalibration(DEFAULT_RANDOM_SAMPLES, seed=seed, dims=dims)
+    if isinstance(source, RandomCalibration) and not source.dims:
+        source.dims = dims
+    samples = load_samples(loaded, source)
+    if validation is not None:
+        calib, valid, held_out = samples, load_samples(loaded, validation), True
+    else:
+        calib, valid, held_out = split_holdout(samples)
+    runner = Evaluator(evaluator)
+
+    targets = find_targets(loaded.proto)
+    start = START_LEVEL[precision]
+    levels: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    for t in targets:
+        if _excluded(t, exclude):
+            levels[t.node], reasons[t.node] = "float", "excluded by request"
+        elif start == "int8+act" and t.activation is None:
+            levels[t.node] = "int8"
+            reasons[t.node] = "no float activation input to quantize (weight-only)"
+        else:
+            levels[t.node] = start
+    unknown = [e for e in exclude if not any(e in (t.node, t.op, t.weight) for t in targets)]
+    if unknown:
+        names = sorted({t.node for t in targets} | {t.op for t in targets})
+        raise UsageError(f"--exclude {', '.join(unknown)} matches no quantizable node or op type",
+                         hint=f"quantizable: {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}")
+
+    base = upgrade_opset(loaded.proto, needed_opset(levels))
+    opts = Options(block_size=block_size, symmetric=symmetric)
+    if start == "int8+act":
+        opts.act_ranges = _calibrate(base, [t for t in targets if levels[t.node] == "int8+act"], calib, runner,
+                                     method)
+
+    output_names = [o.name for o in loaded.outputs]
+    reference = runner.run(base, valid, outputs=output_names)
+
+    def evaluate(trial: dict[str, str]):
+        candidate = build(base, targets, trial, opts)
+        return measure(runner.run(candidate, valid, outputs=output_names), reference, floor)
+
+    steps: list[str] = []
+    accuracy = evaluate(levels)
+    queue: list[str] = []
+    while not accuracy.passed:
+        if not queue:
+            queue = _rank(targets, levels, evaluate)
+            if not queue:
+                break
+        node = queue.pop(0)
+        if levels[node] == "float":
+            continue
+        old, levels[node] = levels[node], DEMOTE[levels[node]]
+        reasons[node] = f"sensitive: moved {old} -> {levels[node]} to meet the floor"
+        accuracy = evaluate(levels)
+        steps.append(f"{node}: {old} -> {levels[node]} (then {accuracy.text()})")
+
+    all_float = all(level == "float" for level in levels.values())
+    floor_met = accuracy.passed and not all_float
+    if all_float and targets:
+        accuracy.failures.append("every quantizable node had to stay float")
+    final = build(base, targets, levels, opts)
+    final.graph.name = loaded.proto.graph.name
+    _full_check(final, loaded.name)
+    quantized = Model.from_proto(final, name=loaded.name, check=False)
+    report = QuantizationReport(
+        precision=precision.value, floor=floor.text(), floor_met=floor_met,
+        calibration=_describe(source, len(samples)),
+        calibration_method=method if start == "int8+act" else "weights only (no activation ranges)",
+        validation=(f"{len(valid)} held-out samples" if held_out
+                    else f"the {len(valid)} calibration sample(s) (too few to hold any out)"),
+        evaluator=runner.target,
+        weight_bytes_before=loaded.stats().parameter_bytes, weight_bytes_after=quantized.stats().parameter_bytes,
+        accuracy=accuracy,
+        nodes=[NodeDecision(t.node, t.op, t.weight, levels[t.node], reasons.get(t.node, "")) for t in targets],
+        fallback_steps=steps, opset=quantized.opset,
+        block_size=block_size if precision is Precision.INT4_WEIGHT else None, symmetric=symmetric,
+    )
+    if strict and not floor_met:
+        raise CheckFailedError(f"quantizing '{loaded.name}' to {precision} cannot meet the accuracy floor "
+                               f"({floor.text()}): {'; '.join(accuracy.failures)}",
+                               hint="lower the floor, use a higher precision, or give representative calibration data")
+    return QuantizedModel(quantized, precision, report)
+
+
+def _calibrate(base: onnx.ModelProto, targets: list[Target], samples: list[dict[str, np.ndarray]],
+               runner: Evaluator, method: str) -> dict[str, tuple[float, float]]:
+    """Float range of each activation input of ``targets`` over the calibration samples."""
+    tensors = sorted({t.activation for t in targets if t.activation is not None})
+    if not tensors:
+        return {}
+    feeds_names = {i.name for i in base.graph.input}
+    computed = [name for name in tensors if name not in feeds_names]
+    collectors = {name: RangeCollector(method) for name in tensors}
+    results = runner.run(with_outputs(base, computed), samples, outputs=computed) if computed else [{}] * len(samples)
+    for sample, result in zip(samples, results):
+        for name in tensors:
+            collectors[name].add(sample[name] if name in feeds_names else result[name])
+    return {name: collector.range() for name, collector in collectors.items()}
+
+
+def _rank(targets: list[Target], levels: dict[str, str], evaluate) -> list[str]:
+    """Quantized nodes, most sensitive first: each quantized alone, scored by NMSE vs the float model."""
+    scores = []
+    for t in targets:
+        if levels[t.node] == "float":
+            continue
+        alone = {other.node: "float" for other in targets}
+        alone[t.node] = levels[t.node]
+        scores.append((-evaluate(alone).nmse, t.index, t.node))
+    return [node for _, _, node in sorted(scores)]
+
+
+def _full_check(proto: onnx.ModelProto, name: str) -> None:
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:  # a bug in the rewrite
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"the quantized '{name}' fails onnx.checker: {first}",
+                         hint="please report this; quantize with --exclude on the node it names meanwhile") from None

@@ -1,0 +1,198 @@
+"""Graph rewriting: which nodes carry quantizable weights, and the QDQ model for a given plan.
+
+A *plan* maps each weight-carrying node to a level: ``int4`` (blocked
+DequantizeLinear on the weight), ``int8`` (per-channel DequantizeLinear on the
+weight), ``int8+act`` (that, plus a QuantizeLinear/DequantizeLinear pair on the
+activation input: static int8), or ``float``. Building is a pure function of
+the float model, the plan and the activation ranges, so the accuracy search
+can rebuild any mix cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..errors import ModelError
+from .numerics import QuantizedTensor, activation_params, pack_int4, quantize_blocked_int4, quantize_per_channel_int8
+
+LEVELS = ("int4", "int8", "int8+act", "float")
+# one step toward float for each level (the sensitivity fallback ladder)
+DEMOTE = {"int4": "int8", "int8+act": "int8", "int8": "float"}
+INT4_OPSET, INT8_OPSET = 21, 13
+IR_FOR_OPSET = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11, 24: 11, 25: 12}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A node whose weight input can be quantized."""
+
+    node: str
+    op: str
+    index: int  # position of the node in the graph
+    weight: str  # initializer name
+    weight_input: int  # which input of the node is the weight
+    channel_axis: int  # per-channel int8 scales run along this axis (output channels)
+    block_axis: int  # int4 blocks run along this axis (the reduction axis)
+    activation: str | None  # the float activation input, for static int8 (None: not quantizable)
+
+
+@dataclass
+class Options:
+    block_size: int = 128
+    symmetric: bool = True
+    act_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    return next((a.i for a in node.attribute if a.name == name), default)
+
+
+def find_targets(proto: onnx.ModelProto) -> list[Target]:
+    """MatMul / Gemm / Conv with a constant weight, and Gather from a constant 2-D table (embeddings)."""
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer if t.data_type in (TensorProto.FLOAT,)}
+    graph_inputs = {vi.name for vi in graph.input}
+    targets = []
+    for index, node in enumerate(graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        ins = list(node.input)
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type == "MatMul" and len(ins) == 2 and ins[1] in inits and len(inits[ins[1]].dims) == 2 \
+                and ins[1] not in graph_inputs:
+            targets.append(Target(name, "MatMul", index, ins[1], 1, 1, 0, ins[0] if ins[0] not in inits else None))
+        elif node.op_type == "Gemm" and len(ins) >= 2 and ins[1] in inits and ins[1] not in graph_inputs:
+            trans_b = _attr(node, "transB", 0)
+            act = ins[0] if ins[0] not in inits and not _attr(node, "transA", 0) else None
+            targets.append(Target(name, "Gemm", index, ins[1], 1, 0 if trans_b else 1, 1 if trans_b else 0, act))
+        elif node.op_type == "Conv" and len(ins) >= 2 and ins[1] in inits and ins[1] not in graph_inputs:
+            targets.append(Target(name, "Conv", index, ins[1], 1, 0, 1, ins[0] if ins[0] not in inits else None))
+        elif node.op_type == "Gather" and len(ins) == 2 and ins[0] in inits and len(inits[ins[0]].dims) == 2 \
+                and _attr(node, "axis", 0) == 0 and ins[0] not in graph_inputs:
+            targets.append(Target(name, "Gather", index, ins[0], 0, 0, 1, None))
+    return targets
+
+
+def needed_opset(levels: dict[str, str]) -> int:
+    if any(level == "int4" for level in levels.values()):
+        return INT4_OPSET
+    return INT8_OPSET
+
+
+def upgrade_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """The model at standard opset >= ``opset`` (onnx.version_converter), IR version raised to match."""
+    current = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if current >= opset:
+        return proto
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(proto, opset)
+    except Exception as exc:  # the converter raises bare RuntimeErrors for ops it cannot adapt
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot upgrade '{proto.graph.name}' from opset {current} to {opset} "
+                         f"(needed for {'int4 DequantizeLinear' if opset >= INT4_OPSET else 'per-channel QDQ'}): "
+                         f"{text}", hint="re-export the model at opset 21, or quantize to int8 instead") from None
+    converted.ir_version = max(converted.ir_version, IR_FOR_OPSET.get(opset, onnx.IR_VERSION))
+    return converted
+
+
+def _weight_tensors(target: Target, weight: np.ndarray, level: str, opts: Options) -> QuantizedTensor:
+    if level == "int4":
+        block_axis = target.block_axis
+        return quantize_blocked_int4(weight, block_axis, opts.block_size, symmetric=opts.symmetric)
+    return quantize_per_channel_int8(weight, target.channel_axis)
+
+
+def _int4_proto(name: str, values: np.ndarray, signed: bool) -> TensorProto:
+    return helper.make_tensor(name, TensorProto.INT4 if signed else TensorProto.UINT4, list(values.shape),
+                              vals=pack_int4(values), raw=True)
+
+
+def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str], opts: Options) -> onnx.ModelProto:
+    """The QDQ model for ``levels`` (node name -> level; absent means float). ``proto`` is not modified."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    graph = out.graph
+    inits = {t.name: t for t in graph.initializer}
+    by_index = {t.index: t for t in targets if levels.get(t.node, "float") != "float"}
+    new_inits: list[TensorProto] = []
+    weight_cache: dict[tuple[str, str, int], str] = {}  # (weight, level, axis) -> DQ output name
+    act_cache: dict[str, str] = {}  # activation tensor -> its DQ output
+    new_nodes: list[onnx.NodeProto] = []
+    consumed_weights: set[str] = set()
+
+    def weight_dq(t: Target, level: str) -> tuple[str, list[onnx.NodeProto]]:
+        axis = t.block_axis if level == "int4" else t.channel_axis
+        key = (t.weight, "int4" if level == "int4" else "int8", axis)
+        if key in weight_cache:
+            return weight_cache[key], []
+        q = _weight_tensors(t, numpy_helper.to_array(inits[t.weight]), level, opts)
+        base = f"{t.weight}_{key[1]}"
+        if q.bits == 4:
+            new_inits.append(_int4_proto(f"{base}_q", q.values, q.signed))
+        else:
+            new_inits.append(numpy_helper.from_array(q.values, f"{base}_q"))
+        new_inits.append(numpy_helper.from_array(q.scale.astype(np.float32), f"{base}_scale"))
+        dq_inputs = [f"{base}_q", f"{base}_scale"]
+        if q.zero_point is not None:
+            if q.bits == 4:
+                new_inits.append(_int4_proto(f"{base}_zero", q.zero_point, q.signed))
+            else:
+                new_inits.append(numpy_helper.from_array(q.zero_point, f"{base}_zero"))
+            dq_inputs.append(f"{base}_zero")
+        attrs = {"axis": q.axis}
+        if q.block_size:
+            attrs["block_size"] = q.block_size
+        output = f"{base}_dq"
+        node = helper.make_node("DequantizeLinear", dq_inputs, [output], name=f"{base}_DequantizeLinear", **attrs)
+        weight_cache[key] = output
+        return output, [node]
+
+    def act_qdq(tensor: str) -> tuple[str, list[onnx.NodeProto]]:
+        if tensor in act_cache:
+            return act_cache[tensor], []
+        lo, hi = opts.act_ranges[tensor]
+        scale, zero = activation_params(lo, hi)
+        base = f"{tensor}_act"
+        new_inits.append(numpy_helper.from_array(np.array(scale, np.float32), f"{base}_scale"))
+        new_inits.append(numpy_helper.from_array(np.array(zero, np.uint8), f"{base}_zero"))
+        q_out, dq_out = f"{base}_q", f"{base}_dq"
+        nodes = [helper.make_node("QuantizeLinear", [tensor, f"{base}_scale", f"{base}_zero"], [q_out],
+                                  name=f"{base}_QuantizeLinear"),
+                 helper.make_node("DequantizeLinear", [q_out, f"{base}_scale", f"{base}_zero"], [dq_out],
+                                  name=f"{base}_DequantizeLinear")]
+        act_cache[tensor] = dq_out
+        return dq_out, nodes
+
+    for index, node in enumerate(graph.node):
+        t = by_index.get(index)
+        if t is None:
+            new_nodes.append(node)
+            continue
+        level = levels[t.node]
+        rewritten = onnx.NodeProto()
+        rewritten.CopyFrom(node)
+        dq_name, dq_nodes = weight_dq(t, level)
+        new_nodes.extend(dq_nodes)
+        rewritten.input[t.weight_input] = dq_name
+        consumed_weights.add(t.weight)
+        if level == "int8+act" and t.activation is not None and t.activation in opts.act_ranges:
+            act_name, act_nodes = act_qdq(t.activation)
+            new_nodes.extend(act_nodes)
+            rewritten.input[list(node.input).index(t.activation)] = act_name
+        new_nodes.append(rewritten)
+
+    still_used = {name for node in new_nodes for name in node.input} | {o.name for o in graph.output}
+    kept = [init for init in graph.initializer if init.name not in consumed_weights or init.name in still_used]
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + new_inits)
+    # value_info of replaced weights is stale; shape inference recomputes what it needs
+    del graph.value_info[:]
+    return out

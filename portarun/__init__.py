@@ -16,6 +16,7 @@ from .errors import *  # noqa: F401,F403 - the exception hierarchy is public API
 from .errors import PortarunError
 from .feeds import random_feeds
 from .model import Model
+from .quantize import AccuracyFloor, QuantizedModel, RandomCalibration, quantize
 from .registry import BackendInfo, available_targets, get_backend, list_backends
 from .types import Device, Precision, Support, Target, TensorSpec
 
@@ -23,4 +24,5 @@ __all__ = [
     "__version__", "Backend", "BackendInfo", "Comparison", "Device", "Executable", "Model", "PortarunError",
     "Precision", "Provenance", "Support", "Target", "TensorSpec", "Tolerance", "available_targets", "cache_dir",
     "compare", "compile", "get_backend", "list_backends", "load", "load_compiled", "random_feeds",
+    "AccuracyFloor", "QuantizedModel", "RandomCalibration", "quantize",
 ]

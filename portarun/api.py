@@ -9,8 +9,8 @@ from typing import Any
 import onnx
 
 from .backend import Executable
-from .errors import ModelNotFoundError
-from .model import Model
+from .errors import CheckFailedError, ModelNotFoundError, UnsupportedError
+from .model import Model, quantization_of
 from .registry import get_backend, resolve_target
 from .types import Precision, Target
 
@@ -64,7 +64,33 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
     loaded = load(model)
     resolved = resolve_target(target)
     backend = get_backend(resolved.backend)
-    return backend.compile(loaded, resolved, precision, **options)
+    precision = Precision.parse(precision)
+    quantized = None
+    if precision.is_quantized and quantization_of(loaded) is None and not backend.supports(loaded, resolved, precision):
+        # A float model at a quantized precision: quantize it first with the defaults (and say so),
+        # unless the backend quantizes float models itself (its own native path).
+        if precision not in backend.precisions:
+            raise UnsupportedError(f"{backend.name} does not support precision {precision}", backend=backend.name,
+                                   hint=f"supported: {', '.join(p.value for p in backend.precisions)}")
+        from .quantize import quantize
+
+        quantized = quantize(loaded, precision)
+        carried = quantization_of(quantized.model)
+        if carried != precision.value:
+            raise CheckFailedError(f"quantizing '{loaded.name}' to {precision} with the defaults met the accuracy "
+                                   f"floor only as {carried or 'float'}",
+                                   hint=f"compile with -p {carried}, or run `portarun quantize` with a lower floor")
+        loaded = quantized.model
+    executable = backend.compile(loaded, resolved, precision, **options)
+    if quantized is not None:
+        report = quantized.report
+        executable.provenance.details["quantized_by_portarun"] = {
+            "precision": report.precision, "floor": report.floor, "floor_met": report.floor_met,
+            "weight_ratio": round(report.weight_ratio, 4), "cosine_min": report.accuracy.cosine_min,
+            "nodes": report.counts(), "calibration": report.calibration,
+            "note": "float model quantized implicitly with portarun.quantize defaults",
+        }
+    return executable
 
 
 def load_compiled(path: str | os.PathLike, target: Target | str | None = None, *,

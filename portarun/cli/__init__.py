@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "compile": "compile_cmd:compile_",
     "run": "run_cmd:run",
     "conformance": "conformance:conformance",
+    "quantize": "quantize_cmd:quantize",
 }
 
 

@@ -37,4 +37,10 @@ def compile_(model: str, target: str | None, precision: str, options: tuple[str,
                f"in {prov.compile_seconds or 0:.2f} s")
     click.echo(f"ran with {prov.backend} {prov.sdk_version} on {prov.device}; providers: "
                f"{', '.join(prov.providers) or '-'}")
+    implicit = prov.details.get("quantized_by_portarun")
+    if implicit:
+        click.echo(f"quantized the float model to {implicit['precision']} first (portarun.quantize defaults): "
+                   f"weights {implicit['weight_ratio']:.3f}x, cosine min {implicit['cosine_min']:.5f}, floor "
+                   f"{implicit['floor']} {'met' if implicit['floor_met'] else 'NOT met'}; "
+                   f"`portarun quantize` gives control")
     click.echo(f"wrote {path}")

@@ -14,6 +14,7 @@ from .backend import Backend, Executable, Provenance
 from .compare import Comparison, Tolerance, compare
 from .errors import *  # noqa: F401,F403 - the exception hierarchy is public API
 from .errors import PortarunError
+from . import models
 from .feeds import random_feeds
 from .model import Model
 from .quantize import AccuracyFloor, QuantizedModel, RandomCalibration, quantize

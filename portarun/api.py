@@ -66,7 +66,10 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
     backend = get_backend(resolved.backend)
     precision = Precision.parse(precision)
     quantized = None
-    if precision.is_quantized and quantization_of(loaded) is None and not backend.supports(loaded, resolved, precision):
+    # A ``quantizer`` option picks the backend's own quantizer (openvino: "nncf"): it takes the float model.
+    native = options.get("quantizer") is not None
+    if precision.is_quantized and quantization_of(loaded) is None and not native \
+            and not backend.supports(loaded, resolved, precision):
         # A float model at a quantized precision: quantize it first with the defaults (and say so),
         # unless the backend quantizes float models itself (its own native path).
         if precision not in backend.precisions:

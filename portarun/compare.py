@@ -132,7 +132,7 @@ def compare_arrays(name: str, actual: Any, expected: Any, tolerance: Tolerance) 
     elif na == 0.0 or ne == 0.0:
         cosine = 0.0
     else:
-        cosine = float(np.dot(a64.ravel(), e64.ravel()) / (na * ne))
+        cosine = float(np.clip(np.dot(a64.ravel(), e64.ravel()) / (na * ne), -1.0, 1.0))
     if exact:
         ok = diff == 0
     else:

@@ -101,6 +101,7 @@ class CostAssumptions:
     kwh_price_usd: float = 0.06
     lifetime_years: float = 5.0
     price_per_hour_usd: float | None = None  # explicit $/hour: replaces the whole $/hour sum
+    basis: str = "auto"  # "auto": the cloud price when the profile has one, else owned; "cloud"; "owned"
 
     def __post_init__(self) -> None:
         if not 0 < self.utilization <= 1:
@@ -112,6 +113,8 @@ class CostAssumptions:
             raise UsageError("lifetime years must be > 0 and the electricity price >= 0")
         if self.price_per_hour_usd is not None and self.price_per_hour_usd < 0:
             raise UsageError("price per hour must be >= 0")
+        if self.basis not in ("auto", "cloud", "owned"):
+            raise UsageError(f"unknown cost basis '{self.basis}'", hint="choose auto, cloud or owned")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,7 +149,10 @@ def hourly_cost(profile: HardwareProfile | None, assumptions: CostAssumptions = 
     if profile is None:
         return HourlyCost(None, basis="unknown", inputs=inputs,
                           note="no hardware profile: pass --hardware or --price-per-hour")
-    if profile.cloud_usd_per_hour.value is not None:
+    if assumptions.basis == "cloud" and profile.cloud_usd_per_hour.value is None:
+        return HourlyCost(None, basis="unknown", inputs=inputs,
+                          note=f"profile '{profile.name}' has no cloud price; pass --price-per-hour")
+    if profile.cloud_usd_per_hour.value is not None and assumptions.basis != "owned":
         return HourlyCost(profile.cloud_usd_per_hour.value, basis="cloud",
                           inputs={**inputs, "cloud_usd_per_hour": profile.cloud_usd_per_hour.to_dict()})
     power = watts if watts is not None else profile.tdp_w.value
@@ -158,7 +164,7 @@ def hourly_cost(profile: HardwareProfile | None, assumptions: CostAssumptions = 
     capital = capex / (assumptions.lifetime_years * HOURS_PER_YEAR * assumptions.utilization) if capex else 0.0
     energy = power / 1000.0 * assumptions.pue * assumptions.kwh_price_usd if power else 0.0
     inputs.update({"capex_usd": profile.capex_usd.to_dict(),
-                   "watts": {"value": power, "source": watts_source or "profile TDP",
+                   "watts": {"value": power, "source": watts_source or f"TDP: {profile.tdp_w.source}",
                              "tag": "M" if watts_source.startswith("measured") else profile.tdp_w.tag}})
     basis = "owned" if capex else "owned (energy only)"
     note = "" if capex else f"no purchase price in profile '{profile.name}': the capital term is left out"

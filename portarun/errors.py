@@ -114,6 +114,11 @@ class ArtifactIncompatibleError(ArtifactError):
     """Written by another SDK version, target or portarun schema than this one."""
 
 
+# --- export ---------------------------------------------------------------------
+class ExportError(PortarunError):
+    """Turning a framework model (PyTorch, Hugging Face) into ONNX failed."""
+
+
 # --- checks ---------------------------------------------------------------------
 class CheckFailedError(PortarunError):
     """A parity or accuracy check did not hold."""

@@ -251,9 +251,11 @@ class Model:
         for fn in p.functions:
             h.update(fn.SerializeToString(deterministic=True))
         g = p.graph
-        for group in (g.node, g.input, g.output, g.initializer, g.sparse_initializer):
+        for group in (g.node, g.input, g.output, g.sparse_initializer):
             for item in group:
                 h.update(item.SerializeToString(deterministic=True))
+        for tensor in g.initializer:
+            _hash_tensor(h, tensor)
         return h.hexdigest()
 
     def stats(self) -> ModelStats:
@@ -296,6 +298,19 @@ class Model:
         ins = ", ".join(f"{s.name}:{s.dtype.name}{s.shape_text()}" for s in self.inputs)
         outs = ", ".join(f"{s.name}:{s.dtype.name}{s.shape_text()}" for s in self.outputs)
         return f"Model({self.name!r}, opset={self.opset}, inputs=({ins}), outputs=({outs}))"
+
+
+def _hash_tensor(h, tensor: onnx.TensorProto) -> None:
+    """Hash a tensor by content, whether its bytes were inline or loaded from external data."""
+    h.update(f"{tensor.name}|{tensor.data_type}|{list(tensor.dims)}".encode())
+    if tensor.raw_data:
+        h.update(tensor.raw_data)
+        return
+    copy = onnx.TensorProto()
+    copy.CopyFrom(tensor)
+    copy.ClearField("data_location")
+    copy.ClearField("external_data")
+    h.update(copy.SerializeToString(deterministic=True))
 
 
 def _tensor_nbytes(tensor: onnx.TensorProto, count: int) -> int:

@@ -24,6 +24,7 @@ from portarun.types import Device, Precision, Support, Target
 from .providers import EP_BY_DEVICE, ExecutionProviderChoice, choose_providers
 
 INSTALL_HINT = "pip install 'portarun[onnxruntime]'"
+ACCURACY_LEVEL_KEY = "session.qdq_matmulnbits_accuracy_level"
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -80,6 +81,8 @@ class OnnxRuntimeBackend(Backend):
         "session_config": "dict of ORT session config entries, e.g. {'session.qdq_matmulnbits_accuracy_level': '0'}",
         "provider_options": "dict of options for the target's execution provider",
         "cache_dir": "folder for EP caches (TensorRT engines, MIGraphX models); default the portarun cache",
+        "lower_int4": "int4-weight: 'matmulnbits' rewrites blocked DQ+MatMul as MatMulNBits (default: ORT fuses it)",
+        "matmulnbits_accuracy_level": "0-4: how MatMulNBits computes (0/1 fp32 exact, 4 int8 activations: ORT default)",
     }
 
     # -- facts -------------------------------------------------------------------------
@@ -141,7 +144,35 @@ class OnnxRuntimeBackend(Backend):
         so.log_severity_level = 3  # errors only; warnings are reported through provenance
         for key, value in dict(options.get("session_config") or {}).items():
             so.add_session_config_entry(str(key), str(value))
+        if options.get("matmulnbits_accuracy_level") is not None:
+            so.add_session_config_entry(ACCURACY_LEVEL_KEY, str(int(options["matmulnbits_accuracy_level"])))
         return so
+
+    def _lower(self, model: Model, precision: Precision, options: dict[str, Any]) -> tuple[Model, dict[str, Any]]:
+        """Apply ``lower_int4``; return the model to run and what to report about int4 MatMuls."""
+        level = options.get("matmulnbits_accuracy_level")
+        configured = dict(options.get("session_config") or {}).get(ACCURACY_LEVEL_KEY)
+        if level is not None and not 0 <= int(level) <= 4:
+            raise UsageError(f"onnxruntime: matmulnbits_accuracy_level must be 0-4, got {level}",
+                             hint="0 or 1: fp32 (exact), 2: fp16, 3: bf16, 4: int8 activations")
+        lower = str(options.get("lower_int4") or "none").lower()
+        if lower not in ("none", "matmulnbits"):
+            raise UsageError(f"onnxruntime: unknown lower_int4 '{lower}'", hint="choose matmulnbits or none")
+        if precision is not Precision.INT4_WEIGHT:
+            return model, {}
+        effective = level if level is not None else configured
+        details: dict[str, Any] = {
+            ACCURACY_LEVEL_KEY: str(effective) if effective is not None else "4 (ORT default: int8 activations)",
+            "lower_int4": lower,
+        }
+        if lower == "matmulnbits":
+            from .lowering import lower_int4_matmuls
+
+            # without an explicit level, lowered nodes compute like ORT's own fusion does (its default, 4)
+            lowered, count = lower_int4_matmuls(model.proto, 4 if effective is None else int(effective))
+            details["matmulnbits_nodes"] = count
+            model = Model.from_proto(lowered, name=model.name, check=False)
+        return model, details
 
     def _prepare(self, model: Model, precision: Precision) -> Model:
         if precision is not Precision.FP16:
@@ -159,6 +190,7 @@ class OnnxRuntimeBackend(Backend):
         choice = choose_providers(target, set(ort.get_available_providers()), precision,
                                   dict(options.get("provider_options") or {}), cache_dir)
         prepared = self._prepare(model, precision)
+        prepared, lowering = self._lower(prepared, precision, options)
         so = self.session_options(options, prepared)
         try:
             session = ort.InferenceSession(self.model_source(prepared), sess_options=so,
@@ -184,6 +216,7 @@ class OnnxRuntimeBackend(Backend):
                 "intra_op_threads": so.intra_op_num_threads or "default",
                 "provider_options": choice.provider_options[0],
                 "session_config": dict(options.get("session_config") or {}),
+                **lowering,
             },
         )
         stored = dict(options)

@@ -1,1 +1,6 @@
-"""OpenVINO backend (being built)."""
+"""OpenVINO backend (``openvino:cpu``, ``:gpu``, ``:npu``, ``:auto``), with NNCF as its native quantizer."""
+
+from .backend import OpenVinoBackend
+from .executable import OpenVinoExecutable
+
+__all__ = ["OpenVinoBackend", "OpenVinoExecutable"]

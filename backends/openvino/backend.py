@@ -1,0 +1,274 @@
+"""OpenVINO runtime backend: ``openvino:cpu``, ``:gpu[:N]``, ``:npu``, ``:auto``.
+
+The ONNX model is read by OpenVINO's ONNX frontend and compiled with an explicit
+``INFERENCE_PRECISION_HINT``; the compiled model is asked which precision it
+really uses and a mismatch is refused. Quantized precisions run a model that
+already carries QDQ as is, or, with ``quantizer="nncf"``, compress a float
+model with NNCF (OpenVINO's native quantizer) and report what it did.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import portarun
+from portarun.backend import Backend, Executable, Provenance
+from portarun.errors import CompileError, UsageError
+from portarun.model import PROTOBUF_LIMIT, Model, quantization_of
+from portarun.types import Device, Precision, Support, Target
+
+from . import nncf_quantizer
+from .config import (HINT_BY_PRECISION, check_precision, compile_config, fit_to_device, float_precision,
+                     reported_properties)
+from .devices import DEVICE_HINTS, INSTALL_HINT, OV_DEVICE_BY_KIND, capabilities, core, list_devices, ov_device, sdk
+from .executable import IR_XML, OpenVinoExecutable
+
+# The quantizer asked for by the compile in progress: ``supports`` takes no options, but a float
+# model at int8-weight is fine when NNCF will compress it.
+_ACTIVE_QUANTIZER: contextvars.ContextVar[str | None] = contextvars.ContextVar("openvino_quantizer", default=None)
+
+# Options that are inputs to the compile only and are not stored in an artifact's manifest.
+_TRANSIENT_OPTIONS = ("calibration", "cache_dir")
+
+
+def _conversion_error(exc: Exception, model: Model) -> CompileError:
+    """OpenVINO's frontend report as one CompileError naming the ops it could not convert."""
+    text = str(exc)
+    ops: list[str] = []
+    for pattern in (r"No conversion rule found for operations:\s*(.+)", r"Conversion is failed for:\s*(.+)"):
+        for match in re.finditer(pattern, text):
+            ops += [op.strip() for op in match.group(1).split(",") if op.strip()]
+    if ops:
+        return CompileError(f"openvino cannot convert '{model.name}': no conversion for {', '.join(dict.fromkeys(ops))}",
+                            backend="openvino",
+                            hint="OpenVINO's ONNX frontend lacks these ops; rewrite them, or run another backend "
+                                 "(`portarun backends`)")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check ", "FrontEnd API failed"))]
+    return CompileError(f"openvino cannot read '{model.name}': {(useful or lines or [type(exc).__name__])[0]}",
+                        backend="openvino")
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    description = "OpenVINO runtime (Intel CPU, GPU, NPU, AUTO), NNCF as its native quantizer"
+    precisions = (Precision.FP32, Precision.BF16, Precision.FP16, Precision.INT8, Precision.INT8_WEIGHT,
+                  Precision.INT4_WEIGHT)
+    install_hint = INSTALL_HINT
+    default_device = "cpu"
+    device_kinds = tuple(OV_DEVICE_BY_KIND)
+    options = {
+        "performance_hint": "latency (default, batch 1) | throughput | cumulative_throughput",
+        "streams": "NUM_STREAMS (default: what the performance hint picks)",
+        "threads": "INFERENCE_NUM_THREADS (default: all cores)",
+        "dynamic_quantization_group_size": "0 (default: activations stay float next to int8/int4 weights, exact); "
+                                           "e.g. 32 lets the CPU quantize them to int8 on the fly (faster, ~1e-2 error)",
+        "float_precision": "for quantized precisions, what the float parts compute in: fp32 (default) | bf16 | fp16",
+        "cache": "use OpenVINO's model cache (default true)",
+        "cache_dir": "model cache folder (default: portarun cache dir / openvino)",
+        "config": "dict of extra OpenVINO properties passed to compile_model",
+        "quantizer": "'nncf': quantize a float model with NNCF for int8 / int8-weight / int4-weight",
+        "group_size": "nncf int4-weight group size (default 128)",
+        "symmetric": "nncf weight mode: true = symmetric; default int8 asymmetric, int4 symmetric",
+        "ratio": "nncf int4-weight: fraction of layers in int4, the rest int8 (default 1.0)",
+        "all_layers": "nncf int4-weight: also make the first/last layers int4 (default false: NNCF keeps them int8)",
+        "calibration": "nncf int8: feeds (list of dicts, or a .npz of [samples, ...] arrays per input)",
+        "calibration_size": "nncf int8 without calibration: number of random feeds (default 16)",
+        "calibration_dims": "nncf int8 without calibration: sizes of symbolic dims, e.g. {'seq': 128}",
+        "seed": "nncf int8 random calibration seed (default 0)",
+        "model_type": "nncf int8: 'transformer' for transformer-specific quantization scheme",
+    }
+
+    # -- facts -------------------------------------------------------------------------
+    def sdk_version(self) -> str:
+        return sdk().__version__
+
+    def devices(self) -> list[Device]:
+        return list_devices(self.name)
+
+    def device_hint(self, device: str) -> str | None:
+        return DEVICE_HINTS.get(device, INSTALL_HINT)
+
+    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
+        quantizer = _ACTIVE_QUANTIZER.get()
+        carried = quantization_of(model)
+        if quantizer is not None:
+            if carried is not None:
+                return Support.no(f"the model is already quantized ({carried}); compile it with -p {carried} "
+                                  "and no quantizer")
+            if not precision.is_quantized:
+                return Support.no(f"quantizer='{quantizer}' needs a quantized precision, not {precision}")
+        elif precision.is_quantized:
+            if carried is None:
+                return Support.no(f"the model is float; quantize it to {precision} first (portarun quantize), "
+                                  "or compile with quantizer='nncf' (OpenVINO's native quantizer)")
+            if carried != precision.value:
+                return Support.no(f"the model is quantized as {carried}, not {precision}")
+        elif carried is not None:
+            return Support.no(f"the model is already quantized ({carried}); compile it with -p {carried}")
+        if precision in (Precision.BF16, Precision.FP16):
+            device = ov_device(target)
+            caps = capabilities(device)
+            if caps and precision.value.upper() not in caps:
+                return Support.no(f"{device} cannot compute in {precision} here "
+                                  f"(its capabilities: {', '.join(sorted(caps))})")
+        return Support.yes()
+
+    # -- compile -------------------------------------------------------------------------
+    def compile(self, model: Model, target: Target | str | None = None,
+                precision: Precision | str = Precision.FP32, **options: Any) -> Executable:
+        quantizer = options.get("quantizer")
+        if quantizer is not None and quantizer not in nncf_quantizer.QUANTIZERS:
+            raise UsageError(f"openvino: unknown quantizer '{quantizer}'",
+                             hint=f"choose one of: {', '.join(nncf_quantizer.QUANTIZERS)}")
+        token = _ACTIVE_QUANTIZER.set(quantizer)
+        try:
+            return super().compile(model, target, precision, **options)
+        finally:
+            _ACTIVE_QUANTIZER.reset(token)
+
+    def read_model(self, model: Model):
+        """The ONNX model as an ``ov.Model``; conversion failures become CompileError naming the ops."""
+        try:
+            if model.byte_size > PROTOBUF_LIMIT and model.path is not None:
+                return core().read_model(str(model.path))  # external data beside it
+            return core().read_model(model.serialized())
+        except Exception as exc:
+            raise _conversion_error(exc, model) from exc
+
+    def _cache_dir(self, options: dict[str, Any]) -> Path | None:
+        if options.get("cache") is False:
+            return None
+        path = Path(options.get("cache_dir") or portarun.cache_dir() / "openvino")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _config(self, device: str, precision: Precision, options: dict[str, Any]) -> dict[str, Any]:
+        config = compile_config(precision, options, self._cache_dir(options))
+        try:
+            supported = {str(p) for p in core().get_property(device, "SUPPORTED_PROPERTIES")}
+        except Exception:
+            supported = set()
+        return fit_to_device(config, supported, options)
+
+    def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
+        device = ov_device(target)
+        ov_model = self.read_model(model)
+        details: dict[str, Any] = {}
+        if options.get("quantizer"):
+            start = time.perf_counter()
+            ov_model, details["quantization"] = nncf_quantizer.quantize(ov_model, model, precision, options)
+            details["quantize_seconds"] = round(time.perf_counter() - start, 4)
+        config = self._config(device, precision, options)
+        start = time.perf_counter()
+        try:
+            compiled = core().compile_model(ov_model, device, config)
+        except Exception as exc:
+            raise CompileError(f"openvino failed to compile '{model.name}' for {target} ({device}): "
+                               f"{_conversion_error(exc, model).message.split(': ', 1)[-1]}",
+                               backend=self.name) from exc
+        details["compile_model_seconds"] = round(time.perf_counter() - start, 4)
+        stored = {k: v for k, v in options.items() if k not in _TRANSIENT_OPTIONS}
+        return self._executable(compiled, ov_model, model, target, precision, config, stored, details)
+
+    def _executable(self, compiled, ov_model, model: Model, target: Target, precision: Precision,
+                    config: dict[str, Any], options: dict[str, Any], details: dict[str, Any]) -> OpenVinoExecutable:
+        device = ov_device(target)
+        reported = reported_properties(compiled)
+        computed = check_precision(float_precision(precision, options), reported, str(target))
+        execution = tuple(reported.get("EXECUTION_DEVICES") or (device,))
+        try:
+            description = str(core().get_property(execution[0], "FULL_DEVICE_NAME"))
+        except Exception:
+            description = execution[0]
+        details = {
+            "inference_precision": reported["INFERENCE_PRECISION_HINT"],
+            "performance_hint": reported.get("PERFORMANCE_HINT"),
+            "num_streams": reported.get("NUM_STREAMS"),
+            "inference_num_threads": reported.get("INFERENCE_NUM_THREADS"),
+            "dynamic_quantization_group_size": reported.get("DYNAMIC_QUANTIZATION_GROUP_SIZE"),
+            "loaded_from_cache": reported.get("LOADED_FROM_CACHE"),
+            "cache_dir": config.get("CACHE_DIR"),
+            "openvino_device": device,
+            **details,
+        }
+        provenance = Provenance(
+            backend=self.name, sdk_version=sdk().__version__, target=str(target), device=description,
+            # float precisions: what the compiled model reports; quantized ones keep their name and
+            # say what the float parts computed in (details.inference_precision)
+            precision=computed.value if precision.is_float else precision.value,
+            providers=execution, details=details)
+        executable = OpenVinoExecutable(compiled, ov_model, device=device, compile_config=config, backend=self,
+                                        model=model, target=target, precision=precision, provenance=provenance,
+                                        options=options)
+        if executable.dropped_inputs:
+            provenance.details["dropped_inputs"] = executable.dropped_inputs
+        return executable
+
+    # -- artifacts -----------------------------------------------------------------------
+    def artifact_incompatibility(self, manifest: dict[str, Any]) -> str | None:
+        payload = manifest.get("payload") or {}
+        if not payload.get("ir"):
+            return "the artifact holds no OpenVINO IR"
+        version = sdk().get_version()
+        if payload.get("blob") and payload.get("openvino_version") != version:
+            return (f"its compiled blob was exported by OpenVINO {payload.get('openvino_version')} for "
+                    f"{payload.get('blob_device')}; this machine has OpenVINO {version}")
+        return None
+
+    def _read_ir(self, directory: Path, manifest: dict[str, Any]):
+        return core().read_model(str(directory / "payload" / manifest["payload"].get("ir", IR_XML)))
+
+    def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
+        payload = manifest["payload"]
+        device = ov_device(target)
+        options = dict(manifest.get("options") or {})
+        precision = Precision.parse(manifest["precision"])
+        ov_model = self._read_ir(directory, manifest)
+        start = time.perf_counter()
+        if payload.get("blob") and payload.get("blob_device") == device:
+            config = dict(payload.get("compile_config") or {})  # the precision hint must be given again
+            blob = (directory / "payload" / payload["blob"]).read_bytes()
+            compiled = core().import_model(blob, device, config)
+            how = "exported blob"
+        else:
+            config = self._config(device, precision, options)
+            compiled = core().compile_model(ov_model, device, config)
+            how = "IR"
+        details = {k: v for k, v in (manifest.get("provenance") or {}).get("details", {}).items()
+                   if k in ("quantization", "quantize_seconds")}
+        details.update({"loaded_from": str(directory), "loaded_as": how,
+                        "load_seconds": round(time.perf_counter() - start, 4)})
+        executable = self._executable(compiled, ov_model, Model.load(directory / "model.onnx"), target, precision,
+                                      config, options, details)
+        executable.provenance.compile_seconds = details["load_seconds"]
+        return executable
+
+    def _rebuild(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
+        """Recompile from the IR in the payload: it keeps an NNCF-compressed model as compressed."""
+        reason = self.artifact_incompatibility(manifest)
+        if not (manifest.get("payload") or {}).get("ir"):
+            return super()._rebuild(directory, manifest, target)
+        device = ov_device(target)
+        options = dict(manifest.get("options") or {})
+        precision = Precision.parse(manifest["precision"])
+        start = time.perf_counter()
+        ov_model = self._read_ir(directory, manifest)
+        config = self._config(device, precision, options)
+        compiled = core().compile_model(ov_model, device, config)
+        model = Model.load(directory / "model.onnx")
+        model.name = manifest.get("model_name", model.name)
+        details = {k: v for k, v in (manifest.get("provenance") or {}).get("details", {}).items()
+                   if k in ("quantization", "quantize_seconds")}
+        details.update({"rebuilt_from": "IR", "rebuild_reason": reason or "artifact compiled for another target",
+                        "compile_model_seconds": round(time.perf_counter() - start, 4)})
+        executable = self._executable(compiled, ov_model, model, target, precision, config, options, details)
+        executable.provenance.compile_seconds = time.perf_counter() - start
+        return executable
+
+
+__all__ = ["OpenVinoBackend"]

@@ -1,0 +1,129 @@
+"""The OpenVINO properties a compile asks for, and what the compiled model says it got.
+
+Every performance and precision switch lives here, in one place. The precision
+rule: OpenVINO computes in bf16 by default on CPUs with AVX-512 BF16 or AMX, so
+every compile sets ``INFERENCE_PRECISION_HINT`` explicitly, and
+``check_precision`` compares what the compiled model reports with what was
+asked; a mismatch is an error, never a silent downgrade.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from portarun.errors import CompileError, UsageError
+from portarun.types import Precision
+
+# portarun float precision -> OpenVINO element type name for INFERENCE_PRECISION_HINT
+HINT_BY_PRECISION = {Precision.FP32: "f32", Precision.BF16: "bf16", Precision.FP16: "f16"}
+PRECISION_BY_HINT = {v: k for k, v in HINT_BY_PRECISION.items()}
+
+PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
+
+# Properties portarun sets itself; a raw ``config`` may not override them behind its back.
+OWNED_PROPERTIES = ("INFERENCE_PRECISION_HINT", "CACHE_DIR")
+
+# Read back from the compiled model for provenance (those a device does not know are skipped).
+REPORTED_PROPERTIES = ("INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS",
+                       "EXECUTION_DEVICES", "DYNAMIC_QUANTIZATION_GROUP_SIZE", "OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+
+
+def float_precision(precision: Precision, options: dict[str, Any]) -> Precision:
+    """The precision of the float arithmetic: the precision itself, or for a quantized one the
+    ``float_precision`` option (fp32 unless asked: int8-weight means float activations, not bf16)."""
+    if precision.is_float:
+        if options.get("float_precision") is not None:
+            raise UsageError(f"openvino: float_precision applies to quantized precisions; use -p {precision} alone",
+                             hint="precision already says what the float parts compute in")
+        return precision
+    chosen = Precision.parse(options.get("float_precision") or "fp32")
+    if chosen not in HINT_BY_PRECISION:
+        raise UsageError(f"openvino: float_precision must be fp32, bf16 or fp16, not {chosen}")
+    return chosen
+
+
+def compile_config(precision: Precision, options: dict[str, Any], cache_dir: Path | None) -> dict[str, Any]:
+    """Properties for ``compile_model``/``import_model`` from portarun's options."""
+    config: dict[str, Any] = {}
+    raw = dict(options.get("config") or {})
+    clash = [key for key in raw if key.upper() in OWNED_PROPERTIES]
+    if clash:
+        raise UsageError(f"openvino: config may not set {', '.join(clash)}",
+                         hint="choose the precision with -p/precision= and the cache with cache_dir=")
+    config.update({str(k): v for k, v in raw.items()})
+    config["INFERENCE_PRECISION_HINT"] = HINT_BY_PRECISION[float_precision(precision, options)]
+    hint = str(options.get("performance_hint") or "latency").lower()
+    if hint not in PERFORMANCE_HINTS:
+        raise UsageError(f"openvino: unknown performance_hint '{hint}'", hint=f"choose one of {', '.join(PERFORMANCE_HINTS)}")
+    config["PERFORMANCE_HINT"] = PERFORMANCE_HINTS[hint]
+    if options.get("streams") is not None:
+        config["NUM_STREAMS"] = int(options["streams"])
+    if options.get("threads"):
+        config["INFERENCE_NUM_THREADS"] = int(options["threads"])
+    # 0 keeps activations in float next to int8/int4 weights (exact, what the precision promises);
+    # a group size lets the CPU quantize activations to int8 on the fly (faster, ~1e-2 error).
+    config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = int(options.get("dynamic_quantization_group_size") or 0)
+    if cache_dir is not None:
+        config["CACHE_DIR"] = str(cache_dir)
+    return config
+
+
+def fit_to_device(config: dict[str, Any], supported: set[str], options: dict[str, Any]) -> dict[str, Any]:
+    """Drop the exactness default a device does not know (AUTO, NPU); a switch the user set explicitly stays,
+    so the device refuses it loudly instead."""
+    if supported and "DYNAMIC_QUANTIZATION_GROUP_SIZE" not in supported \
+            and options.get("dynamic_quantization_group_size") is None:
+        config = {k: v for k, v in config.items() if k != "DYNAMIC_QUANTIZATION_GROUP_SIZE"}
+    return config
+
+
+def type_name(value: Any) -> str:
+    """'f32' for an ov.Type, the text for anything else."""
+    getter = getattr(value, "get_type_name", None)
+    return str(getter()) if getter else str(value)
+
+
+def reported_properties(compiled) -> dict[str, Any]:
+    """What the compiled model says about itself, as plain JSON-able values."""
+    try:
+        supported = set(compiled.get_property("SUPPORTED_PROPERTIES"))
+    except Exception:
+        supported = set(REPORTED_PROPERTIES)
+    report: dict[str, Any] = {}
+    for key in REPORTED_PROPERTIES:
+        if key not in supported:
+            continue
+        try:
+            value = compiled.get_property(key)
+        except Exception:
+            continue
+        if key == "INFERENCE_PRECISION_HINT":
+            value = type_name(value)
+        elif key == "PERFORMANCE_HINT":
+            value = getattr(value, "name", str(value))
+        elif isinstance(value, (list, tuple)):
+            value = [str(v) for v in value]
+        elif not isinstance(value, (int, float, bool, str)):
+            value = str(value)
+        report[key] = value
+    try:
+        report["LOADED_FROM_CACHE"] = bool(compiled.get_property("LOADED_FROM_CACHE"))
+    except Exception:
+        pass
+    return report
+
+
+def check_precision(asked: Precision, reported: dict[str, Any], target: str) -> Precision:
+    """The float precision the compiled model computes in; CompileError when it is not the one asked."""
+    hint = reported.get("INFERENCE_PRECISION_HINT")
+    if hint is None:
+        raise CompileError(f"openvino on {target} does not report INFERENCE_PRECISION_HINT, so {asked} "
+                           "cannot be confirmed", backend="openvino",
+                           hint="compile for a concrete device (openvino:cpu, openvino:gpu) instead")
+    got = PRECISION_BY_HINT.get(hint)
+    if got is not asked:
+        raise CompileError(f"openvino was asked for {asked} on {target} but the compiled model computes in "
+                           f"{hint}: refusing the silent precision change", backend="openvino",
+                           hint=f"this device does not run {asked}; `portarun backends` lists what it supports")
+    return got

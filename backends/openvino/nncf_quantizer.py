@@ -1,0 +1,203 @@
+"""OpenVINO's native quantizer: NNCF on the ``ov.Model`` (``compile(..., quantizer="nncf")``).
+
+``int8-weight`` and ``int4-weight`` use ``nncf.compress_weights`` (data-free);
+``int8`` uses ``nncf.quantize`` with calibration feeds. The report has the same
+fields as portarun's neutral quantizer: which nodes were quantized to what,
+which kept a higher precision and why, and weight bytes before and after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+import portarun
+from portarun.errors import InputError, UnsupportedError, UsageError
+from portarun.model import Model
+from portarun.types import Precision
+
+QUANTIZERS = ("nncf",)
+DEFAULT_GROUP_SIZE = 128
+DEFAULT_CALIBRATION_SIZE = 16
+
+# Ops whose second input is a weight NNCF may compress, and the ops that sit between a
+# compressed constant and its consumer (decompression: convert, subtract zero point, scale, reshape).
+_WEIGHTED_OPS = {"MatMul", "Convolution", "GroupConvolution", "Gather"}
+_DECOMPRESSION_OPS = {"Convert", "Subtract", "Multiply", "Reshape", "Transpose", "Unsqueeze", "Squeeze"}
+_DATA_ONLY_OPS = {"Reshape", "Transpose", "Unsqueeze", "Squeeze"}
+_INDEX_TYPES = {"i32", "i64", "u32", "u64", "boolean"}
+_LOW_PRECISION = {"i8", "u8", "i4", "u4", "nf4", "f4e2m1", "f8e4m3", "f8e5m2"}
+
+
+def _nncf():
+    try:
+        import nncf
+        from nncf.common.logging.logger import set_log_level
+    except ImportError as exc:
+        raise UnsupportedError(f"openvino: quantizer='nncf' needs NNCF ({exc})", backend="openvino",
+                               hint="pip install nncf") from None
+    set_log_level(logging.ERROR)  # its tables go to the log; the report below says the same as data
+    return nncf
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    # NNCF draws progress bars on stdout; portarun's stdout may carry JSON, so send them to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def constant_bytes(ov_model) -> int:
+    """Bytes of every Constant in the model: weights plus scales, zero points and small shape tensors."""
+    return int(sum(op.get_byte_size() for op in ov_model.get_ordered_ops() if op.get_type_name() == "Constant"))
+
+
+def _weight_constant(node_input):
+    """The largest Constant reachable from ``node_input`` through decompression ops, or None."""
+    found = []
+    stack = [node_input.get_source_output().get_node()]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        kind = node.get_type_name()
+        if kind == "Constant":
+            if str(node.get_output_element_type(0).get_type_name()) not in _INDEX_TYPES:
+                found.append(node)
+        elif kind in _DATA_ONLY_OPS:  # their other inputs are shapes and axes, not weight data
+            stack.append(node.input(0).get_source_output().get_node())
+        elif kind in _DECOMPRESSION_OPS:
+            stack.extend(i.get_source_output().get_node() for i in node.inputs())
+    if not found:
+        return None
+    return max(found, key=lambda c: int(np.prod(list(c.get_output_shape(0))) or 1))
+
+
+def _group_size(matmul, shape: list[int]) -> int:
+    # NNCF splits the reduction axis K into [K/g, g]: [K/g, g, N] for a [K, N] weight, [N, K/g, g] when transposed.
+    transposed = bool(matmul.get_attributes().get("transpose_b", False))
+    return int(shape[2] if transposed else shape[1])
+
+
+def _activation_quantized(node) -> bool:
+    for node_input in node.inputs():
+        producer = node_input.get_source_output().get_node()
+        while producer.get_type_name() in ("Reshape", "Transpose"):
+            producer = producer.input(0).get_source_output().get_node()
+        if producer.get_type_name() == "FakeQuantize":
+            return True
+    return False
+
+
+def describe_weights(ov_model) -> tuple[dict[str, str], dict[str, str]]:
+    """(quantized node -> what it became, float node -> why it stayed float) for weighted ops."""
+    quantized: dict[str, str] = {}
+    kept: dict[str, str] = {}
+    for node in ov_model.get_ordered_ops():
+        kind = node.get_type_name()
+        if kind not in _WEIGHTED_OPS:
+            continue
+        index = 0 if kind == "Gather" else 1
+        if node.get_input_size() <= index:
+            continue
+        constant = _weight_constant(node.input(index))
+        if constant is None:
+            continue  # activation x activation (attention scores): nothing to compress
+        element = str(constant.get_output_element_type(0).get_type_name())
+        name = node.get_friendly_name()
+        if element in _LOW_PRECISION:
+            shape = list(constant.get_output_shape(0))
+            layout = f"group {_group_size(node, shape)}" if len(shape) == 3 and kind == "MatMul" else "per channel"
+            text = f"{element} weights, {layout}"
+            if _activation_quantized(node):
+                text += ", int8 activations"
+            quantized[name] = text
+        elif kind != "Gather" or element.startswith("f"):
+            if kind == "Gather" and int(np.prod(list(constant.get_output_shape(0))) or 0) < 1024:
+                continue  # a shape/index lookup, not an embedding table
+            kept[name] = f"{element} weights: NNCF left it in float"
+    return quantized, kept
+
+
+def _mode(nncf, precision: Precision, options: dict[str, Any]):
+    symmetric = options.get("symmetric")
+    modes = nncf.CompressWeightsMode
+    if precision is Precision.INT8_WEIGHT:
+        return modes.INT8_SYM if symmetric else modes.INT8_ASYM
+    return modes.INT4_ASYM if symmetric is False else modes.INT4_SYM
+
+
+def _calibration(model: Model, ov_model, options: dict[str, Any]) -> tuple[list[dict[str, np.ndarray]], str]:
+    source = options.get("calibration")
+    names = {name for port in ov_model.inputs for name in port.get_names()}
+    if source is None:
+        count = int(options.get("calibration_size") or DEFAULT_CALIBRATION_SIZE)
+        seed = int(options.get("seed") or 0)
+        dims = dict(options.get("calibration_dims") or {})
+        samples = [portarun.random_feeds(model.inputs, seed=seed + i, dims=dims) for i in range(count)]
+        described = f"{count} random feeds (seed {seed}); pass calibration= real samples for better scales"
+    elif isinstance(source, (str, Path)):
+        with np.load(source) as data:
+            arrays = {key: data[key] for key in data.files}
+        lengths = {len(a) for a in arrays.values()}
+        if len(lengths) != 1:
+            raise InputError(f"calibration file '{source}': arrays must share their first (sample) axis",
+                             hint="store one array per input, shaped [samples, ...]")
+        samples = [{k: a[i] for k, a in arrays.items()} for i in range(lengths.pop())]
+        described = f"{len(samples)} samples from {source}"
+    else:
+        samples = [dict(s) for s in source] if isinstance(source, Iterable) else []
+        described = f"{len(samples)} samples given in Python"
+    if not samples:
+        raise InputError("openvino: the calibration set is empty", hint="give at least one feeds dict")
+    from portarun.backend import check_feeds
+
+    checked = [check_feeds(model.inputs, s) for s in samples]
+    return [{k: v for k, v in s.items() if k in names} for s in checked], described
+
+
+def quantize(ov_model, model: Model, precision: Precision, options: dict[str, Any]):
+    """Quantize ``ov_model`` with NNCF at ``precision``; returns (model, report)."""
+    if not precision.is_quantized:
+        raise UsageError(f"openvino: quantizer='nncf' needs a quantized precision, not {precision}",
+                         hint="use -p int8, int8-weight or int4-weight")
+    nncf = _nncf()
+    before = constant_bytes(ov_model)
+    report: dict[str, Any] = {"quantizer": "nncf", "nncf_version": nncf.__version__, "precision": precision.value}
+    with _quiet_stdout():
+        if precision is Precision.INT8:
+            samples, described = _calibration(model, ov_model, options)
+            model_type = options.get("model_type")
+            kwargs: dict[str, Any] = {"subset_size": len(samples)}
+            if model_type:
+                kwargs["model_type"] = getattr(nncf.ModelType, str(model_type).upper())
+            compressed = nncf.quantize(ov_model, nncf.Dataset(samples), **kwargs)
+            report.update({"method": "nncf.quantize", "calibration": described,
+                           "model_type": str(model_type or "default")})
+        else:
+            mode = _mode(nncf, precision, options)
+            kwargs = {"mode": mode}
+            if precision is Precision.INT4_WEIGHT:
+                kwargs.update(group_size=int(options.get("group_size") or DEFAULT_GROUP_SIZE),
+                              ratio=float(options.get("ratio") if options.get("ratio") is not None else 1.0),
+                              all_layers=bool(options.get("all_layers", False)))
+            compressed = nncf.compress_weights(ov_model, **kwargs)
+            report.update({"method": "nncf.compress_weights", "mode": mode.value,
+                           **{k: v for k, v in kwargs.items() if k != "mode"}})
+    nodes, kept = describe_weights(compressed)
+    if precision is Precision.INT4_WEIGHT and not options.get("all_layers"):
+        for name, text in nodes.items():
+            if text.startswith(("i8", "u8")):
+                kept[name] = f"{text}: NNCF's backup precision for the first/last layer (all_layers=True makes it int4)"
+        nodes = {k: v for k, v in nodes.items() if k not in kept}
+    after = constant_bytes(compressed)
+    report.update({"nodes": nodes, "kept": kept, "weight_bytes_before": before, "weight_bytes_after": after,
+                   "weight_bytes_ratio": round(after / before, 4) if before else None})
+    return compressed, report

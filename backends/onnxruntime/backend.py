@@ -62,7 +62,8 @@ class OnnxRuntimeExecutable(Executable):
                                              OPTIMIZED_MODEL + ".data")
             options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
                                              "1024")
-        ort.InferenceSession(self.backend.model_source(self.model), sess_options=options,
+        lowered, _ = self.backend._lower(self.model, self.precision, self.options)
+        ort.InferenceSession(self.backend.model_source(lowered), sess_options=options,
                              providers=self.choice.providers, provider_options=self.choice.provider_options)
         return {"optimized_model": OPTIMIZED_MODEL}
 

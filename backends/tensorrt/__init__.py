@@ -1,1 +1,6 @@
-"""TensorRT backend (being built)."""
+"""TensorRT backend (``tensorrt:cuda[:N]``). Importing it imports neither TensorRT nor CUDA."""
+
+from .backend import TensorRtBackend
+from .runtime import TensorRtExecutable
+
+__all__ = ["TensorRtBackend", "TensorRtExecutable"]

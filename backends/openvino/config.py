@@ -111,7 +111,24 @@ def reported_properties(compiled) -> dict[str, Any]:
         report["LOADED_FROM_CACHE"] = bool(compiled.get_property("LOADED_FROM_CACHE"))
     except Exception:
         pass
+    if "INFERENCE_PRECISION_HINT" not in report:
+        _hint_from_devices(compiled, report)
     return report
+
+
+def _hint_from_devices(compiled, report: dict[str, Any]) -> None:
+    """AUTO does not report a precision itself; its DEVICE_PROPERTIES hold each device's. Use them when
+    every device it executes on agrees, and name them."""
+    try:
+        per_device = dict(compiled.get_property("DEVICE_PROPERTIES"))
+    except Exception:
+        return
+    executing = [str(d) for d in report.get("EXECUTION_DEVICES") or per_device]
+    hints = {device: type_name(props.get("INFERENCE_PRECISION_HINT")) for device, props in per_device.items()
+             if device in executing and hasattr(props, "get") and props.get("INFERENCE_PRECISION_HINT") is not None}
+    if hints and len(set(hints.values())) == 1 and set(hints) == set(executing):
+        report["INFERENCE_PRECISION_HINT"] = next(iter(hints.values()))
+        report["INFERENCE_PRECISION_HINT_FROM"] = sorted(hints)
 
 
 def check_precision(asked: Precision, reported: dict[str, Any], target: str) -> Precision:

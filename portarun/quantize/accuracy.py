@@ -45,6 +45,7 @@ class AccuracyFloor:
                 key, number = part.split("=", 1)
                 items[key.strip().replace("-", "_")] = number
             value = items
+        value = {str(k).strip().replace("-", "_"): v for k, v in value.items()}
         known = {f for f in cls.__dataclass_fields__}
         unknown = [k for k in value if k not in known]
         if unknown:

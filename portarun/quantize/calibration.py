@@ -170,13 +170,12 @@ def entropy_threshold(magnitudes: np.ndarray, bins: int = 2048, levels: int = 12
         groups = np.array_split(np.arange(i), levels)
         q = np.zeros(i)
         for idx in groups:
-            nonzero = hist[idx] > 0
+            nonzero = p[idx] > 0
             if nonzero.any():
                 q[idx[nonzero]] = hist[idx].sum() / nonzero.sum()
         mask = p > 0
-        ps, qs = p / p.sum(), q / max(q.sum(), 1e-300)
-        if np.any(qs[mask] == 0):
-            continue
+        q[mask & (q == 0)] = 1e-4  # smoothing: a bin Q cannot express still costs, but finitely
+        ps, qs = p / p.sum(), q / q.sum()
         kl = float(np.sum(ps[mask] * np.log(ps[mask] / qs[mask])))
         if kl < best_kl:
             best_kl, best_i = kl, i

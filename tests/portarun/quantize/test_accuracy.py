@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from portarun.errors import UsageError
+from portarun.quantize import AccuracyFloor
+from portarun.quantize.accuracy import measure
+from portarun.types import Precision
+
+
+def test_floor_parsing_and_defaults():
+    assert AccuracyFloor.parse(None, Precision.INT8_WEIGHT).cosine == 0.999
+    assert AccuracyFloor.parse(None, Precision.INT4_WEIGHT).cosine == 0.98
+    floor = AccuracyFloor.parse("cosine=0.99, top1=0.9;max_abs=0.5", Precision.INT8)
+    assert floor == AccuracyFloor(cosine=0.99, top1=0.9, max_abs=0.5)
+    assert "cosine>=0.99" in floor.text() and "max_abs<=0.5" in floor.text()
+    assert AccuracyFloor.parse({"mean-abs": 0.1}, Precision.INT8).mean_abs == 0.1
+
+
+@pytest.mark.parametrize("text, message", [("cosine", "NAME=VALUE"), ("psnr=30", "unknown accuracy floor"),
+                                           ("cosine=high", "numbers"), ("cosine=1.5", r"\[0, 1\]")])
+def test_bad_floor_is_a_usage_error(text, message):
+    with pytest.raises(UsageError, match=message):
+        AccuracyFloor.parse(text, Precision.INT8)
+
+
+def test_measure_per_sample_worst_case():
+    rng = np.random.default_rng(0)
+    ref = [{"logits": rng.standard_normal((4, 10)).astype(np.float32)} for _ in range(3)]
+    same = [{"logits": r["logits"].copy()} for r in ref]
+    acc = measure(same, ref, AccuracyFloor(cosine=0.999, top1=1.0, max_abs=0.0))
+    assert acc.passed and acc.cosine_min == pytest.approx(1.0) and acc.top1 == 1.0 and acc.samples == 3
+    noisy = [{"logits": r["logits"].copy()} for r in ref]
+    noisy[2]["logits"] = -noisy[2]["logits"]  # one sample entirely wrong
+    acc = measure(noisy, ref, AccuracyFloor(cosine=0.9, top1=0.9))
+    assert not acc.passed and acc.cosine_min == pytest.approx(-1.0) and acc.cosine_mean == pytest.approx(1 / 3)
+    assert any("cosine" in f for f in acc.failures) and any("top-1" in f for f in acc.failures)
+
+
+def test_top1_floor_needs_class_scores():
+    ref = [{"y": np.ones((1, 16, 8), np.float32)}]
+    with pytest.raises(UsageError, match="class scores"):
+        measure(ref, ref, AccuracyFloor(top1=0.9))

@@ -37,7 +37,7 @@ def make_model(nodes, inputs, outputs, initializers=(), opset=17, name="case") -
 
 
 def weight_only_qdq(bits: int, seed: int = 0) -> tuple[portarun.Model, np.ndarray]:
-    """x[1,64] @ DequantizeLinear(w) : per-channel int8 (opset 17) or blocked int4, block 32 (opset 21)."""
+    """x[1,64] @ DequantizeLinear(w), opset 21: per-channel int8, or blocked int4 with block 32."""
     rng = np.random.default_rng(seed)
     k, n = 64, 16
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])
@@ -47,16 +47,14 @@ def weight_only_qdq(bits: int, seed: int = 0) -> tuple[portarun.Model, np.ndarra
         scale = (rng.random(n) * 0.02 + 0.01).astype(np.float32)
         inits = [numpy_helper.from_array(q, "w_q"), numpy_helper.from_array(scale, "w_scale")]
         dq = helper.make_node("DequantizeLinear", ["w_q", "w_scale"], ["w"], axis=1)
-        opset = 17
     else:
         q = rng.integers(-8, 8, size=(k, n))
         scale = (rng.random((k // 32, n)) * 0.1 + 0.05).astype(np.float32)
         w_q = helper.make_tensor("w_q", TensorProto.INT4, [k, n], q.ravel().tolist())
         inits = [w_q, numpy_helper.from_array(scale, "w_scale")]
         dq = helper.make_node("DequantizeLinear", ["w_q", "w_scale"], ["w"], axis=0, block_size=32)
-        opset = 21
     mm = helper.make_node("MatMul", ["x", "w"], ["y"])
-    return make_model([dq, mm], [x], [y], inits, opset=opset, name=f"w{bits}"), rng.standard_normal((1, k)).astype(np.float32)
+    return make_model([dq, mm], [x], [y], inits, opset=21, name=f"w{bits}"), rng.standard_normal((1, k)).astype(np.float32)
 
 
 @pytest.fixture(scope="session")

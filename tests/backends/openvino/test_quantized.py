@@ -1,0 +1,90 @@
+"""Quantized precisions: QDQ models run as written; quantizer="nncf" compresses a float model natively."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import portarun
+from portarun.errors import InputError, UnsupportedError, UsageError
+
+
+@pytest.mark.parametrize("bits, precision", [(8, "int8-weight"), (4, "int4-weight")])
+def test_qdq_weight_only_model_runs_directly_and_exactly(bits, precision, ov_helpers):
+    model, x = ov_helpers.weight_only_qdq(bits)
+    expected = portarun.compile(model, "reference:cpu", precision).run({"x": x})["y"]
+    exe = portarun.compile(model, "openvino:cpu", precision)
+    # activations stay float next to the int weights unless asked otherwise: exact up to f32 rounding
+    assert exe.provenance.details["dynamic_quantization_group_size"] == 0
+    assert exe.provenance.details["inference_precision"] == "f32"
+    assert exe.provenance.precision == precision
+    np.testing.assert_allclose(exe.run({"x": x})["y"], expected, rtol=1e-4, atol=1e-4)
+    assert "quantization" not in exe.provenance.details  # nobody quantized anything here
+
+
+def test_dynamic_quantization_is_opt_in_and_reported(ov_helpers):
+    model, x = ov_helpers.weight_only_qdq(4)
+    exe = portarun.compile(model, "openvino:cpu", "int4-weight", dynamic_quantization_group_size=32)
+    assert exe.provenance.details["dynamic_quantization_group_size"] == 32
+
+
+def test_float_model_at_a_quantized_precision_needs_a_quantizer(ov_backend, builtin_models):
+    support = ov_backend.supports(builtin_models["transformer"], "openvino:cpu", "int8-weight")
+    assert not support and "quantizer='nncf'" in support.reason
+    with pytest.raises(UnsupportedError, match="the model is float"):
+        ov_backend.compile(builtin_models["transformer"], "openvino:cpu", "int8-weight")
+
+
+def test_nncf_refuses_what_it_cannot_do(builtin_models, ov_helpers):
+    with pytest.raises(UsageError, match="unknown quantizer"):
+        portarun.compile(builtin_models["mlp"], "openvino:cpu", "int8-weight", quantizer="gptq")
+    with pytest.raises(UnsupportedError, match="needs a quantized precision"):
+        portarun.compile(builtin_models["mlp"], "openvino:cpu", "fp32", quantizer="nncf")
+    quantized, _ = ov_helpers.weight_only_qdq(8)
+    with pytest.raises(UnsupportedError, match="already quantized"):
+        portarun.compile(quantized, "openvino:cpu", "int8-weight", quantizer="nncf")
+    with pytest.raises(InputError, match="empty"):
+        portarun.compile(builtin_models["mlp"], "openvino:cpu", "int8", quantizer="nncf", calibration=[])
+
+
+@pytest.fixture(scope="module")
+def transformer_fp32(builtin_models):
+    import portarun.models
+
+    feeds = portarun.random_feeds(builtin_models["transformer"].inputs, seed=7,
+                                  dims=portarun.models.get("transformer").default_dims)
+    return feeds, portarun.compile(builtin_models["transformer"], "openvino:cpu", "fp32").run(feeds)["y"]
+
+
+@pytest.mark.parametrize("precision, options, min_cosine, max_ratio, element", [
+    ("int8-weight", {}, 0.9999, 0.27, "u8"),
+    ("int4-weight", {"group_size": 64}, 0.995, 0.18, "i4"),
+])
+def test_nncf_weight_compression(precision, options, min_cosine, max_ratio, element, builtin_models,
+                                 transformer_fp32, ov_helpers):
+    feeds, fp32 = transformer_fp32
+    exe = portarun.compile(builtin_models["transformer"], "openvino:cpu", precision, quantizer="nncf", **options)
+    report = exe.provenance.details["quantization"]
+    assert report["quantizer"] == "nncf" and report["method"] == "nncf.compress_weights"
+    assert exe.provenance.precision == precision and exe.provenance.details["inference_precision"] == "f32"
+    nodes = report["nodes"]
+    assert "layer0.attn.q.matmul" in nodes and nodes["layer0.attn.q.matmul"].startswith(element)
+    if precision == "int4-weight":
+        assert nodes["layer0.attn.q.matmul"] == "i4 weights, group 64"
+        # NNCF keeps one layer in int8 by default; the report says which and why
+        assert any("backup precision" in why for why in report["kept"].values())
+    assert report["weight_bytes_after"] / report["weight_bytes_before"] <= max_ratio
+    assert ov_helpers.cosine(exe.run(feeds)["y"], fp32) >= min_cosine
+
+
+def test_nncf_int8_with_calibration(builtin_models, transformer_fp32, ov_helpers):
+    feeds, fp32 = transformer_fp32
+    model = builtin_models["transformer"]
+    samples = [portarun.random_feeds(model.inputs, seed=s, dims={"batch": 1, "seq": 32}) for s in range(4)]
+    exe = portarun.compile(model, "openvino:cpu", "int8", quantizer="nncf", calibration=samples,
+                           model_type="transformer")
+    report = exe.provenance.details["quantization"]
+    assert report["method"] == "nncf.quantize" and report["calibration"] == "4 samples given in Python"
+    assert all("int8 activations" in text for text in report["nodes"].values())
+    assert "calibration" not in exe.options  # data is not stored in an artifact manifest
+    assert ov_helpers.cosine(exe.run(feeds)["y"], fp32) >= 0.99

@@ -174,12 +174,27 @@ def _quiet_torch() -> Iterator[None]:
 
 def _export_dynamo(torch, module, args, names, output_names, dynamic_axes, opset, path: Path, large: bool) -> None:
     # Positional dynamic shapes in argument order; string names become Dim.DYNAMIC and rename the axes.
-    dynamic_shapes = tuple(dict(dynamic_axes.get(n, {})) or None for n in names) if dynamic_axes else None
+    dynamic_shapes = _group_varargs(module, [dict(dynamic_axes.get(n, {})) or None for n in names]) \
+        if dynamic_axes else None
     with _quiet_torch():
         program = torch.onnx.export(module, tuple(args), input_names=list(names), output_names=list(output_names),
                                     dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True,
                                     verbose=False)
         program.save(str(path), external_data=large)
+
+
+def _group_varargs(module, shapes: list) -> tuple:
+    """torch.export wants the entries for ``*args`` of forward grouped in one tuple."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return tuple(shapes)
+    fixed = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_POSITIONAL for p in params) and len(shapes) > len(fixed):
+        return tuple(shapes[:len(fixed)]) + (tuple(shapes[len(fixed):]),)
+    return tuple(shapes)
 
 
 def _export_torchscript(torch, module, args, names, output_names, dynamic_axes, opset, path: Path,
@@ -244,6 +259,10 @@ def _set_metadata(model: Model, info: dict[str, Any]) -> None:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
+    if "## Exception summary" in text:  # torch.onnx wraps the real cause under this heading
+        summary = [line for line in text.split("## Exception summary", 1)[1].splitlines() if line.strip()]
+        if summary:
+            return summary[0].strip()[:400]
     return text.splitlines()[0][:400] if text else type(exc).__name__
 
 

@@ -17,7 +17,8 @@ from .errors import PortarunError
 from . import models
 from .feeds import random_feeds
 from .model import Model
-from .quantize import AccuracyFloor, QuantizedModel, RandomCalibration, quantize
+from . import quantize  # a callable module: portarun.quantize(model, precision, ...)
+from .quantize import AccuracyFloor, QuantizedModel, RandomCalibration
 from .registry import BackendInfo, available_targets, get_backend, list_backends
 from .types import Device, Precision, Support, Target, TensorSpec
 

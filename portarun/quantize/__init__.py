@@ -11,6 +11,9 @@ inputs of MatMul/Gemm/Conv), ``int8-weight`` (weights only), ``int4-weight``
 samples against the float model, drives a per-layer fallback toward float.
 """
 
+import sys
+import types
+
 from .accuracy import Accuracy, AccuracyFloor
 from .calibration import RandomCalibration
 from .numerics import dequantize, pack_int4, quantize_blocked_int4, quantize_per_channel_int8, unpack_int4
@@ -19,3 +22,15 @@ from .report import NodeDecision, QuantizationReport, QuantizedModel
 
 __all__ = ["Accuracy", "AccuracyFloor", "NodeDecision", "QuantizationReport", "QuantizedModel", "RandomCalibration",
            "dequantize", "pack_int4", "quantize", "quantize_blocked_int4", "quantize_per_channel_int8", "unpack_int4"]
+
+
+class _CallableModule(types.ModuleType):
+    """``portarun.quantize`` is this package and also the function: ``portarun.quantize(model, "int8")``
+    calls ``quantize``, while ``portarun.quantize.RandomCalibration`` and
+    ``import portarun.quantize.numerics`` keep working."""
+
+    def __call__(self, *args, **kwargs) -> QuantizedModel:
+        return quantize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

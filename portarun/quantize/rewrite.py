@@ -22,7 +22,8 @@ from .numerics import QuantizedTensor, activation_params, pack_int4, quantize_bl
 LEVELS = ("int4", "int8", "int8+act", "float")
 # one step toward float for each level (the sensitivity fallback ladder)
 DEMOTE = {"int4": "int8", "int8+act": "int8", "int8": "float"}
-INT4_OPSET, INT8_OPSET = 21, 13
+# int8 needs per-axis DequantizeLinear (13); 19 is the oldest the onnx reference evaluator implements
+INT4_OPSET, INT8_OPSET = 21, 19
 IR_FOR_OPSET = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11, 24: 11, 25: 12}
 
 

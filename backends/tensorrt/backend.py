@@ -17,6 +17,7 @@ from portarun.model import Model, quantization_of
 from portarun.types import Device, Precision, Support, Target
 
 from .builder import BuildSettings, build_engine
+from .convert import to_fp16
 from .cache import EngineCache, EngineKey, engine_key
 from .cuda import GpuInfo, load_cuda
 from .precision import plan_precision
@@ -122,7 +123,8 @@ class TensorRtBackend(Backend):
         cache_hit = runner is not None
         if runner is None:
             cuda.set_device(gpu.index)
-            engine, timing = build_engine(trt, model, plan, profile, settings, logger, timing)
+            source = to_fp16(model) if plan.convert_to == "fp16" else model
+            engine, timing = build_engine(trt, source, plan, profile, settings, logger, timing)
             if use_cache:
                 cache.store_engine(key, engine)
             cache.store_timing(trt.__version__, gpu, timing)

@@ -11,8 +11,10 @@ TensorRT 10:
   calibrators, deprecated since TensorRT 10.1, are never used.
 
 TensorRT 11 removed weakly typed networks and the FP16/BF16 flags: every network is
-strongly typed, so fp16/bf16 need a model whose tensors already are fp16/bf16; we
-refuse rather than silently build fp32.
+strongly typed, so the types must be in the graph. For fp16 portarun converts the model
+(float tensors to fp16, inputs and outputs kept fp32, ``convert.py``) and builds that
+strongly typed; for bf16 there is no converter here, so it is refused rather than
+silently built in fp32.
 
 The mapping is data (``PrecisionPlan``) so it can be tested without TensorRT.
 """
@@ -34,10 +36,12 @@ class PrecisionPlan:
     strongly_typed: bool
     set_flags: tuple[str, ...] = ()  # trt.BuilderFlag member names to set
     clear_flags: tuple[str, ...] = ()  # ... and to clear
+    convert_to: str | None = None  # convert the ONNX model's float tensors to this type before parsing
 
     def to_dict(self) -> dict[str, Any]:
         return {"precision": self.precision.value, "strongly_typed": self.strongly_typed,
-                "set_flags": list(self.set_flags), "clear_flags": list(self.clear_flags)}
+                "set_flags": list(self.set_flags), "clear_flags": list(self.clear_flags),
+                "convert_to": self.convert_to}
 
 
 def trt_major(version: str) -> int:
@@ -63,12 +67,14 @@ def plan_precision(precision: Precision | str, trt_version: str, *, tf32: bool =
         return PrecisionPlan(precision, True, (), no_tf32)
     if precision is Precision.FP32:
         return PrecisionPlan(precision, strongly_typed_only, (), no_tf32)
+    if strongly_typed_only and precision is Precision.FP16:
+        return PrecisionPlan(precision, True, (), no_tf32, convert_to="fp16")
     if strongly_typed_only:
         raise UnsupportedError(
             f"{BACKEND}: TensorRT {trt_version} builds strongly typed networks only, so it cannot lower an fp32 "
             f"model to {precision} with a builder flag", backend=BACKEND,
-            hint=f"convert the model's weights and activations to {precision} first (e.g. NVIDIA ModelOpt AutoCast), "
-                 "or use TensorRT 10")
+            hint=f"convert the model's weights and activations to {precision} first (e.g. NVIDIA ModelOpt AutoCast) "
+                 "and compile that model, use fp16, or use TensorRT 10")
     flag = {Precision.FP16: "FP16", Precision.BF16: "BF16"}[precision]
     return PrecisionPlan(precision, False, (flag,), no_tf32)
 

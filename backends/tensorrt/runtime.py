@@ -73,6 +73,7 @@ class EngineRunner:
         self.trt = trt
         self.cuda = cuda
         self.logger = logger
+        self.device_index = device_index
         cuda.set_device(device_index)
         self.runtime = trt.Runtime(logger)
         self.engine = self.runtime.deserialize_cuda_engine(engine_bytes)
@@ -107,6 +108,7 @@ class EngineRunner:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         trt, cuda, context = self.trt, self.cuda, self.context
+        cuda.set_device(self.device_index)  # another executable may have switched the current GPU
         for name in self.inputs:
             array = np.ascontiguousarray(feeds[name], dtype=self.dtypes[name])
             if not context.set_input_shape(name, tuple(array.shape)):

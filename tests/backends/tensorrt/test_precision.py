@@ -78,12 +78,15 @@ def test_quantized_precisions_are_explicit_qdq_in_a_strongly_typed_network_witho
     assert all(action == "clear" for action, _ in calls)
 
 
-def test_tensorrt_11_is_strongly_typed_and_refuses_flag_based_fp16():
+def test_tensorrt_11_is_strongly_typed_converts_for_fp16_and_refuses_bf16():
     plan, _ = flags_for("fp32", version="11.4.0")
-    assert plan.strongly_typed
+    assert plan.strongly_typed and plan.convert_to is None
+    plan, calls = flags_for("fp16", version="11.4.0")
+    assert plan.strongly_typed and plan.convert_to == "fp16"
+    assert not any(action == "set" for action, _ in calls)  # the graph carries the type, no flag
     with pytest.raises(UnsupportedError, match="strongly typed networks only") as info:
-        plan_precision(Precision.FP16, "11.4.0")
-    assert "fp16" in info.value.hint
+        plan_precision(Precision.BF16, "11.4.0")
+    assert "bf16" in info.value.hint
 
 
 def test_tensorrt_older_than_10_is_refused():

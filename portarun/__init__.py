@@ -28,3 +28,13 @@ __all__ = [
     "compare", "compile", "get_backend", "list_backends", "load", "load_compiled", "random_feeds",
     "AccuracyFloor", "QuantizedModel", "RandomCalibration", "quantize",
 ]
+
+
+def __getattr__(name: str):
+    # portarun.export / portarun.generate load on first use: export imports torch lazily, but
+    # neither is needed to run a model. Both are callable modules (portarun.export(module, inputs)).
+    if name in ("export", "generate"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'portarun' has no attribute '{name}'")

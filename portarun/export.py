@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import sys
+import types
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -340,3 +341,15 @@ def load_factory(spec: str) -> Callable[[], Any]:
         raise UsageError(f"'{path}' has no callable '{attr}'",
                          hint=f"callables there: {', '.join(public) or 'none'}")
     return factory
+
+
+class _CallableModule(types.ModuleType):
+    """``portarun.export`` is this module and also the function (importing a submodule sets the
+    package attribute to the module, so a plain function of the same name would be shadowed):
+    ``portarun.export(module, inputs)`` calls ``export``, ``portarun.export.export_info`` still works."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Model:
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

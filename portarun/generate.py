@@ -24,6 +24,8 @@ step (it yields the first token), TPOT each decode step after it.
 from __future__ import annotations
 
 import re
+import sys
+import types
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -254,3 +256,13 @@ class _StaticCache:
             self.cache[past][:, :, self.length:end] = outputs[present][:, :, self.capacity:self.capacity + new]
         self.mask[:, self.length:end] = 1
         self.length = end
+
+
+class _CallableModule(types.ModuleType):
+    """``portarun.generate`` is this module and also the function (see portarun.export for why)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> GenerationResult:
+        return generate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

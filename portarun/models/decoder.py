@@ -19,7 +19,7 @@ The blocks: RMSNorm, rotary embeddings (rotate-half form, like Llama), grouped-
 query attention without repeating K/V (queries are grouped per KV head instead),
 and a SwiGLU MLP. Q/K/V and gate/up are merged into one MatMul each (fewer,
 larger kernels per token), weights are stored [K, N] as PyTorch exports
-``nn.Linear``. Only standard ONNX ops at opset 17.
+``nn.Linear``. Only standard ONNX ops at opset 18.
 
 Models over ``STREAM_BYTES`` of weights (the ``1b``) are written straight to a
 cached .onnx with external data (no 4 GB protobuf in memory) and loaded back.
@@ -40,7 +40,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..model import Model
 from ._builder import FLOAT, INT64, IR_FOR_OPSET
 
-OPSET = 17
+OPSET = 18
 STREAM_BYTES = 1 << 30  # above this many weight bytes, write weights to an external-data file as generated
 NEG_INF = -1e9  # attention score for masked slots; finite so a fully masked row cannot produce NaN
 
@@ -176,7 +176,7 @@ def _graph(w: _Weights, *, hidden: int, layers: int, heads: int, kv_heads: int, 
 
     def rms_norm(x: str, name: str) -> str:
         weight = w.near_one(f"{name}.weight", hidden)
-        mean = n("ReduceMean", [n("Mul", [x, x], f"{name}.square")], f"{name}.mean", axes=[-1], keepdims=1)
+        mean = n("ReduceMean", [n("Mul", [x, x], f"{name}.square"), axis_last], f"{name}.mean", keepdims=1)
         rms = n("Sqrt", [n("Add", [mean, eps_c], f"{name}.add_eps")], f"{name}.rms")
         return n("Mul", [n("Div", [x, rms], f"{name}.normalize"), weight], f"{name}.scale")
 

@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "compile": "compile_cmd:compile_",
     "run": "run_cmd:run",
     "conformance": "conformance:conformance",
+    "export": "export_cmd:export",
+    "generate": "generate_cmd:generate",
     "quantize": "quantize_cmd:quantize",
 }
 

@@ -18,6 +18,7 @@ def test_fp16_conversion_keeps_fp32_io_and_stays_close():
     weights = [t for t in converted.proto.graph.initializer if t.data_type in (onnx.TensorProto.FLOAT,
                                                                               onnx.TensorProto.FLOAT16)]
     assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    onnx.checker.check_model(converted.proto)  # includes producers-before-consumers order
     feeds = portarun.random_feeds(model.inputs, seed=0, dims={"batch": 2})
     expected = portarun.compile(model, "onnxruntime:cpu").run(feeds)
     got = portarun.compile(converted, "onnxruntime:cpu").run(feeds)

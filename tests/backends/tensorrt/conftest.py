@@ -175,6 +175,7 @@ def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
             self.engine = engine
             self.shapes = {}
             self.addresses = {}
+            self.allocators = {}
 
         def set_input_shape(self, name, shape):
             self.shapes[name] = tuple(shape)
@@ -186,8 +187,13 @@ def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
             return dict(zip(self.engine.outputs, ReferenceEvaluator(self.engine.proto).run(None, feeds)))
 
         def get_tensor_shape(self, name):
+            if name in self.engine.data_dependent:
+                return (-1,) * self.engine.ranks[name]
             zeros = {n: np.zeros(self.shapes[n], self.engine.dtypes[n]) for n in self.engine.inputs}
             return self._evaluate(zeros)[name].shape
+
+        def set_output_allocator(self, name, allocator):
+            self.allocators[name] = allocator
 
         def set_tensor_address(self, name, ptr):
             self.addresses[name] = ptr
@@ -201,6 +207,10 @@ def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
                 feeds[name] = raw.view(dtype).reshape(self.shapes[name])
             for name, value in self._evaluate(feeds).items():
                 value = np.ascontiguousarray(value, self.engine.dtypes[name])
+                if name in self.allocators:  # TensorRT asks for memory once it knows the size
+                    self.addresses[name] = self.allocators[name].reallocate_output_async(name, 0, value.nbytes,
+                                                                                         256, stream)
+                    self.allocators[name].notify_shape(name, value.shape)
                 cuda.memory[self.addresses[name]][: value.nbytes] = value.reshape(-1).view(np.uint8)
             return True
 
@@ -213,6 +223,9 @@ def make_fake_trt(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
             self.dtypes = {vi.name: np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
                            for vi in list(self.proto.graph.input) + list(self.proto.graph.output)}
             self.num_io_tensors = len(self.inputs) + len(self.outputs)
+            self.ranks = {o.name: len(o.type.tensor_type.shape.dim) for o in self.proto.graph.output}
+            self.data_dependent = {o for node in self.proto.graph.node if node.op_type == "NonZero"
+                                   for o in node.output if o in self.outputs}
 
         def get_tensor_name(self, index):
             return (self.inputs + self.outputs)[index]

@@ -148,3 +148,19 @@ def test_devices_and_backends_listing_with_the_stack_present(fake_stack):
     assert "Fake GPU (sm_90), TensorRT 10.3.0" == devices[0].description
     info = {i.name: i for i in portarun.list_backends()}["tensorrt"]
     assert info.available and info.version == "10.3.0"
+
+
+def test_data_dependent_output_shapes_go_through_the_output_allocator(fake_stack, tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["idx"], name="nz")], "nonzero",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor_value_info("idx", TensorProto.INT64, [1, "k"])])
+    model = portarun.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    with portarun.compile(model, "tensorrt:cuda", cache_dir=str(tmp_path)) as exe:
+        first = exe.run({"x": np.array([0, 1.5, 0, 2, 3], np.float32)})["idx"]
+        second = exe.run({"x": np.array([1, 0], np.float32)})["idx"]  # smaller: the buffer is reused
+        third = exe.run({"x": np.arange(1, 9, dtype=np.float32)})["idx"]  # larger: the buffer grows
+    np.testing.assert_array_equal(first, [[1, 3, 4]])
+    np.testing.assert_array_equal(second, [[0]])
+    np.testing.assert_array_equal(third, [list(range(8))])

@@ -1,0 +1,192 @@
+"""The XLA backend: ONNX lowered to JAX, compiled by XLA for CPUs, GPUs and TPUs.
+
+Importing this module imports neither JAX nor the op lowerings; they load on first use.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portarun.backend import Backend, Executable, Provenance
+from portarun.errors import ArtifactCorruptError, CompileError
+from portarun.model import Model, quantization_of
+from portarun.types import Device, Precision, Support, Target
+
+from . import jaxenv
+
+EXPORTS = "exported"
+
+
+class XlaExecutable(Executable):
+    def __init__(self, program, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.program = program
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        program = self.program
+        before = program.stats.compile_count + len(program.stats.eager)
+        outputs = program.run(feeds)
+        if program.stats.compile_count + len(program.stats.eager) != before:
+            self._update_provenance()
+        return outputs
+
+    def _update_provenance(self) -> None:
+        stats = self.program.stats
+        details = self.provenance.details
+        details["compile_count"] = stats.compile_count
+        details["compile_seconds_total"] = round(stats.compile_seconds, 4)
+        details["signatures"] = list(stats.signatures)
+        if stats.eager:
+            details["eager"] = list(stats.eager)
+
+    def compile_for(self, feeds: dict[str, np.ndarray]) -> float:
+        """Compile for the shapes of ``feeds`` without running; returns the seconds it took (0 if cached)."""
+        arrays, _ = self.program._bucketed(feeds)
+        before = self.program.stats.compile_seconds
+        self.program.compiled_for(arrays)
+        self._update_provenance()
+        return self.program.stats.compile_seconds - before
+
+    def _save_payload(self, directory: Path) -> dict[str, Any]:
+        from .artifact import save_exports
+
+        return save_exports(self.program, directory)
+
+
+class XlaBackend(Backend):
+    name = "xla"
+    description = "ONNX lowered to JAX and compiled by XLA (CPU, NVIDIA/AMD GPU, TPU)"
+    precisions = (Precision.FP32, Precision.BF16, Precision.FP16, Precision.INT8, Precision.INT8_WEIGHT,
+                  Precision.INT4_WEIGHT)
+    install_hint = jaxenv.INSTALL_HINT
+    default_device = "cpu"
+    device_kinds = ("cpu", "gpu", "tpu")
+    options = {
+        "jit": "True (default): one XLA program per input-shape signature; False: run op by op (no compile)",
+        "bucket": "dict of symbolic dim -> 'pow2' or a list of sizes: pad those dims up and slice outputs "
+                  "(only valid when padding cannot change the kept results, e.g. {'batch': 'pow2'})",
+        "weight_layout": "'nk' (default): store constant MatMul/Gemm weights transposed [N, K]; 'kn': as written",
+    }
+
+    def sdk_version(self) -> str:
+        return jaxenv.jax_module().__version__
+
+    def devices(self) -> list[Device]:
+        found = []
+        for kind in self.device_kinds:
+            for index, device in enumerate(jaxenv.devices(kind)):
+                found.append(Device(self.name, kind, index, description=f"{device.device_kind} ({device.platform})"))
+        if not found:
+            raise self.unavailable("JAX found no devices")
+        return found
+
+    def device_hint(self, device: str) -> str | None:
+        if device == "gpu":
+            return "pip install 'jax[cuda12]' (NVIDIA) or the ROCm jax plugin (AMD)"
+        if device == "tpu":
+            return "pip install 'jax[tpu]' on a TPU VM"
+        return self.install_hint
+
+    def jax_device(self, target: Target):
+        devices = jaxenv.devices(target.device or self.default_device)
+        return devices[target.index or 0]
+
+    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
+        carried = quantization_of(model)
+        if precision.is_quantized:
+            if carried is None:
+                return Support.no(f"the model is float; quantize it to {precision} first "
+                                  f"(portarun quantize MODEL -p {precision} -o MODEL.q.onnx)")
+            if carried != precision.value:
+                return Support.no(f"the model is quantized as {carried}, not {precision}")
+        elif carried is not None and precision is Precision.FP32:
+            return Support.no(f"the model is already quantized ({carried}); compile it with -p {carried}")
+        missing = missing_ops(model)
+        if missing:
+            return Support.no(f"no XLA lowering for op type(s) {', '.join(missing)}", missing_ops=tuple(missing))
+        return Support.yes()
+
+    def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
+        from .program import Program, static_shapes
+
+        jax = jaxenv.jax_module()
+        device = self.jax_device(target)
+        program = Program(model, device, precision, options)
+        program.check_bucketing()
+        versions = jaxenv.versions()
+        provenance = Provenance(
+            backend=self.name, sdk_version=jax.__version__, target=str(target),
+            device=f"{device.device_kind} ({device.platform}:{device.id})",
+            precision=precision.value, providers=(f"xla:{device.platform}",),
+            details={**versions, "platform": device.platform, "device_kind": device.device_kind,
+                     "jit": program.jit, "weight_layout": program.weight_layout,
+                     "bucket": {k: v for k, v in program.bucket.items()},
+                     "weights_on_device_bytes": program.weight_bytes,
+                     "rewrites": program.rewrites, "compile_count": 0, "compile_seconds_total": 0.0},
+        )
+        executable = XlaExecutable(program, backend=self, model=model, target=target, precision=precision,
+                                   provenance=provenance, options=options)
+        shapes = static_shapes(model)
+        if shapes is not None and program.jit:
+            feeds = {spec.name: np.zeros(shape, spec.dtype) for spec, shape in zip(model.inputs, shapes)}
+            try:
+                executable.compile_for(feeds)
+            except Exception as exc:
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise CompileError(f"xla failed to compile '{model.name}' for {target}: {text}",
+                                   backend=self.name) from exc
+        return executable
+
+    def compile(self, model: Model, target: Target | str | None = None,
+                precision: Precision | str = Precision.FP32, **options: Any) -> Executable:
+        # Every missing op, at once, before anything is traced.
+        missing = missing_ops(model)
+        if missing:
+            raise CompileError(f"xla cannot lower '{model.name}' for {target or 'xla:cpu'}: no lowering for "
+                               f"op type(s) {', '.join(missing)}", backend=self.name,
+                               hint="run it on another backend (e.g. onnxruntime:cpu), or add the op(s) "
+                                    "under backends/xla/ops/")
+        return super().compile(model, target, precision, **options)
+
+    def artifact_incompatibility(self, manifest: dict[str, Any]) -> str | None:
+        version = self.sdk_version()
+        if manifest.get("sdk_version") != version:
+            return f"artifact was compiled with jax {manifest.get('sdk_version')}, this machine has jax {version}"
+        return None
+
+    def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
+        from .artifact import load_exports
+
+        model = Model.load(directory / "model.onnx", check=False)
+        executable = self.compile(model, target, manifest["precision"], **manifest.get("options", {}))
+        payload = manifest.get("payload") or {}
+        device = self.jax_device(target)
+        wanted = payload.get("device_kind")
+        if wanted is not None and wanted != device.device_kind:
+            raise ArtifactCorruptError(f"artifact '{directory}' was compiled for {wanted}, "
+                                       f"this device is {device.device_kind}",
+                                       hint="load with rebuild=True to recompile")
+        loaded = load_exports(executable.program, directory / "payload", payload)
+        executable.provenance.details["loaded_from"] = str(directory)
+        executable.provenance.details["loaded_signatures"] = loaded
+        return executable
+
+
+def missing_ops(model: Model) -> list[str]:
+    """Op types in ``model`` with no XLA lowering, all of them (subgraphs and functions included)."""
+    from .lower import Graph, prepare_functions
+
+    proto = model.proto
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
+    return sorted(Graph(proto.graph, opsets, set(), prepare_functions(proto, opsets)).missing)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+__all__ = ["XlaBackend", "XlaExecutable", "missing_ops"]

@@ -1,0 +1,63 @@
+"""The bits of JAX the backend touches that moved between versions (0.10 to 0.12)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from portarun.errors import BackendUnavailableError
+
+INSTALL_HINT = "pip install 'portarun[xla]' (jax and jaxlib; for NVIDIA GPUs: pip install 'jax[cuda12]')"
+
+# portarun names -> JAX platform names
+PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
+
+
+def jax_module():
+    try:
+        import jax
+    except ImportError as exc:
+        raise BackendUnavailableError(f"backend 'xla' is unavailable: cannot import jax ({exc})",
+                                      backend="xla", hint=INSTALL_HINT) from None
+    return jax
+
+
+def x64():
+    """Context in which 64-bit types exist: ONNX computes shapes and indices in int64.
+
+    Scoped (not the global flag) so a user's own JAX code keeps its settings.
+    """
+    jax = jax_module()
+    manager = getattr(jax, "enable_x64", None)
+    if manager is not None:
+        return manager(True)
+    from jax.experimental import enable_x64  # older spelling
+
+    return enable_x64()
+
+
+def devices(kind: str) -> list[Any]:
+    jax = jax_module()
+    try:
+        return list(jax.devices(PLATFORMS.get(kind, kind)))
+    except RuntimeError:
+        return []
+
+
+def versions() -> dict[str, str]:
+    jax = jax_module()
+    try:
+        import jaxlib
+
+        jaxlib_version = getattr(jaxlib, "__version__", None) or jaxlib.version.__version__
+    except Exception:  # pragma: no cover - jaxlib always ships with jax
+        jaxlib_version = "unknown"
+    return {"jax": jax.__version__, "jaxlib": jaxlib_version}
+
+
+@contextlib.contextmanager
+def nothing():
+    yield
+
+
+__all__ = ["INSTALL_HINT", "PLATFORMS", "devices", "jax_module", "nothing", "versions", "x64"]

@@ -1,0 +1,260 @@
+"""One ONNX model as a JAX program: weights on the device, a traced function, a compile cache.
+
+- Initializers become device arrays once and are passed to the jitted function as
+  arguments (not baked into each compiled program as constants). Small ones (shape
+  vectors, scalars) stay numpy so shape arithmetic folds while tracing.
+- Constant 2-D MatMul/Gemm weights are stored transposed, [N, K]: XLA then emits a
+  plain dot instead of multiply+reduce at batch 1 on GPUs (DESIGN section 5).
+- Compiled executables are cached per input-shape signature; an optional bucketing
+  policy pads chosen symbolic dims to the next power of two and slices outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from portarun.errors import CompileError, InputError, UsageError
+from portarun.types import Precision
+
+from . import jaxenv
+from .lower import Context, Graph, prepare_functions, run_graph, tensor_to_numpy
+
+# Initializers with at most this many elements stay numpy constants (shape vectors,
+# axes, scalars): they must be known while tracing for shapes to fold.
+CONSTANT_LIMIT = 64
+
+COMPUTE_DTYPES = {Precision.BF16: "bfloat16", Precision.FP16: "float16"}
+
+
+def _bucket(size: int, policy: Any) -> int:
+    if policy in ("pow2", True, "power_of_two"):
+        return 1 << max(size - 1, 0).bit_length() if size > 0 else 0
+    if isinstance(policy, (list, tuple)):
+        for candidate in sorted(int(p) for p in policy):
+            if candidate >= size:
+                return candidate
+        return size
+    raise UsageError(f"xla: unknown bucketing policy {policy!r}",
+                     hint="use 'pow2' or a list of sizes, e.g. bucket={'seq': 'pow2'}")
+
+
+@dataclass
+class Compiled:
+    call: Any  # the compiled executable (or an eager runner)
+    seconds: float
+    eager: bool = False
+    reason: str = ""
+
+
+@dataclass
+class Stats:
+    compile_count: int = 0
+    compile_seconds: float = 0.0
+    signatures: list[str] = field(default_factory=list)
+    eager: list[str] = field(default_factory=list)
+
+
+class Program:
+    """The lowered model for one device and precision; ``run`` compiles per shape signature."""
+
+    def __init__(self, model, device, precision: Precision, options: dict[str, Any]):
+        jax = jaxenv.jax_module()
+        self.model = model
+        self.device = device
+        self.precision = precision
+        self.options = options
+        self.jit = bool(options.get("jit", True))
+        self.bucket = dict(options.get("bucket") or {})
+        self.weight_layout = str(options.get("weight_layout", "nk"))
+        if self.weight_layout not in ("nk", "kn"):
+            raise UsageError(f"xla: weight_layout must be 'nk' or 'kn', got {self.weight_layout!r}")
+        proto = model.proto
+        opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
+        functions = prepare_functions(proto, opsets)
+        self.graph = Graph(proto.graph, opsets, set(), functions)
+        if self.graph.missing:
+            raise CompileError(
+                f"xla cannot lower '{model.name}': no lowering for op type(s) {', '.join(sorted(self.graph.missing))}",
+                backend="xla", hint="run it on another backend (e.g. onnxruntime:cpu), or add the op(s) to "
+                                    "backends/xla/ops/")
+        self.compute_dtype = None
+        if precision in COMPUTE_DTYPES:
+            import jax.numpy as jnp
+
+            self.compute_dtype = getattr(jnp, COMPUTE_DTYPES[precision])
+        self.input_names = [spec.name for spec in model.inputs]
+        self.output_names = list(self.graph.outputs)
+        self.output_specs = {spec.name: spec for spec in model.outputs}
+        self.input_specs = {spec.name: spec for spec in model.inputs}
+        feed_names = set(self.input_names)
+        host_weights: dict[str, np.ndarray] = {}
+        self.constants: dict[str, np.ndarray] = {}
+        for name, tensor in self.graph.initializers.items():
+            if name in feed_names:
+                continue
+            array = tensor_to_numpy(tensor)
+            if self.compute_dtype is not None and array.dtype == np.float32:
+                array = array.astype(self.compute_dtype)
+            if array.size <= CONSTANT_LIMIT or array.dtype == object:
+                self.constants[name] = array
+            else:
+                host_weights[name] = array
+        from .rewrite import rewrite
+
+        self.rewrites = rewrite(self.graph, host_weights, self.constants, transpose=self.weight_layout == "nk")
+        with jaxenv.x64():
+            self.weights = {name: jax.device_put(array, device) for name, array in host_weights.items()}
+        self.weight_bytes = int(sum(a.nbytes for a in host_weights.values()))
+        self._jitted = jax.jit(self._forward)
+        self._cache: dict[tuple, Compiled] = {}
+        self._lock = threading.Lock()
+        self.stats = Stats()
+
+    # -- the traced function ------------------------------------------------------------
+    def _context(self, eager: bool) -> Context:
+        return Context(compute_dtype=self.compute_dtype, eager=eager)
+
+    def _forward(self, weights: dict, inputs: tuple, eager: bool = False) -> tuple:
+        import jax.numpy as jnp
+
+        env: dict[str, Any] = dict(self.constants)
+        env.update(weights)
+        for name, value in zip(self.input_names, inputs):
+            if self.compute_dtype is not None and value.dtype == jnp.float32:
+                value = value.astype(self.compute_dtype)
+            env[name] = value
+        outputs = run_graph(self.graph, env, self._context(eager))
+        results = []
+        for name, value in zip(self.output_names, outputs):
+            if isinstance(value, list):  # sequence outputs
+                results.append([jnp.asarray(v) for v in value])
+                continue
+            value = jnp.asarray(value)
+            spec = self.output_specs.get(name)
+            if self.compute_dtype is not None and spec is not None and spec.dtype == np.float32 \
+                    and value.dtype != np.float32:
+                value = value.astype(np.float32)
+            results.append(value)
+        return tuple(results)
+
+    # -- compile cache ------------------------------------------------------------------
+    def signature(self, arrays: list[np.ndarray]) -> tuple:
+        return tuple((tuple(a.shape), str(a.dtype)) for a in arrays)
+
+    def compiled_for(self, arrays: list) -> Compiled:
+        key = self.signature(arrays)
+        entry = self._cache.get(key)
+        if entry is None:
+            with self._lock:
+                entry = self._cache.get(key)
+                if entry is None:
+                    entry = self._compile(arrays, key)
+                    self._cache[key] = entry
+        return entry
+
+    def _compile(self, arrays: list, key: tuple) -> Compiled:
+        jax = jaxenv.jax_module()
+        from .ops._common import DynamicShape
+
+        start = time.perf_counter()
+        text = ", ".join(f"{n}{list(s)}" for n, (s, _) in zip(self.input_names, key))
+        if self.jit:
+            specs = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays)
+            try:
+                with jaxenv.x64():
+                    compiled = self._jitted.lower(self.weights, specs).compile()
+            except DynamicShape as exc:
+                entry = Compiled(self._eager_runner(), time.perf_counter() - start, eager=True, reason=str(exc))
+                self.stats.eager.append(f"{text}: {exc}")
+            else:
+                entry = Compiled(compiled, time.perf_counter() - start)
+                self.stats.compile_count += 1
+                self.stats.compile_seconds += entry.seconds
+        else:
+            entry = Compiled(self._eager_runner(), 0.0, eager=True, reason="jit=False")
+        self.stats.signatures.append(text)
+        return entry
+
+    def _eager_runner(self):
+        def run(weights, inputs):
+            return self._forward(weights, inputs, eager=True)
+
+        return run
+
+    # -- running ------------------------------------------------------------------------
+    def _bucketed(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], dict[str, int]]:
+        """Pad the bucketed symbolic dims; returns the arrays and the true size of each dim."""
+        arrays = [feeds[name] for name in self.input_names]
+        if not self.bucket:
+            return arrays, {}
+        true_sizes: dict[str, int] = {}
+        padded = []
+        for name, array in zip(self.input_names, arrays):
+            spec = self.input_specs[name]
+            width = []
+            for axis, dim in enumerate(spec.shape or ()):
+                if isinstance(dim, str) and dim in self.bucket:
+                    size = array.shape[axis]
+                    true_sizes[dim] = size
+                    width.append((0, _bucket(size, self.bucket[dim]) - size))
+                else:
+                    width.append((0, 0))
+            if any(w[1] for w in width):
+                array = np.pad(array, width)
+            padded.append(array)
+        return padded, true_sizes
+
+    def _unbucket(self, name: str, value: np.ndarray, true_sizes: dict[str, int]) -> np.ndarray:
+        spec = self.output_specs.get(name)
+        if not true_sizes or spec is None or spec.shape is None:
+            return value
+        index = tuple(slice(0, true_sizes[d]) if isinstance(d, str) and d in true_sizes else slice(None)
+                      for d in spec.shape)
+        return value[index]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays, true_sizes = self._bucketed(feeds)
+        entry = self.compiled_for(arrays)
+        if entry.eager:
+            jax = jaxenv.jax_module()
+            with jaxenv.x64():
+                inputs = tuple(jax.device_put(a, self.device) for a in arrays)
+                outputs = entry.call(self.weights, inputs)
+        else:
+            with jaxenv.x64():
+                outputs = entry.call(self.weights, tuple(arrays))
+        result = {}
+        for name, value in zip(self.output_names, outputs):
+            if isinstance(value, list):
+                result[name] = [np.asarray(v) for v in value]
+            else:
+                result[name] = self._unbucket(name, np.asarray(value), true_sizes)
+        return result
+
+    def check_bucketing(self) -> None:
+        """Bucketed dims must be symbolic dims of the inputs; say which are not."""
+        dims = {d for spec in self.input_specs.values() for d in (spec.shape or ()) if isinstance(d, str)}
+        unknown = [d for d in self.bucket if d not in dims]
+        if unknown:
+            raise InputError(f"xla: bucket names dim(s) {', '.join(unknown)} that no input of "
+                             f"'{self.model.name}' has", hint=f"symbolic dims: {', '.join(sorted(dims)) or 'none'}")
+
+
+def static_shapes(model) -> list[tuple[int, ...]] | None:
+    """The input shapes when every input is fully static, else None."""
+    shapes = []
+    for spec in model.inputs:
+        if spec.shape is None or any(not isinstance(d, int) for d in spec.shape):
+            return None
+        shapes.append(tuple(spec.shape))
+    return shapes
+
+
+__all__ = ["Compiled", "Program", "Stats", "static_shapes"]

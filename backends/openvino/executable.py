@@ -9,7 +9,7 @@ import numpy as np
 
 from portarun.backend import Executable
 
-from .devices import capabilities, sdk
+from .devices import capabilities, core, sdk
 
 IR_XML = "model.xml"
 
@@ -43,13 +43,34 @@ class OpenVinoExecutable(Executable):
         ov = sdk()
         # compress_to_fp16 defaults to True and would silently halve the weights' precision.
         ov.save_model(self.ov_model, str(directory / IR_XML), compress_to_fp16=False)
-        blob = None
-        if "EXPORT_IMPORT" in capabilities(self.device):
-            blob = blob_name(self.device)
-            (directory / blob).write_bytes(self.compiled.export_model().getvalue())
         config = {k: v for k, v in self.compile_config.items() if k != "CACHE_DIR"}
-        return {"ir": IR_XML, "blob": blob, "blob_device": self.device if blob else None,
+        blob, skipped = None, None
+        if "EXPORT_IMPORT" in capabilities(self.device):
+            try:
+                data = self._export(config)
+            except Exception as exc:  # the IR still makes a complete artifact; say why there is no blob
+                skipped = f"export_model failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
+            else:
+                blob = blob_name(self.device)
+                (directory / blob).write_bytes(data)
+        else:
+            skipped = f"{self.device} does not support EXPORT_IMPORT"
+        return {"ir": IR_XML, "blob": blob, "blob_device": self.device if blob else None, "blob_skipped": skipped,
                 "openvino_version": ov.get_version(), "compile_config": config}
+
+    def _export(self, config: dict[str, Any]) -> bytes:
+        """The compiled model as a blob that ``import_model`` accepts, checked by importing it once.
+
+        OpenVINO 2026.4 writes an unreadable blob for a model that was itself loaded from the
+        model cache or imported, so such a model is compiled afresh (without the cache) to export it.
+        """
+        ov_core = core()
+        compiled = self.compiled
+        if self.provenance.details.get("loaded_from_cache") or self.provenance.details.get("loaded_as"):
+            compiled = ov_core.compile_model(self.ov_model, self.device, config)
+        data = compiled.export_model().getvalue()
+        ov_core.import_model(data, self.device, config)
+        return data
 
     def _close(self) -> None:
         self._request = None

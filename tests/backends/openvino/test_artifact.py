@@ -41,6 +41,21 @@ def test_round_trip_loads_the_blob_with_the_same_precision(saved):
     np.testing.assert_array_equal(loaded.run(feeds)["y"], expected)
 
 
+def test_a_model_loaded_from_the_cache_saves_a_loadable_blob(builtin_models, tmp_path):
+    # OpenVINO exports an unreadable blob from a cache-loaded compiled model; the backend recompiles first.
+    model = builtin_models["mlp"]
+    feeds = portarun.random_feeds(model.inputs, seed=2)
+    portarun.compile(model, "openvino:cpu", cache_dir=str(tmp_path / "cache"))
+    cached = portarun.compile(model, "openvino:cpu", cache_dir=str(tmp_path / "cache"))
+    assert cached.provenance.details["loaded_from_cache"] is True
+    path = cached.save(tmp_path / "mlp.ov")
+    loaded = portarun.load_compiled(path)
+    assert loaded.provenance.details["loaded_as"] == "exported blob"
+    np.testing.assert_array_equal(loaded.run(feeds)["logits"], cached.run(feeds)["logits"])
+    again = portarun.load_compiled(loaded.save(tmp_path / "mlp.ov2"))  # an imported model saves a good blob too
+    assert again.provenance.details["loaded_as"] == "exported blob"
+
+
 def test_tampered_blob_is_refused(saved, tmp_path):
     import shutil
 

@@ -27,6 +27,19 @@ def test_fp32_matches_reference_and_reports_f32(name, builtin_models, builtin_fe
         np.testing.assert_allclose(got[out], expected[out], rtol=1e-4, atol=1e-5)
 
 
+def test_decoder_with_kv_cache_matches_reference():
+    from portarun import models
+
+    model = models.build("decoder-tiny")
+    dims = {**models.get("decoder-tiny").default_dims, "seq": 3, "past_seq": 5, "total_seq": 8}
+    feeds = portarun.random_feeds(model.inputs, seed=4, dims=dims, int_high=50)
+    expected = portarun.compile(model, "reference:cpu").run(feeds)
+    got = portarun.compile(model, "openvino:cpu", "fp32").run(feeds)
+    assert set(got) == set(expected)
+    for out in expected:
+        np.testing.assert_allclose(got[out], expected[out], rtol=1e-4, atol=1e-5)
+
+
 def test_bf16_runs_when_asked_and_is_reported(builtin_models, builtin_feeds, cpu_caps):
     if "BF16" not in cpu_caps:
         pytest.skip("this CPU has no bf16 support in OpenVINO (OPTIMIZATION_CAPABILITIES lacks BF16)")

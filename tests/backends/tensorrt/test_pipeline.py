@@ -164,3 +164,29 @@ def test_data_dependent_output_shapes_go_through_the_output_allocator(fake_stack
     np.testing.assert_array_equal(first, [[1, 3, 4]])
     np.testing.assert_array_equal(second, [[0]])
     np.testing.assert_array_equal(third, [list(range(8))])
+
+
+def test_cli_profile_options_reach_the_engine_and_the_artifact(fake_stack, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from portarun.cli import main
+
+    out = tmp_path / "mlp.trt"
+    result = CliRunner().invoke(main, ["compile", "builtin:mlp", "-t", "tensorrt:cuda", "--option",
+                                       "dim_ranges=batch:1,2,4", "--option", f"cache_dir={tmp_path / 'c'}",
+                                       "--option", "workspace_mb=256", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["payload"]["profiles"] == {"x": [[1, 64], [2, 64], [4, 64]]}
+    assert manifest["payload"]["engine_key"]["build"]["workspace_mb"] == 256
+    assert "cache_dir" not in manifest["options"]  # a machine-local folder is not part of the artifact
+    assert str(tmp_path) not in json.dumps(manifest["payload"]["engine_key"])
+    shapes = CliRunner().invoke(main, ["compile", "builtin:mlp", "-t", "tensorrt:cuda", "--option",
+                                       "shapes=x:1x64,2x64,8x64", "--option", f"cache_dir={tmp_path / 'c'}",
+                                       "-o", str(tmp_path / "b")])
+    assert shapes.exit_code == 0, shapes.output
+    bad = CliRunner().invoke(main, ["compile", "builtin:mlp", "-t", "tensorrt:cuda", "--option",
+                                    "dim_ranges=seq:1,2,4", "-o", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "no input has" in bad.output

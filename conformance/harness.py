@@ -79,7 +79,9 @@ class MatrixResult:
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results) and not (self.node_suite or {}).get("failed_targets")
+        # the node suite is a census (no backend passes every case), not a gate; its counts are
+        # compared against a baseline instead
+        return all(r.passed for r in self.results)
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -80,7 +80,6 @@ class _Prober:
     def run(self, outputs: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         self.probes += 1
         sub = self.extractor.extract_model(self.input_names, outputs)
-        sub.opset_import[:] = self.inferred.opset_import
         model = portarun.Model.from_proto(sub, name=f"{self.name}-probe{self.probes}", check=False)
         with portarun.compile(model, self.target, self.precision, **self.options) as exe:
             actual = exe.run(self.feeds)

@@ -22,6 +22,9 @@ COMMANDS: dict[str, str] = {
     "conformance": "conformance:conformance",
     "export": "export_cmd:export",
     "generate": "generate_cmd:generate",
+    "compare": "compare_cmd:compare",
+    "bench": "bench_cmd:bench",
+    "hardware": "hardware_cmd:hardware",
     "quantize": "quantize_cmd:quantize",
 }
 

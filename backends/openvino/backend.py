@@ -173,7 +173,8 @@ class OpenVinoBackend(Backend):
                                backend=self.name) from exc
         details["compile_model_seconds"] = round(time.perf_counter() - start, 4)
         stored = {k: v for k, v in options.items() if k not in _TRANSIENT_OPTIONS}
-        return self._executable(compiled, ov_model, model, target, precision, config, stored, details)
+        kept = ov_model if options.get("quantizer") else None  # see OpenVinoExecutable.source_model
+        return self._executable(compiled, kept, model, target, precision, config, stored, details)
 
     def _executable(self, compiled, ov_model, model: Model, target: Target, precision: Precision,
                     config: dict[str, Any], options: dict[str, Any], details: dict[str, Any]) -> OpenVinoExecutable:

@@ -22,7 +22,9 @@ class OpenVinoExecutable(Executable):
     def __init__(self, compiled, ov_model, *, device: str, compile_config: dict[str, Any], **kwargs: Any):
         super().__init__(**kwargs)
         self.compiled = compiled
-        self.ov_model = ov_model  # kept to write the IR: NNCF-compressed models cannot be rebuilt from ONNX alone
+        # Kept only when it cannot be read again from the ONNX model (NNCF-compressed, or read from an IR):
+        # holding a float model's weights twice costs memory for nothing.
+        self.ov_model = ov_model
         self.device = device
         self.compile_config = dict(compile_config)
         self._request = compiled.create_infer_request()
@@ -39,10 +41,14 @@ class OpenVinoExecutable(Executable):
         results = self._request.infer(inputs)  # share_outputs=False: arrays are ours, not the request's buffers
         return {name: results[port] for name, port in self._ports.items()}
 
+    def source_model(self):
+        """The ``ov.Model`` this was compiled from (read again from the ONNX model when not kept)."""
+        return self.ov_model if self.ov_model is not None else self.backend.read_model(self.model)
+
     def _save_payload(self, directory: Path) -> dict[str, Any]:
         ov = sdk()
         # compress_to_fp16 defaults to True and would silently halve the weights' precision.
-        ov.save_model(self.ov_model, str(directory / IR_XML), compress_to_fp16=False)
+        ov.save_model(self.source_model(), str(directory / IR_XML), compress_to_fp16=False)
         config = {k: v for k, v in self.compile_config.items() if k != "CACHE_DIR"}
         blob, skipped = None, None
         if "EXPORT_IMPORT" in capabilities(self.device):
@@ -67,7 +73,7 @@ class OpenVinoExecutable(Executable):
         ov_core = core()
         compiled = self.compiled
         if self.provenance.details.get("loaded_from_cache") or self.provenance.details.get("loaded_as"):
-            compiled = ov_core.compile_model(self.ov_model, self.device, config)
+            compiled = ov_core.compile_model(self.source_model(), self.device, config)
         data = compiled.export_model().getvalue()
         ov_core.import_model(data, self.device, config)
         return data

@@ -114,13 +114,19 @@ class IsolatedWorker:
         self._context = multiprocessing.get_context(method)
         self._process: Any = None
         self._conn: Any = None
-        self.restarts = 0
+        self.starts = 0
+
+    @property
+    def restarts(self) -> int:
+        """How many times a worker had to be replaced after a crash or timeout."""
+        return max(self.starts - 1, 0)
 
     def _start(self) -> TaskOutcome | None:
         parent, child = self._context.Pipe()
         process = self._context.Process(target=_serve, args=(child, self.plugins), daemon=True,
                                         name="portarun-conformance-worker")
         process.start()
+        self.starts += 1
         child.close()
         self._process, self._conn = process, parent
         if not parent.poll(STARTUP_TIMEOUT_S):
@@ -153,7 +159,6 @@ class IsolatedWorker:
         if self._process is None or not self._process.is_alive():
             if self._process is not None:
                 self._kill()
-                self.restarts += 1
             failed = self._start()
             if failed is not None:
                 return failed

@@ -7,9 +7,10 @@
    Softmax inputs stay float (quantizing them wrecks small transformers, DESIGN §5).
 3. Build, run the held-out samples, compare with the float model. While the floor
    fails, rank the quantized nodes by sensitivity (each quantized alone; error
-   vs float) and move the most sensitive one step toward float
+   vs float, per byte the next step up adds) and move the top one step toward float
    (int4 -> int8 -> float; int8+activation -> int8 weight -> float), re-measuring
-   after each step and re-ranking when every ranked node has moved once.
+   after each step and re-ranking when every ranked node has moved once. Once the floor
+   holds, moves that turn out unnecessary are undone (oldest first).
 """
 
 from __future__ import annotations
@@ -127,12 +128,14 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         candidate = build(base, targets, trial, opts)
         return measure(runner.run(candidate, valid, outputs=output_names), reference, floor)
 
+    sizes = {t.name: int(np.prod(t.dims)) for t in base.graph.initializer}
     steps: list[str] = []
+    history: list[tuple[str, str]] = []  # (node, level it had) for every move toward float
     accuracy = evaluate(levels)
     queue: list[str] = []
     while not accuracy.passed:
         if not queue:
-            queue = _rank(targets, levels, evaluate)
+            queue = _rank(targets, levels, evaluate, sizes)
             if not queue:
                 break
         node = queue.pop(0)
@@ -141,7 +144,19 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         old, levels[node] = levels[node], DEMOTE[levels[node]]
         reasons[node] = f"sensitive: moved {old} -> {levels[node]} to meet the floor"
         accuracy = evaluate(levels)
+        history.append((node, old))
         steps.append(f"{node}: {old} -> {levels[node]} (then {accuracy.text()})")
+    if accuracy.passed and history:
+        # Greedy steps can overshoot: an early move may be unnecessary once later ones are made.
+        # Undo each (oldest first) when the floor still holds without it.
+        for node, old in history:
+            if levels[node] == DEMOTE.get(old):
+                trial = {**levels, node: old}
+                trial_accuracy = evaluate(trial)
+                if trial_accuracy.passed:
+                    levels, accuracy = trial, trial_accuracy
+                    reasons.pop(node, None)
+                    steps.append(f"{node}: back to {old}, not needed (then {accuracy.text()})")
 
     all_float = all(level == "float" for level in levels.values())
     floor_met = accuracy.passed and not all_float
@@ -187,15 +202,28 @@ def _calibrate(base: onnx.ModelProto, targets: list[Target], samples: list[dict[
     return {name: collector.range() for name, collector in collectors.items()}
 
 
-def _rank(targets: list[Target], levels: dict[str, str], evaluate) -> list[str]:
-    """Quantized nodes, most sensitive first: each quantized alone, scored by NMSE vs the float model."""
+# bits per weight at each level; moving a node up the ladder costs its element count times the difference
+_BITS = {"int4": 4, "int8": 8, "int8+act": 8, "float": 32}
+
+
+def _rank(targets: list[Target], levels: dict[str, str], evaluate, sizes: dict[str, int]) -> list[str]:
+    """Quantized nodes in the order to move them toward float: error removed per byte added first.
+
+    Each node is quantized alone (everything else float); its NMSE vs the float model is the error
+    its quantization causes. Dividing by the bytes the next step up would add (a greedy knapsack)
+    keeps a large, mildly sensitive embedding table at low precision while small sensitive layers
+    move up; int8+activation -> int8 weight adds no bytes, so those go by error alone.
+    """
     scores = []
     for t in targets:
-        if levels[t.node] == "float":
+        level = levels[t.node]
+        if level == "float":
             continue
         alone = {other.node: "float" for other in targets}
-        alone[t.node] = levels[t.node]
-        scores.append((-evaluate(alone).nmse, t.index, t.node))
+        alone[t.node] = level
+        nmse = evaluate(alone).nmse
+        added_bytes = max(sizes[t.weight] * (_BITS[DEMOTE[level]] - _BITS[level]) / 8, 1.0)
+        scores.append((-nmse / added_bytes, t.index, t.node))
     return [node for _, _, node in sorted(scores)]
 
 

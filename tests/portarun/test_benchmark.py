@@ -1,0 +1,43 @@
+"""Benchmark statistics: warm-up, run counts, percentiles, throughput, energy marked when not measured."""
+
+from __future__ import annotations
+
+import pytest
+
+import portarun
+from portarun.benchmark import benchmark_executable, energy_sensor, measure, percentile
+
+
+def test_percentile_is_nearest_rank():
+    samples = [float(v) for v in range(1, 101)]
+    assert percentile(samples, 50) == 50.0
+    assert percentile(samples, 99) == 99.0
+    assert percentile([5.0, 1.0, 3.0], 99) == 5.0  # with few samples p99 is the slowest
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_measure_warms_up_then_times_exactly_runs():
+    calls = []
+    result = measure(lambda: calls.append(1), warmup=4, runs=7, items_per_run=8, tokens_per_run=8 * 128)
+    assert len(calls) == 11 and result.runs == 7 and len(result.samples_ms) == 7
+    assert result.min_ms <= result.median_ms <= result.p99_ms <= result.max_ms
+    assert result.items_per_second == pytest.approx(8 * 1e3 / result.median_ms)
+    assert result.tokens_per_second == pytest.approx(128 * result.items_per_second)
+    assert result.peak_memory_bytes > 0
+
+
+def test_energy_is_marked_not_measured_without_a_sensor():
+    sensor, why = energy_sensor("npu")
+    assert sensor is None and "no energy sensor" in why
+    result = measure(lambda: None, warmup=0, runs=2, device_kind="npu")
+    assert result.energy.joules_per_run is None and result.energy.sensor == "none" and result.energy.note
+
+
+def test_benchmark_executable_counts_batch_and_tokens():
+    model = portarun.load("builtin:transformer")
+    feeds = portarun.random_feeds(model.inputs, seed=0, dims={"batch": 2, "seq": 8})
+    with portarun.compile(model, "onnxruntime:cpu") as exe:
+        result = benchmark_executable(exe, feeds, warmup=1, runs=3, tokens_axis="seq")
+    assert (result.items_per_run, result.tokens_per_run, result.runs) == (2, 16, 3)
+    assert result.tokens_per_second == pytest.approx(8 * result.items_per_second)

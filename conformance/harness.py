@@ -90,9 +90,15 @@ class MatrixResult:
         return counts
 
 
+# Device kinds that only pick another device at run time (OpenVINO AUTO): testing them repeats a
+# concrete device's cells, so the default matrix leaves them out; name them with -t to include them.
+SELECTOR_DEVICES = ("auto", "multi", "hetero")
+
+
 def default_targets() -> list[Target]:
-    """Every available target except the reference (it is the oracle, not a candidate)."""
-    return [t for t in portarun.available_targets() if t.backend != "reference"]
+    """Every available target except the reference (it is the oracle, not a candidate) and device selectors."""
+    return [t for t in portarun.available_targets()
+            if t.backend != "reference" and (t.device or "") not in SELECTOR_DEVICES]
 
 
 def precisions_for(target: Target | str) -> list[Precision]:

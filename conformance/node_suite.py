@@ -185,8 +185,6 @@ def _unrepresentable(value: Any) -> str | None:
         return "map values"
     if not isinstance(value, np.ndarray):
         return f"a {type(value).__name__} value"
-    if value.dtype.kind == "V":
-        return f"dtype {value.dtype} has no NumPy representation"
     return None
 
 

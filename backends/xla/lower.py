@@ -37,6 +37,8 @@ def tensor_to_numpy(tensor: onnx.TensorProto) -> np.ndarray:
 
 
 def _attr_value(attr: onnx.AttributeProto, opsets: dict[str, int], outer: set[str], functions) -> Any:
+    if attr.ref_attr_name:  # inside a function body; bound per call by _bind_function_attrs
+        return None
     kind = attr.type
     A = onnx.AttributeProto
     if kind == A.GRAPH:
@@ -74,7 +76,8 @@ class Node:
     opset: int
     fn: Callable | None = None
     fold: bool = True
-    function: "Graph | None" = None  # body of a model-local function, when the op is one
+    function: "LocalFunction | None" = None  # body of a model-local function, when the op is one
+    proto: onnx.NodeProto | None = None  # kept for ops lowered through their ONNX function body
 
     def attr(self, name: str, default: Any = None) -> Any:
         return self.attrs.get(name, default)
@@ -119,6 +122,11 @@ class Graph:
             self.missing |= function.graph.missing
             return node
         definition = op_registry.lookup(domain, proto_node.op_type, opset)
+        if definition is None and schema_function_available(proto_node.op_type, opset, domain):
+            node.proto = proto_node
+            node.fn = call_schema_function
+            node.fold = False
+            return node
         if definition is None:
             self.missing.add(proto_node.op_type if not domain else f"{domain}::{proto_node.op_type}")
         else:
@@ -230,22 +238,34 @@ def _is_const_seq(value: Any) -> bool:
 
 def _call_function(node: Node, ctx: Context, args: list) -> Any:
     fn: LocalFunction = node.function
+    defaults = {a.name: a for a in fn.proto.attribute_proto}
+    return run_function(fn.proto, fn.graph, node.attrs, defaults, args, ctx)
+
+
+def run_function(proto: onnx.FunctionProto, graph: "Graph", call_attrs: dict, defaults: dict, args: list,
+                 ctx: Context) -> tuple:
+    """Run a function body: formal inputs bound to ``args``, attribute references to the call's values."""
     env: dict = {}
-    for name, value in zip(fn.proto.input, args):
-        env[name] = value
-    # attribute references inside the body resolve to the call's attributes (or defaults)
-    bound = {a.name: a for a in fn.proto.attribute_proto}
-    graph = _bind_function_attrs(fn, node.attrs, bound)
-    outs = run_graph(graph, env, ctx)
-    return tuple(outs)
+    for name, value in zip(proto.input, args):
+        if name:
+            env[name] = value
+    if any(a.ref_attr_name for n in proto.node for a in n.attribute):
+        graph = _bind_function_attrs(proto, graph, call_attrs, defaults)
+    for name in graph.inputs:
+        env.setdefault(name, None)
+    return tuple(run_graph(graph, env, ctx))
 
 
-def _bind_function_attrs(fn: LocalFunction, call_attrs: dict, defaults: dict) -> Graph:
-    if not any(a.ref_attr_name for n in fn.proto.node for a in n.attribute):
-        return fn.graph
-    # Rebuild the body with ref attributes replaced by the call's values (rare; not cached).
+def _function_graph(proto: onnx.FunctionProto, nodes) -> onnx.GraphProto:
+    return helper.make_graph(list(nodes), proto.name,
+                             [helper.make_value_info(i, onnx.TypeProto()) for i in proto.input],
+                             [helper.make_value_info(o, onnx.TypeProto()) for o in proto.output])
+
+
+def _bind_function_attrs(proto: onnx.FunctionProto, graph: "Graph", call_attrs: dict, defaults: dict) -> "Graph":
+    # Rebuild the body with ref attributes replaced by the call's values (or the defaults).
     nodes = []
-    for proto_node in fn.proto.node:
+    for proto_node in proto.node:
         new = onnx.NodeProto()
         new.CopyFrom(proto_node)
         del new.attribute[:]
@@ -253,10 +273,12 @@ def _bind_function_attrs(fn: LocalFunction, call_attrs: dict, defaults: dict) ->
             if a.ref_attr_name:
                 if a.ref_attr_name in call_attrs:
                     value = call_attrs[a.ref_attr_name]
-                    made = helper.make_attribute(a.name, value.tolist() if isinstance(value, np.ndarray)
-                                                 and a.type != onnx.AttributeProto.TENSOR else value)
+                    if isinstance(value, np.ndarray):
+                        made = helper.make_attribute(a.name, numpy_helper.from_array(value))
+                    else:
+                        made = helper.make_attribute(a.name, value)
                     new.attribute.append(made)
-                elif a.ref_attr_name in defaults:
+                elif a.ref_attr_name in defaults and defaults[a.ref_attr_name].type:
                     d = onnx.AttributeProto()
                     d.CopyFrom(defaults[a.ref_attr_name])
                     d.name = a.name
@@ -264,10 +286,75 @@ def _bind_function_attrs(fn: LocalFunction, call_attrs: dict, defaults: dict) ->
             else:
                 new.attribute.append(a)
         nodes.append(new)
-    graph_proto = helper.make_graph(nodes, fn.proto.name,
-                                    [helper.make_value_info(i, onnx.TypeProto()) for i in fn.proto.input],
-                                    [helper.make_value_info(o, onnx.TypeProto()) for o in fn.proto.output])
-    return Graph(graph_proto, fn.graph.opsets, set(), fn.graph.functions)
+    return Graph(_function_graph(proto, nodes), graph.opsets, set(), graph.functions)
+
+
+# -- ops lowered through the function body their ONNX schema defines -----------------------
+
+_SCHEMA_CACHE: dict = {}
+
+
+def _schema(op_type: str, opset: int, domain: str):
+    try:
+        return onnx.defs.get_schema(op_type, opset, domain)
+    except Exception:
+        return None
+
+
+def schema_function_available(op_type: str, opset: int, domain: str) -> bool:
+    schema = _schema(op_type, opset, domain)
+    return schema is not None and (schema.has_function or schema.has_context_dependent_function)
+
+
+def _type_of(value: Any) -> onnx.TypeProto:
+    if value is None:
+        return onnx.TypeProto()
+    if isinstance(value, list):
+        inner = _type_of(value[0]) if value else onnx.TypeProto()
+        return helper.make_sequence_type_proto(inner)
+    dtype = np.dtype(value.dtype)
+    return helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(dtype), list(value.shape))
+
+
+def call_schema_function(n: "NodeContext", *args: Any) -> tuple:
+    """Lower an op with no lowering of its own by running its ONNX function body (e.g. Attention)."""
+    node = n.node
+    schema = _schema(node.op_type, node.opset, node.domain)
+    types = [_type_of(a) for a in args]
+    key = (node.op_type, node.domain, node.opset, node.proto.SerializeToString(deterministic=True),
+           tuple(t.SerializeToString(deterministic=True) for t in types))
+    cached = _SCHEMA_CACHE.get(key)
+    if cached is None:
+        versions = [v for v in schema.context_dependent_function_opset_versions if v <= node.opset]
+        if versions:
+            filled = onnx.NodeProto()
+            filled.CopyFrom(node.proto)
+            present = {a.name for a in filled.attribute}
+            for name, attr in schema.attributes.items():
+                if name not in present and attr.default_value is not None and attr.default_value.type:
+                    filled.attribute.append(attr.default_value)
+            data = schema.get_context_dependent_function_with_opset_version(
+                max(versions), filled.SerializeToString(), [t.SerializeToString() for t in types])
+        else:
+            versions = [v for v in schema.function_opset_versions if v <= node.opset]
+            data = schema.get_function_with_opset_version(max(versions))
+        proto = onnx.FunctionProto()
+        proto.ParseFromString(data)
+        opsets = {"": node.opset}
+        opsets.update({("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import})
+        body = Graph(_function_graph(proto, proto.node), opsets, set(), {})
+        if body.missing:
+            raise CompileError(f"{node.op_type} is lowered through its ONNX function body, which uses op(s) "
+                               f"with no XLA lowering: {', '.join(sorted(body.missing))}", backend="xla")
+        defaults = {name: attr.default_value for name, attr in schema.attributes.items()
+                    if attr.default_value is not None and attr.default_value.type}
+        cached = (proto, body, defaults)
+        if len(_SCHEMA_CACHE) > 4096:
+            _SCHEMA_CACHE.clear()
+        _SCHEMA_CACHE[key] = cached
+    proto, body, defaults = cached
+    outs = run_function(proto, body, node.attrs, defaults, list(args), n.ctx)
+    return outs[:len(node.outputs)]
 
 
 def run_graph(graph: Graph, env: dict, ctx: Context) -> list:
@@ -283,13 +370,13 @@ def run_graph(graph: Graph, env: dict, ctx: Context) -> list:
             raise
         except Exception as exc:
             where = f"{node.op_type} node '{node.name}'" if node.name else f"{node.op_type} node"
-            raise _annotate(exc, where) from exc
+            raise _annotate(exc, where)
         if not isinstance(result, (tuple,)):
             result = (result,)
         for name, value in zip(node.outputs, result):
             if name:
                 env[name] = value
-    return [env[name] for name in graph.outputs]
+    return [env.get(name) for name in graph.outputs]
 
 
 def _annotate(exc: Exception, where: str) -> Exception:

@@ -83,6 +83,8 @@ class OnnxRuntimeBackend(Backend):
         "provider_options": "dict of options for the target's execution provider",
         "cache_dir": "folder for EP caches (TensorRT engines, MIGraphX models); default the portarun cache",
         "lower_int4": "int4-weight: 'matmulnbits' rewrites blocked DQ+MatMul as MatMulNBits (default: ORT fuses it)",
+        "lower_int8": "int8-weight / int4-weight: 'matmulnbits' rewrites per-channel int8 DQ+MatMul as 8-bit "
+                      "MatMulNBits (default: DQ then fp32 MatMul)",
         "matmulnbits_accuracy_level": "0-4: how MatMulNBits computes (0/1 fp32 exact, 4 int8 activations: ORT default)",
     }
 
@@ -156,21 +158,26 @@ class OnnxRuntimeBackend(Backend):
         if level is not None and not 0 <= int(level) <= 4:
             raise UsageError(f"onnxruntime: matmulnbits_accuracy_level must be 0-4, got {level}",
                              hint="0 or 1: fp32 (exact), 2: fp16, 3: bf16, 4: int8 activations")
-        lower = str(options.get("lower_int4") or "none").lower()
-        if lower not in ("none", "matmulnbits"):
-            raise UsageError(f"onnxruntime: unknown lower_int4 '{lower}'", hint="choose matmulnbits or none")
-        if precision is not Precision.INT4_WEIGHT:
-            return model, {}
+        lower = {}
+        for key in ("lower_int4", "lower_int8"):
+            lower[key] = str(options.get(key) or "none").lower()
+            if lower[key] not in ("none", "matmulnbits"):
+                raise UsageError(f"onnxruntime: unknown {key} '{lower[key]}'", hint="choose matmulnbits or none")
+        bits = ((4,) if lower["lower_int4"] == "matmulnbits" and precision is Precision.INT4_WEIGHT else ()) + \
+               ((8,) if lower["lower_int8"] == "matmulnbits" and precision in (Precision.INT8_WEIGHT,
+                                                                              Precision.INT4_WEIGHT) else ())
+        if precision not in (Precision.INT4_WEIGHT, Precision.INT8_WEIGHT):
+            return model, {}  # the accuracy level only governs weight-only MatMuls (ORT fuses int8 ones too)
         effective = level if level is not None else configured
         details: dict[str, Any] = {
             ACCURACY_LEVEL_KEY: str(effective) if effective is not None else "4 (ORT default: int8 activations)",
-            "lower_int4": lower,
+            **{key: value for key, value in lower.items() if key == "lower_int4" or value != "none"},
         }
-        if lower == "matmulnbits":
-            from .lowering import lower_int4_matmuls
+        if bits:
+            from .lowering import lower_weight_matmuls
 
             # without an explicit level, lowered nodes compute like ORT's own fusion does (its default, 4)
-            lowered, count = lower_int4_matmuls(model.proto, 4 if effective is None else int(effective))
+            lowered, count = lower_weight_matmuls(model.proto, 4 if effective is None else int(effective), bits)
             details["matmulnbits_nodes"] = count
             model = Model.from_proto(lowered, name=model.name, check=False)
         return model, details

@@ -1,13 +1,18 @@
-"""Lowering of the neutral int4 artifact to ONNX Runtime's native form.
+"""Lowering of the neutral quantized artifact to ONNX Runtime's native ``MatMulNBits``.
 
-A blocked ``DequantizeLinear`` (INT4/UINT4 weight [K, N], axis 0, block size a
-power of two >= 16) feeding ``MatMul`` as B becomes one ``com.microsoft``
-``MatMulNBits``: B repacked as uint8 [N, k_blocks, block_size/2] (low nibble
-first; signed INT4 shifted by 8, which is MatMulNBits' default zero point),
-scales [N, k_blocks], zero points packed per column [N, ceil(k_blocks/2)].
-ORT's optimizer does the same fusion itself at level "extended"; doing it here
-makes the form explicit (and works at any optimization level), and sets the
-``accuracy_level`` attribute on every lowered node.
+Two forms of weight ``DequantizeLinear`` feeding ``MatMul`` as B (weight [K, N]) become one
+``com.microsoft`` ``MatMulNBits`` each:
+
+* int4: blocked INT4/UINT4 DQ (axis 0, block size a power of two >= 16);
+* int8: per-channel INT8 DQ (axis 1, one scale per output column, zero point 0). MatMulNBits
+  has no per-channel mode, so the column's scale is repeated in every block of 128 along K,
+  which represents the same numbers exactly.
+
+B is repacked as uint8 [N, k_blocks, block_size * bits / 8] (4-bit: low nibble first); signed
+values are shifted to unsigned (+8 / +128), which is MatMulNBits' default zero point; UINT4 zero
+points are packed per column [N, ceil(k_blocks / 2)]. Every lowered node gets ``accuracy_level``.
+ORT's optimizer fuses the int4 form itself (not the int8 one); lowering here makes the form
+explicit and independent of the optimization level.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ from portarun.quantize import pack_int4
 
 MS_DOMAIN = "com.microsoft"
 _INT4 = (TensorProto.INT4, TensorProto.UINT4)
+INT8_BLOCK = 128
 
 
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
     return next((a.i for a in node.attribute if a.name == name), default)
 
 
-def _int4_values(tensor: TensorProto) -> np.ndarray:
-    return numpy_helper.to_array(tensor).astype(np.int16)  # ml_dtypes int4/uint4 -> plain ints
+def _ints(tensor: TensorProto) -> np.ndarray:
+    return numpy_helper.to_array(tensor).astype(np.int16)  # ml_dtypes int4/uint4, int8 -> plain ints
 
 
 def _pack_rows(values: np.ndarray) -> np.ndarray:
@@ -35,12 +41,47 @@ def _pack_rows(values: np.ndarray) -> np.ndarray:
     rows, cols = values.shape
     if cols % 2:
         values = np.concatenate([values, np.zeros((rows, 1), values.dtype)], axis=1)
-    return np.stack([np.frombuffer(pack_int4(row), np.uint8) for row in values]) if rows else \
-        np.zeros((0, (cols + 1) // 2), np.uint8)
+    if not rows:
+        return np.zeros((0, (cols + 1) // 2), np.uint8)
+    return np.stack([np.frombuffer(pack_int4(row), np.uint8) for row in values])
 
 
-def lower_int4_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = None) -> tuple[onnx.ModelProto, int]:
-    """(copy of ``proto`` with every eligible int4 DQ+MatMul as MatMulNBits, number lowered)."""
+def _form(node: onnx.NodeProto, inits: dict[str, TensorProto], bits: tuple[int, ...]):
+    """(bits, block, unsigned q [K, N], scales [k_blocks, N], unsigned zero points [k_blocks, N] or None),
+    or None when this DequantizeLinear is not a form MatMulNBits can take."""
+    weight = inits.get(node.input[0])
+    if weight is None or len(weight.dims) != 2 or node.input[1] not in inits:
+        return None
+    k, n = weight.dims
+    zero = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if len(node.input) > 2 and node.input[2] and zero is None:
+        return None
+    axis, block = _attr(node, "axis", 1), _attr(node, "block_size", 0)
+    scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+    if 4 in bits and weight.data_type in _INT4 and axis == 0 and block >= 16 and not block & (block - 1):
+        k_blocks = -(-k // block)
+        signed = weight.data_type == TensorProto.INT4
+        q = _ints(weight) + (8 if signed else 0)
+        if signed:
+            if zero is not None and _ints(zero).any():
+                return None  # signed INT4 with non-zero zero points: no MatMulNBits equivalent
+            zp = None
+        else:  # UINT4: ONNX's absent zero point is 0, MatMulNBits' is 8: always pass it
+            zp = _ints(zero) if zero is not None else np.zeros((k_blocks, n), np.int16)
+        return 4, block, q, scale.reshape(k_blocks, n), zp
+    if 8 in bits and weight.data_type == TensorProto.INT8 and axis in (1, -1) and not block:
+        if zero is not None and _ints(zero).any():
+            return None  # asymmetric int8 weights are not what portarun writes; leave them alone
+        block = INT8_BLOCK
+        k_blocks = -(-k // block)
+        scales = np.broadcast_to(scale.reshape(1, n), (k_blocks, n))
+        return 8, block, _ints(weight) + 128, scales, None
+    return None
+
+
+def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = None,
+                         bits: tuple[int, ...] = (4,)) -> tuple[onnx.ModelProto, int]:
+    """(copy of ``proto`` with eligible DQ+MatMul pairs of the given ``bits`` as MatMulNBits, number lowered)."""
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     graph = out.graph
@@ -57,38 +98,34 @@ def lower_int4_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = None
     for node in graph.node:
         if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
             continue
-        weight = inits.get(node.input[0])
-        block = _attr(node, "block_size", 0)
-        if weight is None or weight.data_type not in _INT4 or len(weight.dims) != 2 or _attr(node, "axis", 1) != 0:
-            continue
-        if block < 16 or block & (block - 1):
-            continue
         users = consumers.get(node.output[0], [])
         if node.output[0] in graph_outputs or not users or any(
                 u.op_type != "MatMul" or u.input[1] != node.output[0] or u.input[0] == node.output[0] for u in users):
             continue
-        k, n = weight.dims
-        k_blocks = -(-k // block)
-        signed = weight.data_type == TensorProto.INT4
-        q = _int4_values(weight) + (8 if signed else 0)  # MatMulNBits stores unsigned nibbles
+        form = _form(node, inits, bits)
+        if form is None:
+            continue
+        nbits, block, q, scales, zp = form
+        k, n = q.shape
+        k_blocks = scales.shape[0]
         padded = np.zeros((k_blocks * block, n), np.int16)
         padded[:k] = q
-        packed = _pack_rows(padded.T).reshape(n, k_blocks, block // 2)
-        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32).reshape(k_blocks, n).T
+        if nbits == 4:
+            packed = _pack_rows(padded.T).reshape(n, k_blocks, block // 2)
+        else:
+            packed = padded.T.astype(np.uint8).reshape(n, k_blocks, block)
         base = f"{node.input[0]}_nbits"
         new_inits += [numpy_helper.from_array(np.ascontiguousarray(packed), f"{base}_B"),
-                      numpy_helper.from_array(np.ascontiguousarray(scale), f"{base}_scales")]
-        inputs = [None, f"{base}_B", f"{base}_scales"]
-        if not signed:  # UINT4: explicit zero points (absent means 0 in ONNX but 8 in MatMulNBits)
-            zero = (_int4_values(inits[node.input[2]]).reshape(k_blocks, n).T if len(node.input) > 2 and node.input[2]
-                    else np.zeros((n, k_blocks), np.int16))
-            new_inits.append(numpy_helper.from_array(_pack_rows(zero), f"{base}_zero_points"))
+                      numpy_helper.from_array(np.ascontiguousarray(scales.T), f"{base}_scales")]
+        inputs = [f"{base}_B", f"{base}_scales"]
+        if zp is not None:
+            new_inits.append(numpy_helper.from_array(_pack_rows(np.ascontiguousarray(zp.T)), f"{base}_zero_points"))
             inputs.append(f"{base}_zero_points")
-        attrs = {"K": k, "N": n, "bits": 4, "block_size": block}
+        attrs = {"K": k, "N": n, "bits": nbits, "block_size": block}
         if accuracy_level is not None:
             attrs["accuracy_level"] = int(accuracy_level)
         for user in users:
-            replaced[id(user)] = helper.make_node("MatMulNBits", [user.input[0]] + inputs[1:], list(user.output),
+            replaced[id(user)] = helper.make_node("MatMulNBits", [user.input[0]] + inputs, list(user.output),
                                                   name=f"{user.name or base}_MatMulNBits", domain=MS_DOMAIN, **attrs)
             count += 1
         dropped.add(id(node))
@@ -104,3 +141,8 @@ def lower_int4_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = None
     if not any(o.domain == MS_DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     return out, count
+
+
+def lower_int4_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = None) -> tuple[onnx.ModelProto, int]:
+    """Blocked int4 DQ+MatMul -> MatMulNBits (bits 4)."""
+    return lower_weight_matmuls(proto, accuracy_level, bits=(4,))

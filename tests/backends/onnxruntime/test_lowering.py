@@ -6,7 +6,7 @@ import pytest
 
 import portarun
 from portarun.quantize import RandomCalibration
-from portarun_backends.onnxruntime.lowering import lower_int4_matmuls
+from portarun_backends.onnxruntime.lowering import lower_int4_matmuls, lower_weight_matmuls
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +55,20 @@ def test_accuracy_level_is_exposed_and_reported(small_transformer):
         portarun.compile(q.model, "onnxruntime:cpu", "int4-weight", matmulnbits_accuracy_level=7)
     with pytest.raises(portarun.UsageError, match="lower_int4"):
         portarun.compile(q.model, "onnxruntime:cpu", "int4-weight", lower_int4="gguf")
+
+
+def test_int8_per_channel_lowering_equals_neutral_dq_model(small_transformer):
+    q = portarun.quantize(small_transformer, "int8-weight", calibration=RandomCalibration(2, dims={"seq": 8}))
+    lowered, count = lower_weight_matmuls(q.proto, accuracy_level=0, bits=(8,))
+    assert count == 6 and "DequantizeLinear" not in [n.op_type for n in lowered.graph.node]
+    assert lower_int4_matmuls(q.proto)[1] == 0  # the int4 lowering leaves int8 weights alone
+    feeds = portarun.random_feeds(q.model.inputs, seed=5, dims={"batch": 2, "seq": 9})
+    neutral = portarun.compile(q.model, "reference", "int8-weight").run(feeds)
+    exe = portarun.compile(q.model, "onnxruntime:cpu", "int8-weight", lower_int8="matmulnbits",
+                           matmulnbits_accuracy_level=0)
+    assert exe.provenance.details["matmulnbits_nodes"] == 6
+    assert portarun.compare(exe.run(feeds), neutral, portarun.Tolerance(rtol=1e-4, atol=1e-5))
+    # ORT fuses int8 weight-only MatMuls by itself too, at its default level 4 (int8 activations): reported
+    default = portarun.compile(q.model, "onnxruntime:cpu", "int8-weight")
+    assert default.provenance.details["session.qdq_matmulnbits_accuracy_level"].startswith("4")
+

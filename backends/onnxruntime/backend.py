@@ -84,7 +84,7 @@ class OnnxRuntimeBackend(Backend):
         "cache_dir": "folder for EP caches (TensorRT engines, MIGraphX models); default the portarun cache",
         "lower_int4": "int4-weight: 'matmulnbits' rewrites blocked DQ+MatMul as MatMulNBits (default: ORT fuses it)",
         "lower_int8": "int8-weight / int4-weight: 'matmulnbits' rewrites per-channel int8 DQ+MatMul as 8-bit "
-                      "MatMulNBits (default: DQ then fp32 MatMul)",
+                      "MatMulNBits (default: ORT fuses both forms itself)",
         "matmulnbits_accuracy_level": "0-4: how MatMulNBits computes (0/1 fp32 exact, 4 int8 activations: ORT default)",
     }
 

@@ -11,8 +11,8 @@ Two forms of weight ``DequantizeLinear`` feeding ``MatMul`` as B (weight [K, N])
 B is repacked as uint8 [N, k_blocks, block_size * bits / 8] (4-bit: low nibble first); signed
 values are shifted to unsigned (+8 / +128), which is MatMulNBits' default zero point; UINT4 zero
 points are packed per column [N, ceil(k_blocks / 2)]. Every lowered node gets ``accuracy_level``.
-ORT's optimizer fuses the int4 form itself (not the int8 one); lowering here makes the form
-explicit and independent of the optimization level.
+ORT 1.32's optimizer fuses both forms itself at level "extended" and above; lowering here makes
+the form explicit, independent of the optimization level and of ORT's fusion rules.
 """
 
 from __future__ import annotations

@@ -58,12 +58,14 @@ def generate(model: str, target: str | None, precision: str, options: tuple[str,
             raise click.BadParameter(f"must be at least 1, got {value}", param_hint=name)
     loaded = load(SIZE_ALIASES.get(model, model))
     wanted = Precision.parse(precision)
-    if wanted.is_quantized and quantization_of(loaded) is None:
+    backend_options = parse_options(options)
+    # a quantizer option (openvino: nncf) is the backend's own quantizer: it takes the float model
+    if wanted.is_quantized and quantization_of(loaded) is None and "quantizer" not in backend_options:
         from .. import quantize
 
         click.echo(f"quantizing {loaded.name} to {wanted} (portarun.quantize) ...", err=True)
         loaded = quantize(loaded, wanted, dims={"batch": 1, "seq": 8, "past_seq": 0, "total_seq": 8}).model
-    with compile_model(loaded, target, wanted, **parse_options(options)) as executable:
+    with compile_model(loaded, target, wanted, **backend_options) as executable:
         signature = DecoderSignature.of(executable)
         rng = np.random.default_rng(seed)
         prompt = rng.integers(0, signature.vocab or 100, size=(batch, prompt_tokens), dtype=np.int64)

@@ -33,6 +33,7 @@ from .rewrite import DEMOTE, Options, Target, build, find_targets, needed_opset,
 START_LEVEL = {Precision.INT4_WEIGHT: "int4", Precision.INT8_WEIGHT: "int8", Precision.INT8: "int8+act"}
 BLOCK_SIZES = (16, 32, 64, 128, 256)
 DEFAULT_RANDOM_SAMPLES = 8
+RANK_SAMPLES = 16  # validation samples used to rank layer sensitivity (the floor itself uses all)
 
 
 def _builtin_dims(model: Model) -> dict[str, int]:
@@ -124,9 +125,11 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     output_names = [o.name for o in loaded.outputs]
     reference = runner.run(base, valid, outputs=output_names)
 
-    def evaluate(trial: dict[str, str]):
+    def evaluate(trial: dict[str, str], limit: int | None = None):
+        """Accuracy of the plan ``trial`` on the validation samples (the first ``limit`` of them)."""
         candidate = build(base, targets, trial, opts)
-        return measure(runner.run(candidate, valid, outputs=output_names), reference, floor)
+        count = len(valid) if limit is None else min(limit, len(valid))
+        return measure(runner.run(candidate, valid[:count], outputs=output_names), reference[:count], floor)
 
     sizes = {t.name: int(np.prod(t.dims)) for t in base.graph.initializer}
     steps: list[str] = []
@@ -221,7 +224,7 @@ def _rank(targets: list[Target], levels: dict[str, str], evaluate, sizes: dict[s
             continue
         alone = {other.node: "float" for other in targets}
         alone[t.node] = level
-        nmse = evaluate(alone).nmse
+        nmse = evaluate(alone, RANK_SAMPLES).nmse  # a ranking needs fewer samples than the floor check
         added_bytes = max(sizes[t.weight] * (_BITS[DEMOTE[level]] - _BITS[level]) / 8, 1.0)
         scores.append((-nmse / added_bytes, t.index, t.node))
     return [node for _, _, node in sorted(scores)]

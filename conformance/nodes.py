@@ -1,13 +1,14 @@
 """The ONNX backend node suite inside a conformance run.
 
-``node_suite.run_node_suite`` runs in the isolated worker, a chunk of op types
-at a time: an op that crashes or hangs a backend costs that chunk (its cases are
-counted as errors with the reason), not the target's whole suite. Counts per
-target and per op go into the reports.
+``node_suite.run_node_suite`` runs in isolated workers, one strided chunk of the
+cases at a time: an op that crashes or hangs a backend costs that chunk (reported
+as a problem of the target), not the target's whole suite, and two or more workers
+share the cores. Counts per target and per op go into the reports.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Sequence
 
 from .isolation import InProcess, IsolatedWorker
@@ -26,26 +27,13 @@ def summarize(result: Any) -> dict[str, Any]:
 
 
 def node_suite_task(target: str, rtol: float, atol: float, case_timeout_s: float,
-                    ops: Sequence[str] | None = None) -> dict[str, Any]:
-    """Worker side: run the node cases of ``ops`` (None: all) on ``target``; return their summary."""
-    from . import node_suite  # imported lazily: it generates the cases from the onnx package (~5 s)
+                    ops: Sequence[str] | None = None, part: int = 0, parts: int = 1) -> dict[str, Any]:
+    """Worker side: run every ``parts``-th node case from ``part`` on (of ``ops`` only, when given)."""
+    from . import node_suite  # imported lazily: it generates the cases from the onnx package (~5-10 s)
 
-    cases = node_suite.load_node_cases(op_types=list(ops)) if ops else None
+    cases = node_suite.load_node_cases(op_types=list(ops) if ops else None)[part::parts]
     result = node_suite.run_node_suite(target, cases=cases, rtol=rtol, atol=atol, timeout_s=case_timeout_s)
     return summarize(result)
-
-
-def op_chunks(ops: Sequence[str] | None, chunks: int) -> list[list[str] | None]:
-    """Split the op types into ``chunks`` groups (None = the whole suite in one call)."""
-    if chunks <= 1 and ops is None:
-        return [None]
-    if ops is None:
-        from . import node_suite
-
-        ops = sorted({case.op_type for case in node_suite.load_node_cases()})
-    ops = list(ops)
-    size = max(1, -(-len(ops) // max(chunks, 1)))
-    return [ops[i:i + size] for i in range(0, len(ops), size)]
 
 
 def node_suite_available() -> tuple[bool, str]:
@@ -59,46 +47,72 @@ def node_suite_available() -> tuple[bool, str]:
 def _merge(total: dict[str, Any], part: dict[str, Any]) -> None:
     for state, n in part["counts"].items():
         total["counts"][state] = total["counts"].get(state, 0) + n
-    total["per_op"].update(part.get("per_op", {}))
+    for op, counts in part.get("per_op", {}).items():
+        merged = total["per_op"].setdefault(op, {})
+        for state, n in counts.items():
+            merged[state] = merged.get(state, 0) + n
     total["failing"].extend(part.get("failing", []))
     total["seconds"] += part.get("seconds", 0.0)
 
 
 def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float = 1e-5, case_timeout_s: float = 20.0,
-                    chunk_timeout_s: float = 600.0, chunks: int = 4, isolate: bool = True,
-                    plugins: Sequence[str] = (), ops: Sequence[str] | None = None,
+                    chunk_timeout_s: float = 600.0, parts: int = 8, workers: int | None = None,
+                    isolate: bool = True, plugins: Sequence[str] = (), ops: Sequence[str] | None = None,
                     task: Callable[..., dict[str, Any]] = node_suite_task,
                     progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """{"targets": {target: {passed, failed, errors, skipped, total, per_op, failing, problems}}, ...}."""
+    """{"targets": {target: {passed, failed, errors, skipped, total, per_op, failing, problems}}, ...}.
+
+    Each target's cases are split into ``parts`` strided chunks, run by ``workers`` isolated worker
+    processes side by side (default: one per core, at most 4). Run it after the timed model matrix,
+    never beside it, so latencies are measured on a quiet machine.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from portarun._sysinfo import cpu_count
+
     summary: dict[str, Any] = {"targets": {}, "rtol": rtol, "atol": atol, "failed_targets": [], "note": ""}
     if task is node_suite_task:
         available, why = node_suite_available()
         if not available:
             summary["note"] = why
             return summary
-    groups = op_chunks(ops, chunks) if task is node_suite_task else [list(ops) if ops else None]
-    runner = IsolatedWorker(plugins) if isolate else InProcess(plugins)
+    workers = max(1, workers or min(cpu_count(), 4)) if isolate else 1
+    jobs = [(target, part) for target in targets for part in range(parts)]
+    runners: list[Any] = []
+    local = threading.local()
+
+    def run(job: tuple[str, int]) -> tuple[str, int, Any]:
+        if not hasattr(local, "runner"):
+            local.runner = IsolatedWorker(plugins) if isolate else InProcess(plugins)
+            runners.append(local.runner)
+        target, part = job
+        return target, part, local.runner.call(task, target, rtol, atol, case_timeout_s,
+                                               list(ops) if ops else None, part, parts, timeout_s=chunk_timeout_s)
+
+    totals = {t: {"counts": {}, "per_op": {}, "failing": [], "seconds": 0.0, "problems": [], "done": 0}
+              for t in targets}
     try:
-        for target in targets:
-            total: dict[str, Any] = {"counts": {}, "per_op": {}, "failing": [], "seconds": 0.0, "problems": []}
-            for group in groups:
-                outcome = runner.call(task, target, rtol, atol, case_timeout_s, group, timeout_s=chunk_timeout_s)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for target, part, outcome in pool.map(run, jobs):
+                total = totals[target]
                 if outcome.ok:
                     _merge(total, outcome.value)
                 else:
                     first = outcome.message.strip().splitlines()[0] if outcome.message.strip() else ""
-                    what = f"ops {group[0]}..{group[-1]}" if group else "the whole suite"
-                    total["problems"].append(f"{outcome.status} running {what}: {first}")
-            counts = total["counts"]
-            entry = {"passed": counts.get("pass", 0), "failed": counts.get("fail", 0),
-                     "errors": counts.get("error", 0), "skipped": counts.get("skip", 0),
-                     "total": sum(counts.values()), "seconds": total["seconds"], "per_op": total["per_op"],
-                     "failing": total["failing"], "problems": total["problems"]}
-            if total["problems"]:
-                summary["failed_targets"].append(target)
-            summary["targets"][target] = entry
-            if progress:
-                progress(target, entry)
+                    total["problems"].append(f"{outcome.status} in part {part + 1}/{parts}: {first}")
+                total["done"] += 1
+                if total["done"] == parts:
+                    counts = total["counts"]
+                    entry = {"passed": counts.get("pass", 0), "failed": counts.get("fail", 0),
+                             "errors": counts.get("error", 0), "skipped": counts.get("skip", 0),
+                             "total": sum(counts.values()), "seconds": total["seconds"],
+                             "per_op": total["per_op"], "failing": total["failing"], "problems": total["problems"]}
+                    if total["problems"]:
+                        summary["failed_targets"].append(target)
+                    summary["targets"][target] = entry
+                    if progress:
+                        progress(target, entry)
     finally:
-        runner.close()
+        for runner in runners:
+            runner.close()
     return summary

@@ -106,7 +106,7 @@ def conformance(ctx: click.Context, models: tuple[str, ...], targets: tuple[str,
 
         ops = [o.strip() for o in node_ops.split(",")] if node_ops else None
         matrix.node_suite = run_node_suites(chosen, isolate=not no_isolation, plugins=plugins, progress=node_progress,
-                                            **({"ops": ops} if ops else {}))
+                                            ops=ops)
         if matrix.node_suite.get("note"):
             click.echo(f"node suite skipped: {matrix.node_suite['note']}", err=True)
 

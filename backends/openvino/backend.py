@@ -47,10 +47,14 @@ def _conversion_error(exc: Exception, model: Model) -> CompileError:
                             backend="openvino",
                             hint="OpenVINO's ONNX frontend lacks these ops; rewrite them, or run another backend "
                                  "(`portarun backends`)")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return CompileError(f"openvino cannot read '{model.name}': {_sdk_message(exc)}", backend="openvino")
+
+
+def _sdk_message(exc: Exception) -> str:
+    """The first line of an OpenVINO exception that says something (not its source-location frames)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith(("Exception from", "Check ", "FrontEnd API failed"))]
-    return CompileError(f"openvino cannot read '{model.name}': {(useful or lines or [type(exc).__name__])[0]}",
-                        backend="openvino")
+    return (useful or lines or [type(exc).__name__])[0]
 
 
 class OpenVinoBackend(Backend):
@@ -169,7 +173,7 @@ class OpenVinoBackend(Backend):
             compiled = core().compile_model(ov_model, device, config)
         except Exception as exc:
             raise CompileError(f"openvino failed to compile '{model.name}' for {target} ({device}): "
-                               f"{_conversion_error(exc, model).message.split(': ', 1)[-1]}",
+                               f"{_sdk_message(exc)}",
                                backend=self.name) from exc
         details["compile_model_seconds"] = round(time.perf_counter() - start, 4)
         stored = {k: v for k, v in options.items() if k not in _TRANSIENT_OPTIONS}
@@ -231,15 +235,24 @@ class OpenVinoBackend(Backend):
         precision = Precision.parse(manifest["precision"])
         ov_model = self._read_ir(directory, manifest)
         start = time.perf_counter()
+        compiled, how = None, "IR"
         if payload.get("blob") and payload.get("blob_device") == device:
             config = dict(payload.get("compile_config") or {})  # the precision hint must be given again
             blob = (directory / "payload" / payload["blob"]).read_bytes()
-            compiled = core().import_model(blob, device, config)
-            how = "exported blob"
-        else:
+            try:
+                compiled = core().import_model(blob, device, config)
+                how = "exported blob"
+            except Exception as exc:
+                # same OpenVINO and device, yet the plugin refuses the blob (e.g. another CPU generation):
+                # the IR holds the same model, so compile it, and say so in provenance
+                how = f"IR (the exported blob was refused: {_sdk_message(exc)})"
+        if compiled is None:
             config = self._config(device, precision, options)
-            compiled = core().compile_model(ov_model, device, config)
-            how = "IR"
+            try:
+                compiled = core().compile_model(ov_model, device, config)
+            except Exception as exc:
+                raise CompileError(f"openvino could not compile the IR of '{directory}' for {target}: "
+                                   f"{_sdk_message(exc)}", backend=self.name) from exc
         details = {k: v for k, v in (manifest.get("provenance") or {}).get("details", {}).items()
                    if k in ("quantization", "quantize_seconds")}
         details.update({"loaded_from": str(directory), "loaded_as": how,

@@ -61,7 +61,8 @@ class OpenVinoExecutable(Executable):
                 (directory / blob).write_bytes(data)
         else:
             skipped = f"{self.device} does not support EXPORT_IMPORT"
-        return {"ir": IR_XML, "blob": blob, "blob_device": self.device if blob else None, "blob_skipped": skipped,
+        return {"ir": IR_XML, "blob": blob, "blob_device": self.device if blob else None,
+                "blob_device_name": self.provenance.device if blob else None, "blob_skipped": skipped,
                 "openvino_version": ov.get_version(), "compile_config": config}
 
     def _export(self, config: dict[str, Any]) -> bytes:

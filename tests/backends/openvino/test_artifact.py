@@ -70,6 +70,24 @@ def test_tampered_blob_is_refused(saved, tmp_path):
         portarun.load_compiled(copy)
 
 
+def test_a_blob_the_plugin_refuses_is_replaced_by_the_ir_and_said_so(saved, tmp_path):
+    import hashlib
+    import shutil
+
+    path, feeds, expected = saved
+    copy = tmp_path / "refused"
+    shutil.copytree(path, copy)
+    blob = copy / "payload" / "compiled.CPU.blob"
+    blob.write_bytes(b"not a blob")  # with a matching hash: only the plugin can tell
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["payload/compiled.CPU.blob"] = hashlib.sha256(b"not a blob").hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    loaded = portarun.load_compiled(copy)
+    assert loaded.provenance.details["loaded_as"].startswith("IR (the exported blob was refused")
+    assert loaded.provenance.details["inference_precision"] == "f32"
+    np.testing.assert_allclose(loaded.run(feeds)["y"], expected, rtol=1e-5, atol=1e-6)
+
+
 def test_blob_from_another_openvino_version_needs_rebuild(saved, tmp_path):
     import shutil
 

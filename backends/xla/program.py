@@ -127,14 +127,18 @@ class Program:
         env: dict[str, Any] = dict(self.constants)
         env.update(weights)
         for name, value in zip(self.input_names, inputs):
-            if self.compute_dtype is not None and value.dtype == jnp.float32:
+            if self.compute_dtype is not None and value is not None and not isinstance(value, list) \
+                    and value.dtype == jnp.float32:
                 value = value.astype(self.compute_dtype)
-            env[name] = value
+            env[name] = list(value) if isinstance(value, (list, tuple)) else value
         outputs = run_graph(self.graph, env, self._context(eager))
         results = []
         for name, value in zip(self.output_names, outputs):
             if isinstance(value, list):  # sequence outputs
                 results.append([jnp.asarray(v) for v in value])
+                continue
+            if value is None:  # an empty optional
+                results.append(None)
                 continue
             value = jnp.asarray(value)
             spec = self.output_specs.get(name)
@@ -146,7 +150,7 @@ class Program:
 
     # -- compile cache ------------------------------------------------------------------
     def signature(self, arrays: list[np.ndarray]) -> tuple:
-        return tuple((tuple(a.shape), str(a.dtype)) for a in arrays)
+        return tuple(_signature_of(a) for a in arrays)
 
     def compiled_for(self, arrays: list) -> Compiled:
         key = self.signature(arrays)
@@ -164,9 +168,10 @@ class Program:
         from .ops._common import DynamicShape
 
         start = time.perf_counter()
-        text = ", ".join(f"{n}{list(s)}" for n, (s, _) in zip(self.input_names, key))
+        text = ", ".join(f"{n}{list(k[0]) if k and isinstance(k[0], tuple) else k}"
+                         for n, k in zip(self.input_names, key))
         if self.jit:
-            specs = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays)
+            specs = tuple(_spec_of(a) for a in arrays)
             try:
                 with jaxenv.x64():
                     compiled = self._jitted.lower(self.weights, specs).compile()
@@ -225,7 +230,7 @@ class Program:
         if entry.eager:
             jax = jaxenv.jax_module()
             with jaxenv.x64():
-                inputs = tuple(jax.device_put(a, self.device) for a in arrays)
+                inputs = tuple(jax.device_put(a, self.device) if a is not None else None for a in arrays)
                 outputs = entry.call(self.weights, inputs)
         else:
             with jaxenv.x64():
@@ -234,6 +239,8 @@ class Program:
         for name, value in zip(self.output_names, outputs):
             if isinstance(value, list):
                 result[name] = [np.asarray(v) for v in value]
+            elif value is None:
+                result[name] = None
             else:
                 result[name] = self._unbucket(name, np.asarray(value), true_sizes)
         return result
@@ -245,6 +252,23 @@ class Program:
         if unknown:
             raise InputError(f"xla: bucket names dim(s) {', '.join(unknown)} that no input of "
                              f"'{self.model.name}' has", hint=f"symbolic dims: {', '.join(sorted(dims)) or 'none'}")
+
+
+def _signature_of(value: Any) -> tuple:
+    if value is None:
+        return ("none",)
+    if isinstance(value, (list, tuple)):
+        return ("seq",) + tuple(_signature_of(v) for v in value)
+    return (tuple(value.shape), str(value.dtype))
+
+
+def _spec_of(value: Any) -> Any:
+    jax = jaxenv.jax_module()
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_spec_of(v) for v in value]
+    return jax.ShapeDtypeStruct(value.shape, value.dtype)
 
 
 def static_shapes(model) -> list[tuple[int, ...]] | None:

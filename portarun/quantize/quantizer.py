@@ -28,7 +28,7 @@ from .accuracy import AccuracyFloor, measure
 from .calibration import METHODS, RandomCalibration, RangeCollector, load_samples, split_holdout
 from .evaluator import Evaluator, with_outputs
 from .report import NodeDecision, QuantizationReport, QuantizedModel
-from .rewrite import DEMOTE, Options, Target, build, find_targets, needed_opset, upgrade_opset
+from .rewrite import DEMOTE, Options, Target, build, find_targets, needed_opset, portable_block_size, upgrade_opset
 
 START_LEVEL = {Precision.INT4_WEIGHT: "int4", Precision.INT8_WEIGHT: "int8", Precision.INT8: "int8+act"}
 BLOCK_SIZES = (16, 32, 64, 128, 256)
@@ -165,6 +165,8 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     floor_met = accuracy.passed and not all_float
     if all_float and targets:
         accuracy.failures.append("every quantizable node had to stay float")
+    dims = {t.name: list(t.dims) for t in base.graph.initializer}
+    sizes_by_axis = {t.node: dims[t.weight][t.block_axis] for t in targets}
     final = build(base, targets, levels, opts)
     final.graph.name = loaded.proto.graph.name
     _full_check(final, loaded.name)
@@ -178,7 +180,9 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         evaluator=runner.target,
         weight_bytes_before=loaded.stats().parameter_bytes, weight_bytes_after=quantized.stats().parameter_bytes,
         accuracy=accuracy,
-        nodes=[NodeDecision(t.node, t.op, t.weight, levels[t.node], reasons.get(t.node, "")) for t in targets],
+        nodes=[NodeDecision(t.node, t.op, t.weight, levels[t.node], reasons.get(t.node, ""),
+                            portable_block_size(sizes_by_axis[t.node], block_size) if levels[t.node] == "int4"
+                            else None) for t in targets],
         fallback_steps=steps, opset=quantized.opset,
         block_size=block_size if precision is Precision.INT4_WEIGHT else None, symmetric=symmetric,
     )

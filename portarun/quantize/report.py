@@ -23,6 +23,7 @@ class NodeDecision:
     weight: str
     level: str  # int4 | int8 | int8+act | float
     reason: str = ""  # why it is not at the requested level (empty when it is)
+    block_size: int | None = None  # int4: the block size used (smaller than asked where the dim needs it)
 
 
 @dataclass
@@ -71,6 +72,11 @@ class QuantizationReport:
             f"accuracy vs float: {self.accuracy.text()}",
             f"floor ({self.floor}): {'met' if self.floor_met else 'NOT met: ' + '; '.join(self.accuracy.failures)}",
         ]
+        if self.block_size:
+            smaller = sorted({d.block_size for d in self.nodes if d.block_size and d.block_size != self.block_size})
+            if smaller:
+                lines.append(f"int4 block size {'/'.join(map(str, smaller))} where {self.block_size} does not "
+                             f"divide the reduction dim (OpenVINO requires it)")
         kept = [d for d in self.nodes if d.reason]
         if kept:
             lines.append("kept at higher precision:")

@@ -102,10 +102,26 @@ def upgrade_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     return converted
 
 
+def portable_block_size(length: int, requested: int) -> int:
+    """The block size to use along a reduction axis of ``length``.
+
+    The ONNX spec allows a short last block, but OpenVINO's ONNX frontend refuses a blocked
+    DequantizeLinear whose axis is not a multiple of the block size, and MatMulNBits wants a power
+    of two >= 16. So: the largest of requested, requested/2, ... 16 that divides ``length``; the
+    requested size when none does (spec-valid, and ONNX Runtime and the reference run it).
+    """
+    size = requested
+    while size >= 16:
+        if length % size == 0:
+            return size
+        size //= 2
+    return requested
+
+
 def _weight_tensors(target: Target, weight: np.ndarray, level: str, opts: Options) -> QuantizedTensor:
     if level == "int4":
-        block_axis = target.block_axis
-        return quantize_blocked_int4(weight, block_axis, opts.block_size, symmetric=opts.symmetric)
+        block = portable_block_size(weight.shape[target.block_axis], opts.block_size)
+        return quantize_blocked_int4(weight, target.block_axis, block, symmetric=opts.symmetric)
     return quantize_per_channel_int8(weight, target.channel_axis)
 
 

@@ -93,3 +93,13 @@ def test_activation_params_include_zero():
     scale, zero = activation_params(-1.0, 1.0)
     assert 127 <= zero <= 128
     assert activation_params(0.0, 0.0) == (np.float32(1.0), np.uint8(0))
+
+
+def test_portable_block_size_divides_the_dim_when_it_can():
+    from portarun.quantize.rewrite import portable_block_size
+
+    assert portable_block_size(384, 128) == 128
+    assert portable_block_size(64, 128) == 64
+    assert portable_block_size(96, 128) == 32
+    assert portable_block_size(200, 128) == 128  # no power of two >= 16 divides 200: keep the spec's short block
+    assert portable_block_size(1536, 32) == 32

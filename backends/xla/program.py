@@ -110,7 +110,7 @@ class Program:
 
         self.rewrites = rewrite(self.graph, host_weights, self.constants, transpose=self.weight_layout == "nk")
         with jaxenv.x64():
-            self.weights = {name: jax.device_put(array, device) for name, array in host_weights.items()}
+            self.weights = {name: _to_device(array, device) for name, array in host_weights.items()}
         self.weight_bytes = int(sum(a.nbytes for a in host_weights.values()))
         self._jitted = jax.jit(self._forward)
         self._cache: dict[tuple, Compiled] = {}
@@ -179,7 +179,12 @@ class Program:
                 entry = Compiled(self._eager_runner(), time.perf_counter() - start, eager=True, reason=str(exc))
                 self.stats.eager.append(f"{text}: {exc}")
             else:
-                entry = Compiled(compiled, time.perf_counter() - start)
+                call = compiled
+                if any(w.dtype.name in _SUB_BYTE for w in self.weights.values()):
+                    # jaxlib 0.10 AOT executables demand packed 4-bit argument layouts that device
+                    # arrays do not have; jit's own dispatch re-lays them out (compiles once more).
+                    call = self._jitted
+                entry = Compiled(call, time.perf_counter() - start)
                 self.stats.compile_count += 1
                 self.stats.compile_seconds += entry.seconds
         else:
@@ -252,6 +257,21 @@ class Program:
         if unknown:
             raise InputError(f"xla: bucket names dim(s) {', '.join(unknown)} that no input of "
                              f"'{self.model.name}' has", hint=f"symbolic dims: {', '.join(sorted(dims)) or 'none'}")
+
+
+_SUB_BYTE = ("int4", "uint4", "int2", "uint2", "float4_e2m1fn")
+
+
+def _to_device(array: np.ndarray, device):
+    jax = jaxenv.jax_module()
+    if array.dtype.name in _SUB_BYTE:
+        # device_put of an ml_dtypes int4 array hands XLA one byte per element, while compiled
+        # programs expect packed 4-bit storage: upload as int8 and convert on the device.
+        wide = np.int8 if array.dtype.name.startswith("int") else np.uint8
+        if array.dtype.name.startswith("float"):
+            wide = np.float32
+        return jax.device_put(array.astype(wide), device).astype(array.dtype)
+    return jax.device_put(array, device)
 
 
 def _signature_of(value: Any) -> tuple:

@@ -46,6 +46,8 @@ class Options:
     block_size: int = 128
     symmetric: bool = True
     act_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # quantized weights by (weight, form, axis): the accuracy search rebuilds the model many times
+    cache: dict[tuple[str, str, int], QuantizedTensor] = field(default_factory=dict)
 
 
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
@@ -148,7 +150,9 @@ def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str],
         key = (t.weight, "int4" if level == "int4" else "int8", axis)
         if key in weight_cache:
             return weight_cache[key], []
-        q = _weight_tensors(t, numpy_helper.to_array(inits[t.weight]), level, opts)
+        q = opts.cache.get(key)
+        if q is None:
+            q = opts.cache[key] = _weight_tensors(t, numpy_helper.to_array(inits[t.weight]), level, opts)
         base = f"{t.weight}_{key[1]}"
         if q.bits == 4:
             new_inits.append(_int4_proto(f"{base}_q", q.values, q.signed))

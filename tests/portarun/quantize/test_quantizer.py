@@ -195,14 +195,9 @@ def test_save_is_loadable_and_report_serializes(tmp_path):
     assert data["precision"] == "int4-weight" and data["weight_ratio"] < 0.25 and len(data["nodes"]) == 4
 
 
-XLA_INT4 = pytest.mark.xfail(reason="xla:cpu rejects the int4 artifact at run time ('compiled for input layouts "
-                                     "that disagree with the layouts of arguments'); reported to the XLA backend",
-                              strict=False)
-
-
 @pytest.mark.parametrize("target, precision", [
     *[("openvino:cpu", p) for p in PRECISIONS],
-    ("xla:cpu", "int8-weight"), ("xla:cpu", "int8"), pytest.param("xla:cpu", "int4-weight", marks=XLA_INT4)])
+    *[("xla:cpu", p) for p in PRECISIONS]])
 def test_neutral_artifact_on_other_installed_backends(quantized, builtin_feeds, target, precision):
     """The same QDQ file runs on every installed backend and computes what the reference computes."""
     backend = portarun.get_backend(target.split(":")[0])

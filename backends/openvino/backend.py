@@ -21,7 +21,7 @@ from portarun.errors import CompileError, UsageError
 from portarun.model import PROTOBUF_LIMIT, Model, quantization_of
 from portarun.types import Device, Precision, Support, Target
 
-from . import nncf_quantizer
+from . import ir_cache, nncf_quantizer
 from .config import (HINT_BY_PRECISION, check_precision, compile_config, fit_to_device, float_precision,
                      reported_properties)
 from .devices import DEVICE_HINTS, INSTALL_HINT, OV_DEVICE_BY_KIND, capabilities, core, list_devices, ov_device, sdk
@@ -135,6 +135,12 @@ class OpenVinoBackend(Backend):
         finally:
             _ACTIVE_QUANTIZER.reset(token)
 
+    def _read_for_compile(self, model: Model, cache_dir: Path | None):
+        """(ov.Model, IR cache hit): with a cache the converted IR is kept by the model's content."""
+        if cache_dir is None:
+            return self.read_model(model), False
+        return ir_cache.read_cached(model, cache_dir, lambda: self.read_model(model))
+
     def read_model(self, model: Model):
         """The ONNX model as an ``ov.Model``; conversion failures become CompileError naming the ops."""
         try:
@@ -161,8 +167,10 @@ class OpenVinoBackend(Backend):
 
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
         device = ov_device(target)
-        ov_model = self.read_model(model)
-        details: dict[str, Any] = {}
+        start = time.perf_counter()
+        ov_model, ir_hit = self._read_for_compile(model, self._cache_dir(options))
+        details: dict[str, Any] = {"read_model_seconds": round(time.perf_counter() - start, 4),
+                                   "ir_cache_hit": ir_hit}
         if options.get("quantizer"):
             start = time.perf_counter()
             ov_model, details["quantization"] = nncf_quantizer.quantize(ov_model, model, precision, options)

@@ -132,6 +132,13 @@ def test_second_compile_hits_the_cache(builtin_models, tmp_path):
     assert second.provenance.details["cache_dir"] == str(tmp_path)
     assert any(tmp_path.iterdir())
     assert second.provenance.compile_seconds is not None
+    # the ONNX -> IR conversion is cached by content too; another model (other weights) is not a hit
+    assert first.provenance.details["ir_cache_hit"] is False and second.provenance.details["ir_cache_hit"] is True
+    from portarun import models
+
+    other = portarun.compile(models.build("cnn", seed=1), "openvino:cpu", "fp32", cache_dir=str(tmp_path))
+    assert other.provenance.details["ir_cache_hit"] is False
+    assert other.provenance.details["loaded_from_cache"] is False
 
 
 def test_a_cached_model_keeps_the_precision_asked_for(builtin_models, builtin_feeds, tmp_path, cpu_caps):

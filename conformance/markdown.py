@@ -66,11 +66,11 @@ def markdown_summary(document: dict[str, Any]) -> str:
     node_suite = document.get("node_suite")
     if node_suite and node_suite.get("targets"):
         lines += ["", f"## ONNX node suite (rtol {node_suite['rtol']:g}, atol {node_suite['atol']:g})", "",
-                  "| target | passed | failed | errors | skipped | total | seconds | problems |",
+                  "| target | passed | failed | errors | skipped | total | case-seconds | problems |",
                   "|---|---|---|---|---|---|---|---|"]
         for target, c in node_suite["targets"].items():
             lines.append(f"| {target} | {c['passed']} | {c['failed']} | {c['errors']} | {c['skipped']} | "
-                         f"{c['total']} | {c['seconds']:.0f} | {'; '.join(c.get('problems', [])) or '-'} |")
+                         f"{c['total']} | {'cached' if c.get('cached') else format(c['seconds'], '.0f')} | {'; '.join(c.get('problems', [])) or '-'} |")
     elif node_suite and node_suite.get("note"):
         lines += ["", f"ONNX node suite not run: {node_suite['note']}"]
     lines += ["", "## Cost inputs", ""]

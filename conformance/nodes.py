@@ -44,6 +44,66 @@ def node_suite_available() -> tuple[bool, str]:
     return True, ""
 
 
+def fingerprint(target: str, rtol: float, atol: float, ops: Sequence[str] | None) -> str | None:
+    """What a node-suite result depends on: the backend's code and SDK version, the node-suite code,
+    onnx and portarun versions, tolerances and op filter. None when the backend cannot be loaded."""
+    import hashlib
+    import inspect
+    import sys
+    from pathlib import Path
+
+    import onnx
+
+    import portarun
+    from portarun.registry import resolve_target
+
+    try:
+        backend = portarun.get_backend(resolve_target(target).backend)
+        sdk = backend.sdk_version()
+    except portarun.PortarunError:
+        return None
+    digest = hashlib.sha256()
+    for part in (str(target), sdk, portarun.__version__, onnx.__version__, repr((rtol, atol, sorted(ops or [])))):
+        digest.update(part.encode() + b"\0")
+    sources = [Path(__file__).with_name("node_suite.py")]
+    module_file = inspect.getsourcefile(sys.modules[type(backend).__module__])
+    if module_file:
+        sources += sorted(Path(module_file).parent.rglob("*.py"))
+    for source in sources:
+        if source.is_file():
+            digest.update(source.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def _cache_path(key: str):
+    import portarun
+
+    return portarun.cache_dir() / "conformance" / "node-suite" / f"{key}.json"
+
+
+def _cached(key: str | None) -> dict[str, Any] | None:
+    import json
+
+    if key is None:
+        return None
+    try:
+        return json.loads(_cache_path(key).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _store(key: str | None, entry: dict[str, Any]) -> None:
+    import json
+
+    from portarun._atomic import atomic_write_text
+
+    if key is not None and not entry.get("problems"):
+        try:
+            atomic_write_text(_cache_path(key), json.dumps(entry))
+        except OSError:
+            pass  # a read-only cache only costs time
+
+
 def _merge(total: dict[str, Any], part: dict[str, Any]) -> None:
     for state, n in part["counts"].items():
         total["counts"][state] = total["counts"].get(state, 0) + n
@@ -59,8 +119,12 @@ def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float =
                     chunk_timeout_s: float = 600.0, parts: int = 8, workers: int | None = None,
                     isolate: bool = True, plugins: Sequence[str] = (), ops: Sequence[str] | None = None,
                     task: Callable[..., dict[str, Any]] = node_suite_task,
+                    use_cache: bool = True,
                     progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """{"targets": {target: {passed, failed, errors, skipped, total, per_op, failing, problems}}, ...}.
+
+    A target's result is cached under a fingerprint of everything it depends on (``fingerprint``), so
+    a rerun with unchanged backend code and SDK reuses it; ``use_cache=False`` runs (and refreshes it).
 
     Each target's cases are split into ``parts`` strided chunks, run by ``workers`` isolated worker
     processes side by side (default: one per core, at most 4). Run it after the timed model matrix,
@@ -77,7 +141,14 @@ def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float =
             summary["note"] = why
             return summary
     workers = max(1, workers or min(cpu_count(), 4)) if isolate else 1
-    jobs = [(target, part) for target in targets for part in range(parts)]
+    keys = {t: fingerprint(t, rtol, atol, ops) if task is node_suite_task else None for t in targets}
+    for target in targets:
+        hit = _cached(keys[target]) if use_cache else None
+        if hit is not None:
+            summary["targets"][target] = {**hit, "cached": True, "fingerprint": keys[target]}
+            if progress:
+                progress(target, summary["targets"][target])
+    jobs = [(target, part) for target in targets if target not in summary["targets"] for part in range(parts)]
     runners: list[Any] = []
     local = threading.local()
 
@@ -92,7 +163,7 @@ def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float =
     totals = {t: {"counts": {}, "per_op": {}, "failing": [], "seconds": 0.0, "problems": [], "done": 0}
               for t in targets}
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
             for target, part, outcome in pool.map(run, jobs):
                 total = totals[target]
                 if outcome.ok:
@@ -107,6 +178,8 @@ def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float =
                              "errors": counts.get("error", 0), "skipped": counts.get("skip", 0),
                              "total": sum(counts.values()), "seconds": total["seconds"],
                              "per_op": total["per_op"], "failing": total["failing"], "problems": total["problems"]}
+                    _store(keys[target], entry)
+                    entry = {**entry, "cached": False, "fingerprint": keys[target]}
                     if total["problems"]:
                         summary["failed_targets"].append(target)
                     summary["targets"][target] = entry

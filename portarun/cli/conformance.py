@@ -49,6 +49,8 @@ def _bar(done: int, total: int, width: int = 24) -> str:
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
               help="Module or .py file each worker imports first (e.g. to register a test backend).")
 @click.option("--node-ops", help="Comma-separated op types to restrict the node suite to.")
+@click.option("--no-cache", is_flag=True, help="Rerun the node suite even when a result for the same backend "
+                                               "code and SDK version is cached.")
 @click.pass_context
 def conformance(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...], precisions: tuple[str, ...],
                 suite: str, hardware: str | None, price_per_hour: float | None, utilization: float | None,
@@ -56,7 +58,7 @@ def conformance(ctx: click.Context, models: tuple[str, ...], targets: tuple[str,
                 baseline: str | None, threshold: float, out_dir: str, json_path: str | None,
                 junit_path: str | None, markdown_path: str | None, plot_path: str | None, runs: int, warmup: int,
                 timeout_s: float, dims: tuple[str, ...], reference: str | None, no_localize: bool,
-                no_isolation: bool, plugins: tuple[str, ...], node_ops: str | None) -> None:
+                no_isolation: bool, plugins: tuple[str, ...], node_ops: str | None, no_cache: bool) -> None:
     """Prove parity and measure latency and cost of MODELS on every target and precision.
 
     With no arguments this is portarun's main job on a fresh machine: every built-in
@@ -101,12 +103,13 @@ def conformance(ctx: click.Context, models: tuple[str, ...], targets: tuple[str,
         from portarun_conformance.nodes import run_node_suites
 
         def node_progress(target: str, counts: dict) -> None:
-            click.echo(f"node suite on {target}: {counts['passed']}/{counts['total']} pass in "
-                       f"{counts['seconds']:.0f} s" + "".join(f"; {p}" for p in counts["problems"]), err=True)
+            click.echo(f"node suite on {target}: {counts['passed']}/{counts['total']} pass"
+                       + (" (cached)" if counts.get("cached") else f" in {counts['seconds']:.0f} case-seconds")
+                       + "".join(f"; {p}" for p in counts["problems"]), err=True)
 
         ops = [o.strip() for o in node_ops.split(",")] if node_ops else None
         matrix.node_suite = run_node_suites(chosen, isolate=not no_isolation, plugins=plugins, progress=node_progress,
-                                            ops=ops)
+                                            ops=ops, use_cache=not no_cache)
         if matrix.node_suite.get("note"):
             click.echo(f"node suite skipped: {matrix.node_suite['note']}", err=True)
 

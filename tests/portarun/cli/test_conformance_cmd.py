@@ -67,12 +67,21 @@ def test_failing_cell_exits_1_and_names_the_divergent_node(tmp_path, monkeypatch
     assert "<failure" in junit and "relu1" in junit
 
 
-def test_node_suite_integration(tmp_path):
-    """The real ONNX node suite, restricted to one op, on onnxruntime: counts land in every report."""
-    result = invoke("-t", "onnxruntime:cpu", "--suite", "onnx-node", "--node-ops", "Relu", "--out-dir",
-                    str(tmp_path))
-    assert result.exit_code == 0, result.output
-    counts = json.loads((tmp_path / "report.json").read_text())["node_suite"]["targets"]["onnxruntime:cpu"]
-    assert counts["total"] >= 1 and counts["passed"] == counts["total"]
-    assert "onnx node suite onnxruntime:cpu:" in result.output
-    assert "## ONNX node suite" in (tmp_path / "summary.md").read_text()
+def test_node_suite_integration_and_cache(tmp_path):
+    """The real ONNX node suite, restricted to one op, on onnxruntime: counts land in every report; a
+    rerun with the same backend code, SDK and tolerances reuses the result."""
+    from portarun_conformance.nodes import fingerprint
+
+    args = ("-t", "onnxruntime:cpu", "--suite", "onnx-node", "--node-ops", "Relu")
+    fresh = invoke(*args, "--no-cache", "--out-dir", str(tmp_path / "a"))
+    assert fresh.exit_code == 0, fresh.output
+    counts = json.loads((tmp_path / "a" / "report.json").read_text())["node_suite"]["targets"]["onnxruntime:cpu"]
+    assert counts["total"] >= 1 and counts["passed"] == counts["total"] and not counts["cached"]
+    assert "onnx node suite onnxruntime:cpu:" in fresh.output
+    assert "## ONNX node suite" in (tmp_path / "a" / "summary.md").read_text()
+    again = invoke(*args, "--out-dir", str(tmp_path / "b"))
+    assert again.exit_code == 0 and "(cached)" in again.output
+    cached = json.loads((tmp_path / "b" / "report.json").read_text())["node_suite"]["targets"]["onnxruntime:cpu"]
+    assert cached["cached"] and cached["passed"] == counts["passed"]
+    assert cached["fingerprint"] == fingerprint("onnxruntime:cpu", 1e-3, 1e-5, ["Relu"])
+    assert fingerprint("onnxruntime:cpu", 1e-3, 1e-5, ["Relu"]) != fingerprint("onnxruntime:cpu", 1e-2, 1e-5, ["Relu"])

@@ -87,6 +87,8 @@ def _cost(cost: dict[str, Any] | None) -> dict[str, Any] | None:
             "bandwidth": q(roof["bandwidth_bytes_per_s"], "bytes/s"),
             "bytes_per_pass": q(roof["bytes_per_pass"], "bytes"), "tokens_per_pass": roof["tokens_per_pass"],
             "achieved_fraction": q(roof["fraction"], "1"),
+            "note": "memory roofline at the profile's bandwidth; a fraction above 1 means the weights are "
+                    "served from caches, not from memory",
         },
     }
 

@@ -13,7 +13,7 @@ import numpy as np
 
 import portarun
 from portarun import Model, Precision, PortarunError, Target, Tolerance
-from portarun.benchmark import benchmark_executable
+from portarun.benchmark import benchmark_executable, reset_peak_memory
 from portarun.cost import weight_bytes
 from portarun.model import quantization_of
 from portarun.registry import resolve_target
@@ -96,6 +96,8 @@ def case_task(case: Case, target: str, precision: str, reference_outputs: dict[s
         if not support:
             return {**result, "status": "skip", "message": support.reason}
         result["weight_bytes"] = weight_bytes(model)
+        window = ("worker peak RSS over compile and runs of this cell" if reset_peak_memory()
+                  else "worker peak RSS since it started (no per-cell reset on this OS)")
         with portarun.compile(model, requested, precision_enum, **(options or {})) as exe:
             result["provenance"] = exe.provenance.to_dict()
             outputs = exe.run(feeds)
@@ -105,7 +107,8 @@ def case_task(case: Case, target: str, precision: str, reference_outputs: dict[s
             mismatch = check_provenance(requested, result["provenance"], precision_enum)
             result["provenance_ok"] = not mismatch
             bench = benchmark_executable(exe, feeds, warmup=warmup, runs=runs, budget_s=budget_s,
-                                         batch_axis=case.batch_axis, tokens_axis=case.tokens_axis, dims=case.dims)
+                                         batch_axis=case.batch_axis, tokens_axis=case.tokens_axis, dims=case.dims,
+                                         peak_memory_source=window)
             result["benchmark"] = bench.to_dict()
         if mismatch:
             result.update(status="fail", message=f"provenance: {mismatch}")

@@ -104,8 +104,32 @@ def energy_sensor(device_kind: str = "cpu", index: int | None = None) -> tuple[A
     return None, f"no energy sensor known for device kind '{device_kind}'"
 
 
+def reset_peak_memory() -> bool:
+    """Start a new peak-RSS window (Linux: writing 5 to /proc/self/clear_refs resets VmHWM).
+
+    A conformance worker serves many cells; without the reset every cell would report the
+    largest peak of all the cells before it. Returns False where the kernel does not allow it.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory of this process since start or the last ``reset_peak_memory``.
+
+    Linux: VmHWM from /proc/self/status; elsewhere ru_maxrss (macOS reports bytes, Linux KiB).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
@@ -146,7 +170,8 @@ class BenchmarkResult:
 
 def measure(fn: Callable[[], Any], *, warmup: int = 3, runs: int = 20, min_runs: int = 3,
             budget_s: float | None = None, items_per_run: int = 1, tokens_per_run: int | None = None,
-            device_kind: str = "cpu", device_index: int | None = None) -> BenchmarkResult:
+            device_kind: str = "cpu", device_index: int | None = None,
+            peak_memory_source: str = "process peak RSS") -> BenchmarkResult:
     """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed (``budget_s`` may stop early
     after ``min_runs``). Throughput is items (batch) and tokens (batch x sequence) per median run."""
     if runs < 1 or warmup < 0:
@@ -177,13 +202,14 @@ def measure(fn: Callable[[], Any], *, warmup: int = 3, runs: int = 20, min_runs:
         items_per_run=items_per_run, tokens_per_run=tokens_per_run,
         items_per_second=items_per_run * per_second,
         tokens_per_second=None if tokens_per_run is None else tokens_per_run * per_second,
-        peak_memory_bytes=peak_rss_bytes(), peak_memory_source="process peak RSS (ru_maxrss)",
+        peak_memory_bytes=peak_rss_bytes(), peak_memory_source=peak_memory_source,
         energy=energy, samples_ms=samples)
 
 
 def benchmark_executable(executable: Any, feeds: Mapping[str, np.ndarray], *, warmup: int = 3, runs: int = 20,
                          budget_s: float | None = None, batch_axis: str = "batch",
-                         tokens_axis: str | None = None, dims: Mapping[str, int] | None = None) -> BenchmarkResult:
+                         tokens_axis: str | None = None, dims: Mapping[str, int] | None = None,
+                         peak_memory_source: str = "process peak RSS") -> BenchmarkResult:
     """Benchmark ``executable.run(feeds)``; items = the ``batch_axis`` size, tokens = items x ``tokens_axis``."""
     dims = dict(dims or {})
     sizes = _symbolic_sizes(executable.inputs, feeds)
@@ -195,7 +221,7 @@ def benchmark_executable(executable: Any, feeds: Mapping[str, np.ndarray], *, wa
     kind = getattr(getattr(executable, "target", None), "device", None) or "cpu"
     return measure(lambda: executable.run(checked, check=False), warmup=warmup, runs=runs, budget_s=budget_s,
                    items_per_run=items, tokens_per_run=tokens, device_kind=kind,
-                   device_index=getattr(executable.target, "index", None))
+                   device_index=getattr(executable.target, "index", None), peak_memory_source=peak_memory_source)
 
 
 def _symbolic_sizes(specs: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
@@ -211,4 +237,4 @@ def _symbolic_sizes(specs: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, in
 
 
 __all__ = ["BenchmarkResult", "EnergyReading", "benchmark_executable", "current_rss_bytes", "energy_sensor",
-           "measure", "peak_rss_bytes", "percentile"]
+           "measure", "peak_rss_bytes", "percentile", "reset_peak_memory"]

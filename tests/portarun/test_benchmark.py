@@ -41,3 +41,17 @@ def test_benchmark_executable_counts_batch_and_tokens():
         result = benchmark_executable(exe, feeds, warmup=1, runs=3, tokens_axis="seq")
     assert (result.items_per_run, result.tokens_per_run, result.runs) == (2, 16, 3)
     assert result.tokens_per_second == pytest.approx(8 * result.items_per_second)
+
+
+def test_peak_memory_window_can_be_reset():
+    import numpy as np
+
+    from portarun.benchmark import peak_rss_bytes, reset_peak_memory
+
+    big = np.ones(40_000_000 // 8)  # 40 MB touched
+    big += 1
+    high = peak_rss_bytes()
+    del big
+    if not reset_peak_memory():
+        pytest.skip("this kernel does not allow resetting the peak RSS (/proc/self/clear_refs)")
+    assert peak_rss_bytes() < high - 20_000_000

@@ -47,10 +47,17 @@ class Case:
         return asdict(self)
 
 
+# Decoders join the default matrix at their smallest size: one prefill pass (batch x seq tokens, empty
+# KV cache) proves the Llama-style graph (RMSNorm, RoPE, GQA attention, cache outputs) on every backend;
+# the larger ones are for `portarun bench` and `portarun generate`.
+DEFAULT_DECODERS = ("decoder-tiny",)
+
+
 def builtin_cases(names: list[str] | None = None) -> list[Case]:
-    """One case per built-in model (kind "model"), with the model's default feed sizes."""
+    """One case per built-in model (kind "model", plus the smallest decoder), with its default feed sizes."""
     cases = []
-    for name in names or models.names(kind="model"):
+    default = models.names(kind="model") + [n for n in DEFAULT_DECODERS if n in models.names(kind="decoder")]
+    for name in names or default:
         entry = models.get(name)
         dims = dict(entry.default_dims)
         cases.append(Case(name=f"builtin:{name}", source=f"builtin:{name}", dims=dims,

@@ -44,6 +44,37 @@ def _builtin_dims(name: str) -> dict[str, int]:
     return {}
 
 
+def decoder_signature(exe: Any) -> Any | None:
+    """The KV-cache layout when ``exe`` is a decoder (input_ids -> logits with past/present), else None."""
+    from ..errors import PortarunError
+    from ..generate import DecoderSignature
+
+    try:
+        return DecoderSignature.of(exe)
+    except PortarunError:
+        return None
+
+
+def bench_decoder(exe: Any, sig: Any, batch: int, prompt_len: int, new_tokens: int, reps: int) -> dict[str, Any]:
+    """Greedy generation: TTFT (prefill), TPOT (each later token), decode tokens/s; median of ``reps``."""
+    import numpy as np
+
+    from ..generate import generate
+
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(0, sig.vocab or 100, size=(batch, prompt_len))
+    generate(exe, prompt, 2)  # warm-up: both the prefill and the one-token shapes
+    results = sorted((generate(exe, prompt, new_tokens) for _ in range(max(1, reps))), key=lambda r: r.total_s)
+    best = results[len(results) // 2]
+    kv_heads, head_dim = sig.kv_shape
+    kv_per_position = len(sig.past) * kv_heads * head_dim * np.dtype(sig.cache_dtype).itemsize
+    return {"ttft_ms": best.ttft_s * 1e3, "tpot_median_ms": best.tpot_median_s * 1e3,
+            "tpot_p99_ms": best.tpot_p99_s * 1e3, "decode_tokens_per_s": best.decode_tokens_per_s,
+            "generated_tokens": best.generated_tokens,
+            # KV bytes one sequence reads per decode step, at the mean context length of the run
+            "kv_bytes_per_token": kv_per_position * (prompt_len + new_tokens / 2)}
+
+
 def choose_batch(rows: list[dict[str, Any]], max_latency_ms: float | None) -> dict[str, Any] | None:
     """The row meeting the latency limit at the lowest cost per 1M (or the highest throughput when unpriced)."""
     eligible = [r for r in rows if max_latency_ms is None or r["median_ms"] <= max_latency_ms]
@@ -64,14 +95,16 @@ def choose_batch(rows: list[dict[str, Any]], max_latency_ms: float | None) -> di
 @click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", help="Size of another symbolic dim.")
 @click.option("--runs", default=20, show_default=True, help="Timed runs per batch size.")
 @click.option("--warmup", default=3, show_default=True, help="Untimed runs first.")
-@click.option("--max-latency-ms", type=float, help="Latency limit: mark the cheapest batch that meets it.")
+@click.option("--max-latency-ms", type=float,
+              help="Latency limit (TTFT for decoders): mark the cheapest batch that meets it.")
+@click.option("--new-tokens", default=32, show_default=True, help="Decoders: tokens generated per run.")
 @cost_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG of latency and cost vs batch.")
 @click.pass_context
 def bench(ctx: click.Context, model_or_artifact: str, target: str | None, precision: str, options: tuple[str, ...],
           batch_text: str, seq: int | None, dims: tuple[str, ...], runs: int, warmup: int,
-          max_latency_ms: float | None, hardware: str | None, price_per_hour: float | None,
+          max_latency_ms: float | None, new_tokens: int, hardware: str | None, price_per_hour: float | None,
           utilization: float | None, pue: float | None, kwh_price: float | None, lifetime_years: float | None,
           basis: str, json_path: str | None, plot_path: str | None) -> None:
     """Measure MODEL_OR_ARTIFACT on TARGET: warm-up, then median/p99 latency, items/s, tokens/s,
@@ -108,7 +141,21 @@ def bench(ctx: click.Context, model_or_artifact: str, target: str | None, precis
         weights = weight_bytes(exe.model)
         rows = []
         defaults = _builtin_dims(model_or_artifact)
-        for batch in batches:
+        signature = decoder_signature(exe)
+        for batch in (batches if signature is not None else []):
+            prompt_len = seq or defaults.get("seq", 16)
+            gen = bench_decoder(exe, signature, batch, prompt_len, new_tokens, min(runs, 3))
+            priced = cost_per_million(gen["decode_tokens_per_s"], hourly, "tokens")
+            roof = None
+            if profile is not None and profile.bandwidth_tbs.value:
+                roof = memory_roofline(profile.bandwidth_tbs.value * 1e12, weights, gen["kv_bytes_per_token"],
+                                       tokens_per_pass=batch, achieved_tokens_per_second=gen["decode_tokens_per_s"])
+            rows.append({"batch": batch, "median_ms": gen["ttft_ms"], "p99_ms": gen["tpot_p99_ms"],
+                         "per_second": gen["decode_tokens_per_s"], "unit": "tokens",
+                         "usd_per_million": priced.usd_per_million,
+                         "roofline_fraction": None if roof is None else roof.fraction, "decoder": gen,
+                         "chosen": False})
+        for batch in (batches if signature is None else []):
             sizes = {**defaults, **parse_dims(dims), batch_axis: batch}
             if seq_axis and seq:
                 sizes[seq_axis] = seq
@@ -132,6 +179,10 @@ def bench(ctx: click.Context, model_or_artifact: str, target: str | None, precis
             chosen["chosen"] = True
         provenance = exe.provenance.to_dict()
     unit = rows[0]["unit"]
+    if signature is not None:
+        _print_decoder(exe, provenance, profile, hourly, rows, runs, new_tokens, max_latency_ms)
+        _write_outputs(exe, provenance, hourly, max_latency_ms, weights, rows, json_path, plot_path)
+        return
     click.echo(f"{exe.model.name} on {provenance['target']} at {provenance['precision']} "
                f"({provenance['device']}); {runs} runs after {warmup} warm-up; priced with "
                f"{profile.name if profile else 'no profile'}: {hourly.basis}"
@@ -156,6 +207,29 @@ def bench(ctx: click.Context, model_or_artifact: str, target: str | None, precis
                    f"no batch size meets {max_latency_ms:g} ms")
     elif chosen is not None:
         click.echo(f"* batch {chosen['batch']}: lowest cost (no latency limit given)")
+    _write_outputs(exe, provenance, hourly, max_latency_ms, weights, rows, json_path, plot_path)
+
+
+def _print_decoder(exe: Any, provenance: dict, profile: Any, hourly: Any, rows: list[dict], runs: int,
+                   new_tokens: int, max_latency_ms: float | None) -> None:
+    click.echo(f"{exe.model.name} on {provenance['target']} at {provenance['precision']}: greedy generation of "
+               f"{new_tokens} tokens, median of {min(runs, 3)} runs; priced with "
+               f"{profile.name if profile else 'no profile'}: {hourly.basis}")
+    table_rows = [[("* " if r["chosen"] else "  ") + str(r["batch"]), f"{r['decoder']['ttft_ms']:.2f}",
+                   f"{r['decoder']['tpot_median_ms']:.2f}", f"{r['decoder']['tpot_p99_ms']:.2f}",
+                   f"{r['per_second']:.4g}",
+                   f"${r['usd_per_million']:.4g}" if r["usd_per_million"] is not None else "-",
+                   f"{r['roofline_fraction']:.2%}" if r["roofline_fraction"] is not None else "-"] for r in rows]
+    click.echo(table(["batch", "TTFT ms", "TPOT ms", "TPOT p99 ms", "decode tok/s", "$/1M tokens",
+                      "of roofline"], table_rows))
+    chosen = next((r for r in rows if r["chosen"]), None)
+    if max_latency_ms is not None:
+        click.echo(f"* batch {chosen['batch']}: lowest cost with TTFT within {max_latency_ms:g} ms" if chosen else
+                   f"no batch size has TTFT within {max_latency_ms:g} ms")
+
+
+def _write_outputs(exe: Any, provenance: dict, hourly: Any, max_latency_ms: float | None, weights: int,
+                   rows: list[dict], json_path: str | None, plot_path: str | None) -> None:
     if json_path:
         atomic_write_text(json_path, json.dumps({"model": exe.model.name, "provenance": provenance,
                                                  "hourly": hourly.to_dict(), "max_latency_ms": max_latency_ms,

@@ -48,3 +48,18 @@ def test_choose_batch_prefers_cheapest_within_the_limit():
 def test_bad_batch_list_is_a_usage_error():
     result = CliRunner().invoke(main, ["bench", "builtin:mlp", "-t", "onnxruntime:cpu", "--batch", "1,x"])
     assert result.exit_code == 2
+
+
+def test_decoder_reports_ttft_tpot_and_decode_cost(tmp_path):
+    out = tmp_path / "d.json"
+    result = CliRunner().invoke(main, ["bench", "builtin:decoder-tiny", "-t", "onnxruntime:cpu", "--batch", "1,2",
+                                       "--new-tokens", "4", "--runs", "1", "--price-per-hour", "3.6",
+                                       "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "TTFT ms" in result.output and "TPOT ms" in result.output
+    rows = json.loads(out.read_text())["rows"]
+    for row in rows:
+        gen = row["decoder"]
+        assert row["median_ms"] == gen["ttft_ms"]  # the latency limit applies to time to first token
+        assert gen["generated_tokens"] == 4 * row["batch"]
+        assert row["usd_per_million"] == pytest.approx(3.6 / (gen["decode_tokens_per_s"] * 3600) * 1e6)

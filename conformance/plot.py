@@ -37,51 +37,54 @@ def _save(fig: Any, path: str | Path) -> Path:
     return Path(path)
 
 
+PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^", "int8-weight": "v", "int4-weight": "X"}
+
+
 def plot_report(document: dict[str, Any], path: str | Path) -> Path:
+    """Left: cost per 1M against 1 - cosine (colour: target, marker: precision, label: model).
+    Right: median latency per cell as horizontal bars with p99 whiskers (green pass, red fail)."""
     plt = _pyplot()
     measured = [e for e in document["results"] if e.get("performance")]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for e in measured:
-        groups.setdefault(f"{e['target']} {e['precision']}", []).append(e)
-    markers = "osD^vP*X<>"
+    height = max(5.5, 0.22 * len(measured) + 1.5)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, height), gridspec_kw={"width_ratios": [1.1, 1]})
+    targets = sorted({e["target"] for e in measured})
+    colors = {t: plt.get_cmap("tab10")(n % 10) for n, t in enumerate(targets)}
+    seen: set[tuple[str, str]] = set()
     priced = 0
-    for n, (label, entries) in enumerate(sorted(groups.items())):
-        xs, ys, names = [], [], []
-        for e in entries:
-            cosine = ((e.get("metrics") or {}).get("cosine") or {}).get("value")
-            cost = ((e.get("cost") or {}).get("usd_per_million") or {}).get("value")
-            if cosine is None or cost is None:
-                continue
-            xs.append(max(1.0 - cosine, FLOOR))
-            ys.append(cost)
-            names.append(e["case"].replace("builtin:", ""))
-        if xs:
-            priced += len(xs)
-            left.scatter(xs, ys, label=label, marker=markers[n % len(markers)], s=60)
-            for x, y, name in zip(xs, ys, names):
-                left.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for e in measured:
+        cosine = ((e.get("metrics") or {}).get("cosine") or {}).get("value")
+        cost = ((e.get("cost") or {}).get("usd_per_million") or {}).get("value")
+        if cosine is None or cost is None:
+            continue
+        priced += 1
+        key = (e["target"], e["precision"])
+        x = max(1.0 - cosine, FLOOR)
+        left.scatter([x], [cost], color=colors[e["target"]], marker=PRECISION_MARKERS.get(e["precision"], "o"),
+                     s=55, label=f"{e['target']} {e['precision']}" if key not in seen else None,
+                     edgecolors="black" if not e["passed"] else "none")
+        seen.add(key)
+        left.annotate(e["case"].replace("builtin:", ""), (x, cost), textcoords="offset points", xytext=(4, 3),
+                      fontsize=6, color="dimgray")
     left.set_xscale("log")
     left.set_yscale("log")
-    left.set_xlabel("1 - cosine vs reference (lower is more accurate)")
-    unit = "tokens or items"
-    left.set_ylabel(f"USD per 1M {unit}")
-    left.set_title("Cost against accuracy, per target x precision")
+    left.set_xlabel(f"1 - cosine vs reference (lower is more accurate; exact agreement drawn at {FLOOR:g})")
+    left.set_ylabel("USD per 1M tokens (sequence models) or items (others)")
+    left.set_title("Cost against accuracy (colour: target, marker: precision)")
     if priced:
-        left.legend(fontsize=7)
+        left.legend(fontsize=6, ncol=2, loc="best")
     else:
         left.text(0.5, 0.5, "no priced cells\n(pass --hardware or --price-per-hour)", ha="center",
                   va="center", transform=left.transAxes)
-    labels = [f"{e['case'].replace('builtin:', '')}\n{e['target']} {e['precision']}" for e in measured]
+    labels = [f"{e['case'].replace('builtin:', '')}  {e['target']} {e['precision']}" for e in measured]
     medians = [e["performance"]["median_latency"]["value"] for e in measured]
     p99 = [e["performance"]["p99_latency"]["value"] for e in measured]
-    colors = ["tab:green" if e["passed"] else "tab:red" for e in measured]
-    positions = range(len(measured))
-    right.bar(positions, medians, color=colors,
-              yerr=[[0] * len(medians), [max(p - m, 0) for p, m in zip(p99, medians)]], capsize=3)
-    right.set_xticks(list(positions), labels, rotation=60, ha="right", fontsize=6)
-    right.set_yscale("log")
-    right.set_ylabel("latency, ms (bar: median, whisker: p99)")
+    positions = list(range(len(measured)))
+    right.barh(positions, medians, color=["tab:green" if e["passed"] else "tab:red" for e in measured],
+               xerr=[[0] * len(medians), [max(p - m, 0) for p, m in zip(p99, medians)]], capsize=2)
+    right.set_yticks(positions, labels, fontsize=6)
+    right.invert_yaxis()
+    right.set_xscale("log")
+    right.set_xlabel("latency, ms (bar: median, whisker: p99)")
     right.set_title("Latency per cell (green: pass, red: fail)")
     fig.tight_layout()
     try:

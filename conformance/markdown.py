@@ -48,7 +48,9 @@ def markdown_summary(document: dict[str, Any]) -> str:
     verdict = "PASSED" if summary["passed"] else "FAILED"
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary["counts"].items()))
     lines = [f"# portarun conformance: {verdict}", "",
-             f"{summary['cells']} cells ({counts}) in {summary['wall_time']['value']:.1f} s on "
+             f"{summary['cells']} cells ({counts}) in {summary['wall_time']['value']:.1f} s"
+             + (f" (whole run {summary['total_wall_time']['value']:.1f} s)" if summary.get("total_wall_time") else "")
+             + " on "
              f"{document['environment']['cpu']} ({document['environment']['cpu_count']} cores), "
              f"portarun {document['environment']['portarun']}.", "",
              "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]

@@ -140,6 +140,8 @@ def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float =
         if not available:
             summary["note"] = why
             return summary
+    if ops:
+        parts = 1  # a few ops: one worker, one load of the cases (~10 s) beats splitting
     workers = max(1, workers or min(cpu_count(), 4)) if isolate else 1
     keys = {t: fingerprint(t, rtol, atol, ops) if task is node_suite_task else None for t in targets}
     for target in targets:

@@ -82,6 +82,9 @@ def conformance(ctx: click.Context, models: tuple[str, ...], targets: tuple[str,
 
     from ..registry import resolve_target
 
+    import time
+
+    started = time.perf_counter()
     assumptions = assumptions_from(price_per_hour, utilization, pue, kwh_price, lifetime_years, basis)
     chosen = [str(resolve_target(t)) for t in targets] or [str(t) for t in default_targets()]
     if not chosen:
@@ -108,8 +111,10 @@ def conformance(ctx: click.Context, models: tuple[str, ...], targets: tuple[str,
                        + "".join(f"; {p}" for p in counts["problems"]), err=True)
 
         ops = [o.strip() for o in node_ops.split(",")] if node_ops else None
+        node_started = time.perf_counter()
         matrix.node_suite = run_node_suites(chosen, isolate=not no_isolation, plugins=plugins, progress=node_progress,
                                             ops=ops, use_cache=not no_cache)
+        matrix.node_suite["wall_time"] = {"value": time.perf_counter() - node_started, "unit": "s"}
         if matrix.node_suite.get("note"):
             click.echo(f"node suite skipped: {matrix.node_suite['note']}", err=True)
 
@@ -120,6 +125,7 @@ def conformance(ctx: click.Context, models: tuple[str, ...], targets: tuple[str,
         document["baseline"] = {"path": str(baseline), "threshold": threshold, "regressions": regressions}
         document["summary"]["passed"] = document["summary"]["passed"] and not regressions
 
+    document["summary"]["total_wall_time"] = {"value": time.perf_counter() - started, "unit": "s"}
     out = Path(out_dir)
     paths = {"json": json_path or out / "report.json", "junit": junit_path or out / "report.xml",
              "markdown": markdown_path or out / "summary.md", "plot": plot_path or out / "plot.png"}
@@ -153,7 +159,10 @@ def conformance(ctx: click.Context, models: tuple[str, ...], targets: tuple[str,
         click.echo(f"REGRESSION {regression['case']} on {regression['target']} {regression['precision']} "
                    f"({regression['kind']}): {regression['message']}")
     counts = ", ".join(f"{n} {k}" for k, n in sorted(document["summary"]["counts"].items()))
-    click.echo(f"{counts or 'no cells'} in {matrix.seconds:.1f} s; reports: "
+    node_time = (node_suite.get("wall_time") or {}).get("value")
+    click.echo(f"{counts or 'no cells'} in {matrix.seconds:.1f} s"
+               + (f", node suite {node_time:.1f} s" if node_time is not None else "")
+               + f", total {time.perf_counter() - started:.1f} s; reports: "
                + ", ".join(str(p) for k, p in paths.items() if k != "plot" or not plot_note) + plot_note)
     if not document["summary"]["passed"]:
         ctx.exit(EXIT_FAILED)

@@ -46,12 +46,12 @@ for _name, _fn in [("Softmax", _softmax), ("LogSoftmax", _log_softmax), ("Hardma
 
 @op("Dropout", fold=False)
 def dropout(n, x, ratio=None, training_mode=None):
-    training = training_mode is not None and bool(np.asarray(training_mode)) if not isinstance(
-        training_mode, jax.Array) or not isinstance(training_mode, jax.core.Tracer) else None
-    if training is None:
-        from ._common import Unsupported
+    if isinstance(training_mode, jax.core.Tracer):
+        from ._common import DynamicShape
 
-        raise Unsupported("Dropout with a training_mode computed from the inputs")
+        # the mask's randomness is decided per call: run this signature op by op
+        raise DynamicShape("Dropout with a training_mode computed from the inputs")
+    training = training_mode is not None and bool(np.asarray(training_mode))
     if not training or (ratio is not None and float(np.asarray(ratio)) == 0.0):
         mask = jnp.ones(x.shape, bool)
         return (x, mask) if n.n_outputs > 1 else x
@@ -63,7 +63,8 @@ def dropout(n, x, ratio=None, training_mode=None):
 
 
 @op("SwiGLU")
-def swiglu(n, x):
-    a, b = jnp.split(x, 2, axis=-1)
+def swiglu(n, a, b=None):
+    if b is None:
+        a, b = jnp.split(a, 2, axis=-1)
     alpha = n.attr("alpha", 1.0)
-    return (a * jax.nn.sigmoid(alpha * a) * b).astype(x.dtype)
+    return (a * jax.nn.sigmoid(alpha * a) * b).astype(a.dtype)

@@ -225,10 +225,12 @@ def cast_to(n, x, dtype: np.dtype, saturate: int = 1):
         limit = float(ml_dtypes.finfo(dtype).max)
         clipped = m.clip(x.astype(np.float32) if x.dtype != np.float64 else x, -limit, limit)
         x = m.where(m.isnan(x), x, clipped) if m is np else jnp.where(jnp.isnan(x), x, clipped)
+    if dtype.name in ("int4", "uint4", "int2", "uint2") and np.issubdtype(x.dtype, np.floating):
+        # ONNX wraps out-of-range values modulo 2^bits (as an integer cast does); XLA's direct
+        # float->s4 conversion saturates, so go through int32.
+        x = x.astype(np.int32)
     if m is np:
         return np.asarray(x).astype(dtype)
-    if x.dtype in _SATURATING or dtype in _SATURATING or x.dtype == dtype:
-        return x.astype(dtype)
     return x.astype(dtype)
 
 

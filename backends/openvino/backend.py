@@ -85,6 +85,9 @@ class OpenVinoBackend(Backend):
         "calibration_dims": "nncf int8 without calibration: sizes of symbolic dims, e.g. {'seq': 128}",
         "seed": "nncf int8 random calibration seed (default 0)",
         "model_type": "nncf int8: 'transformer' for transformer-specific quantization scheme",
+        "accuracy_floor": "nncf: bound checked against the float model, e.g. 'cosine=0.99' (default: portarun's "
+                          "per-precision floor); a miss is an error",
+        "accuracy_samples": "nncf: validation feeds for the accuracy check (default 4; 0 skips it)",
     }
 
     # -- facts -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 
 import portarun
-from portarun.errors import InputError, UnsupportedError, UsageError
+from portarun.errors import CheckFailedError, InputError, UnsupportedError, UsageError
 from portarun.model import Model
 from portarun.types import Precision
 
@@ -96,10 +96,10 @@ def _activation_quantized(node) -> bool:
     return False
 
 
-def describe_weights(ov_model) -> tuple[dict[str, str], dict[str, str]]:
-    """(quantized node -> what it became, float node -> why it stayed float) for weighted ops."""
-    quantized: dict[str, str] = {}
-    kept: dict[str, str] = {}
+def describe_weights(ov_model) -> list[dict[str, Any]]:
+    """One record per weighted op, in the neutral quantizer's NodeDecision shape:
+    node, op, weight, level (int4 | int8 | int8+act | float), reason, block_size; plus ``element``."""
+    decisions = []
     for node in ov_model.get_ordered_ops():
         kind = node.get_type_name()
         if kind not in _WEIGHTED_OPS:
@@ -110,20 +110,22 @@ def describe_weights(ov_model) -> tuple[dict[str, str], dict[str, str]]:
         constant = _weight_constant(node.input(index))
         if constant is None:
             continue  # activation x activation (attention scores): nothing to compress
+        shape = list(constant.get_output_shape(0))
+        if kind == "Gather" and int(np.prod(shape) or 0) < 1024:
+            continue  # a shape/index lookup, not an embedding table
         element = str(constant.get_output_element_type(0).get_type_name())
-        name = node.get_friendly_name()
+        record = {"node": node.get_friendly_name(), "op": kind, "weight": constant.get_friendly_name(),
+                  "level": "float", "reason": "", "block_size": None, "element": element}
         if element in _LOW_PRECISION:
-            shape = list(constant.get_output_shape(0))
-            layout = f"group {_group_size(node, shape)}" if len(shape) == 3 and kind == "MatMul" else "per channel"
-            text = f"{element} weights, {layout}"
+            record["level"] = "int4" if "4" in element else "int8"
+            if len(shape) == 3 and kind == "MatMul":
+                record["block_size"] = _group_size(node, shape)
             if _activation_quantized(node):
-                text += ", int8 activations"
-            quantized[name] = text
-        elif kind != "Gather" or element.startswith("f"):
-            if kind == "Gather" and int(np.prod(list(constant.get_output_shape(0))) or 0) < 1024:
-                continue  # a shape/index lookup, not an embedding table
-            kept[name] = f"{element} weights: NNCF left it in float"
-    return quantized, kept
+                record["level"] = "int8+act"
+        else:
+            record["reason"] = "NNCF left this weight in float"
+        decisions.append(record)
+    return decisions
 
 
 def _mode(nncf, precision: Precision, options: dict[str, Any]):
@@ -163,23 +165,60 @@ def _calibration(model: Model, ov_model, options: dict[str, Any]) -> tuple[list[
     return [{k: v for k, v in s.items() if k in names} for s in checked], described
 
 
+def _accuracy_feeds(model: Model, ov_model, options: dict[str, Any], calibration):
+    if calibration is not None:
+        return calibration[: int(options.get("accuracy_samples") or 4) or None], "the calibration samples"
+    count = int(options.get("accuracy_samples") if options.get("accuracy_samples") is not None else 4)
+    seed = int(options.get("seed") or 0) + 1000
+    names = {name for port in ov_model.inputs for name in port.get_names()}
+    dims = dict(options.get("calibration_dims") or {})
+    feeds = [{k: v for k, v in portarun.random_feeds(model.inputs, seed=seed + i, dims=dims).items() if k in names}
+             for i in range(count)]
+    return feeds, f"{count} random feeds (seed {seed})"
+
+
+def _outputs(ov_model, model: Model, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    # measured on the CPU in f32 with float activations: the error of the quantization itself
+    from .devices import core
+
+    compiled = core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                       "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0})
+    request = compiled.create_infer_request()
+    ports = {spec.name: compiled.output(spec.name) for spec in model.outputs}
+    results = []
+    for sample in feeds:
+        out = request.infer(sample)
+        results.append({name: out[port] for name, port in ports.items()})
+    return results
+
+
 def quantize(ov_model, model: Model, precision: Precision, options: dict[str, Any]):
-    """Quantize ``ov_model`` with NNCF at ``precision``; returns (model, report)."""
+    """Quantize ``ov_model`` with NNCF at ``precision``; returns (model, report).
+
+    The report has the neutral quantizer's fields: nodes (NodeDecision-shaped), counts,
+    weight bytes before/after and their ratio, and the accuracy against the float model
+    on validation feeds, checked against ``accuracy_floor`` (the neutral defaults).
+    """
     if not precision.is_quantized:
         raise UsageError(f"openvino: quantizer='nncf' needs a quantized precision, not {precision}",
                          hint="use -p int8, int8-weight or int4-weight")
     nncf = _nncf()
+    from portarun.quantize.accuracy import AccuracyFloor, measure
+
+    floor = AccuracyFloor.parse(options.get("accuracy_floor"), precision)
     before = constant_bytes(ov_model)
+    samples, described = (_calibration(model, ov_model, options) if precision is Precision.INT8 else (None, None))
+    validation, validation_text = _accuracy_feeds(model, ov_model, options, samples)
+    expected = _outputs(ov_model, model, validation) if validation else []
     report: dict[str, Any] = {"quantizer": "nncf", "nncf_version": nncf.__version__, "precision": precision.value}
     with _quiet_stdout():
         if precision is Precision.INT8:
-            samples, described = _calibration(model, ov_model, options)
             model_type = options.get("model_type")
             kwargs: dict[str, Any] = {"subset_size": len(samples)}
             if model_type:
                 kwargs["model_type"] = getattr(nncf.ModelType, str(model_type).upper())
             compressed = nncf.quantize(ov_model, nncf.Dataset(samples), **kwargs)
-            report.update({"method": "nncf.quantize", "calibration": described,
+            report.update({"method": "nncf.quantize", "calibration": described, "calibration_method": "nncf default",
                            "model_type": str(model_type or "default")})
         else:
             mode = _mode(nncf, precision, options)
@@ -189,15 +228,31 @@ def quantize(ov_model, model: Model, precision: Precision, options: dict[str, An
                               ratio=float(options.get("ratio") if options.get("ratio") is not None else 1.0),
                               all_layers=bool(options.get("all_layers", False)))
             compressed = nncf.compress_weights(ov_model, **kwargs)
-            report.update({"method": "nncf.compress_weights", "mode": mode.value,
-                           **{k: v for k, v in kwargs.items() if k != "mode"}})
-    nodes, kept = describe_weights(compressed)
-    if precision is Precision.INT4_WEIGHT and not options.get("all_layers"):
-        for name, text in nodes.items():
-            if text.startswith(("i8", "u8")):
-                kept[name] = f"{text}: NNCF's backup precision for the first/last layer (all_layers=True makes it int4)"
-        nodes = {k: v for k, v in nodes.items() if k not in kept}
+            report.update({"method": "nncf.compress_weights", "mode": mode.value, "calibration": "none (data-free)",
+                           "block_size": kwargs.get("group_size"), "symmetric": "_sym" in mode.value,
+                           **{k: v for k, v in kwargs.items() if k in ("ratio", "all_layers")}})
+    nodes = describe_weights(compressed)
+    wanted = {Precision.INT4_WEIGHT: "int4", Precision.INT8_WEIGHT: "int8", Precision.INT8: "int8+act"}[precision]
+    for record in nodes:
+        if record["level"] != wanted and not record["reason"]:
+            record["reason"] = ("NNCF's backup precision for the first/last layer (all_layers=True makes it int4)"
+                                if precision is Precision.INT4_WEIGHT and record["level"] == "int8"
+                                else f"NNCF chose {record['level']}")
+    counts: dict[str, int] = {}
+    for record in nodes:
+        counts[record["level"]] = counts.get(record["level"], 0) + 1
     after = constant_bytes(compressed)
-    report.update({"nodes": nodes, "kept": kept, "weight_bytes_before": before, "weight_bytes_after": after,
-                   "weight_bytes_ratio": round(after / before, 4) if before else None})
+    report.update({"nodes": nodes, "counts": counts, "weight_bytes_before": before, "weight_bytes_after": after,
+                   "weight_ratio": round(after / before, 4) if before else None})
+    if validation:
+        accuracy = measure(_outputs(compressed, model, validation), expected, floor)
+        report.update({"floor": floor.text(), "floor_met": accuracy.passed, "validation": validation_text,
+                       "accuracy": accuracy.to_dict()})
+        if not accuracy.passed:
+            raise CheckFailedError(
+                f"openvino: NNCF {precision} of '{model.name}' misses the accuracy floor "
+                f"({'; '.join(accuracy.failures)})", hint="lower accuracy_floor, or keep more in int8 "
+                "(ratio=, all_layers=False, a smaller group_size), or use portarun.quantize with its fallback")
+    else:
+        report.update({"floor": floor.text(), "floor_met": None, "validation": "none (accuracy_samples=0)"})
     return compressed, report

@@ -56,25 +56,44 @@ def transformer_fp32(builtin_models):
     return feeds, portarun.compile(builtin_models["transformer"], "openvino:cpu", "fp32").run(feeds)["y"]
 
 
-@pytest.mark.parametrize("precision, options, min_cosine, max_ratio, element", [
-    ("int8-weight", {}, 0.9999, 0.27, "u8"),
-    ("int4-weight", {"group_size": 64}, 0.995, 0.18, "i4"),
+@pytest.mark.parametrize("precision, options, min_cosine, max_ratio, level", [
+    ("int8-weight", {}, 0.9999, 0.27, "int8"),
+    ("int4-weight", {"group_size": 64}, 0.995, 0.18, "int4"),
 ])
-def test_nncf_weight_compression(precision, options, min_cosine, max_ratio, element, builtin_models,
+def test_nncf_weight_compression(precision, options, min_cosine, max_ratio, level, builtin_models,
                                  transformer_fp32, ov_helpers):
     feeds, fp32 = transformer_fp32
-    exe = portarun.compile(builtin_models["transformer"], "openvino:cpu", precision, quantizer="nncf", **options)
+    exe = portarun.compile(builtin_models["transformer"], "openvino:cpu", precision, quantizer="nncf",
+                           calibration_dims={"seq": 32}, **options)
     report = exe.provenance.details["quantization"]
     assert report["quantizer"] == "nncf" and report["method"] == "nncf.compress_weights"
     assert exe.provenance.precision == precision and exe.provenance.details["inference_precision"] == "f32"
-    nodes = report["nodes"]
-    assert "layer0.attn.q.matmul" in nodes and nodes["layer0.attn.q.matmul"].startswith(element)
+    nodes = {record["node"]: record for record in report["nodes"]}
+    assert set(nodes) == {f"layer0.{n}.matmul" for n in ("attn.q", "attn.k", "attn.v", "attn.out", "ffn.up",
+                                                          "ffn.down")}
+    assert nodes["layer0.attn.q.matmul"]["level"] == level
     if precision == "int4-weight":
-        assert nodes["layer0.attn.q.matmul"] == "i4 weights, group 64"
+        assert nodes["layer0.attn.q.matmul"]["block_size"] == 64
         # NNCF keeps one layer in int8 by default; the report says which and why
-        assert any("backup precision" in why for why in report["kept"].values())
-    assert report["weight_bytes_after"] / report["weight_bytes_before"] <= max_ratio
+        assert report["counts"] == {"int4": 5, "int8": 1}
+        assert any("backup precision" in record["reason"] for record in nodes.values())
+    else:
+        assert report["counts"] == {"int8": 6}
+    assert report["weight_ratio"] == pytest.approx(report["weight_bytes_after"] / report["weight_bytes_before"],
+                                                   abs=1e-4)
+    assert report["weight_ratio"] <= max_ratio
+    # the report's own accuracy check, and an independent one on other feeds
+    assert report["floor_met"] is True and report["accuracy"]["samples"] == 4
+    assert report["accuracy"]["cosine_min"] >= min_cosine
     assert ov_helpers.cosine(exe.run(feeds)["y"], fp32) >= min_cosine
+
+
+def test_nncf_accuracy_floor_miss_is_an_error(builtin_models):
+    from portarun.errors import CheckFailedError
+
+    with pytest.raises(CheckFailedError, match="accuracy floor"):
+        portarun.compile(builtin_models["mlp"], "openvino:cpu", "int4-weight", quantizer="nncf", group_size=32,
+                         all_layers=True, accuracy_floor="cosine=0.999999")
 
 
 def test_nncf_int8_with_calibration(builtin_models, transformer_fp32, ov_helpers):
@@ -85,6 +104,7 @@ def test_nncf_int8_with_calibration(builtin_models, transformer_fp32, ov_helpers
                            model_type="transformer")
     report = exe.provenance.details["quantization"]
     assert report["method"] == "nncf.quantize" and report["calibration"] == "4 samples given in Python"
-    assert all("int8 activations" in text for text in report["nodes"].values())
+    assert report["counts"] == {"int8+act": 6} and report["floor_met"] is True
+    assert report["validation"] == "the calibration samples"
     assert "calibration" not in exe.options  # data is not stored in an artifact manifest
     assert ov_helpers.cosine(exe.run(feeds)["y"], fp32) >= 0.99

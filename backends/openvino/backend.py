@@ -22,7 +22,7 @@ from portarun.model import PROTOBUF_LIMIT, Model, quantization_of
 from portarun.types import Device, Precision, Support, Target
 
 from . import ir_cache, nncf_quantizer
-from .config import (HINT_BY_PRECISION, check_precision, compile_config, fit_to_device, float_precision,
+from .config import (check_precision, compile_config, fit_to_device, float_precision,
                      reported_properties)
 from .devices import DEVICE_HINTS, INSTALL_HINT, OV_DEVICE_BY_KIND, capabilities, core, list_devices, ov_device, sdk
 from .executable import IR_XML, OpenVinoExecutable

@@ -110,12 +110,12 @@ def export(module: Any, example_inputs: Mapping[str, Any] | Sequence[Any] | Any,
                                   hint="simplify the module's forward or export with a newer opset") from exc
             info["exporter"] = "torchscript"
         model = Model.load(path, check=True)
-    model.name = name or type(module).__name__
-    model.path = None
-    if validate:
-        comparison = validate_export(model, [a.detach().cpu().numpy() for a in args], reference, names,
-                                     output_names, tolerance)
-        info["max_abs_error"] = comparison.max_abs
+        model.name = name or type(module).__name__
+        if validate:  # while the file exists: a model over 2 GiB reaches ONNX Runtime by its path
+            comparison = validate_export(model, [a.detach().cpu().numpy() for a in args], reference, names,
+                                         output_names, tolerance)
+            info["max_abs_error"] = comparison.max_abs
+    model.path = None  # the weights are in memory now; the temporary file is gone
     _set_metadata(model, info)
     return model
 

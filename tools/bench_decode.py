@@ -13,12 +13,16 @@ with a NumPy copy (read + write bytes), divided by the bytes one decode step mus
 at least: every weight except the embedding table (one row of it), plus the KV cache
 at the run's mean context length. XLA runs the static cache (fixed shapes, no
 recompilation per token); the others the dynamic one unless ``--cache static``.
+ONNX Runtime runs its default session (its fused int-weight MatMuls quantize
+activations to int8) unless ``--ort-exact``; the provenance in ``--json`` says which.
+Quantized decoders are cached under ``portarun.cache_dir()/bench_decode``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -35,21 +39,31 @@ from portarun.errors import PortarunError  # noqa: E402
 from portarun.models import decoder  # noqa: E402
 
 CPU_TARGETS = ("onnxruntime:cpu", "openvino:cpu", "xla:cpu")
-# Exact int weight math on ORT (no int8 activations); OpenVINO f32 is set by the backend for fp32.
-OPTIONS = {"onnxruntime:cpu": {"session_config": {"session.qdq_matmulnbits_accuracy_level": "0"}}}
+# --ort-exact: ORT computes the QDQ graph as written (no int8 activations in its fused int-weight MatMuls)
+ORT_EXACT = {"session_config": {"session.qdq_matmulnbits_accuracy_level": "0"}}
 
 
-def measure_bandwidth(megabytes: int = 512, repeats: int = 7) -> float:
-    """Bytes/s of a large NumPy copy, counting the bytes read and the bytes written."""
+def measure_bandwidth(megabytes: int = 512, repeats: int = 7) -> dict[str, float]:
+    """Bytes/s of a large NumPy copy (bytes read + bytes written), on one thread and on one thread per
+    core (NumPy releases the GIL while copying): one core alone rarely saturates the memory bus."""
+    from concurrent.futures import ThreadPoolExecutor
+
     src = np.ones(megabytes * (1 << 20) // 8, dtype=np.float64)
     dst = np.empty_like(src)
     np.copyto(dst, src)  # touch the pages first
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.copyto(dst, src)
-        times.append(time.perf_counter() - start)
-    return 2 * src.nbytes / statistics.median(times)
+    threads = os.cpu_count() or 1
+    chunks = [(d, s) for d, s in zip(np.array_split(dst, threads), np.array_split(src, threads))]
+    result = {}
+    with ThreadPoolExecutor(threads) as pool:
+        for label, copy in (("one_thread", lambda: np.copyto(dst, src)),
+                            ("all_threads", lambda: list(pool.map(lambda c: np.copyto(*c), chunks)))):
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                copy()
+                times.append(time.perf_counter() - start)
+            result[label] = 2 * src.nbytes / statistics.median(times)
+    return result
 
 
 def bytes_per_decode_step(model: portarun.Model, config: dict, context: float) -> float:
@@ -80,6 +94,7 @@ def bytes_per_decode_step(model: portarun.Model, config: dict, context: float) -
 
 
 def build_models(name: str, precisions: list[str]) -> dict[str, portarun.Model]:
+    """The float decoder and its quantized forms; quantized ones are cached (keyed by the float model's hash)."""
     base = models.build(name)
     built = {}
     for precision in precisions:
@@ -89,9 +104,14 @@ def build_models(name: str, precisions: list[str]) -> dict[str, portarun.Model]:
             except ImportError:
                 print(f"skip {precision}: portarun.quantize is not available", file=sys.stderr)
                 continue
+            cached = portarun.cache_dir() / "bench_decode" / f"{name}-{base.sha256[:12]}-{precision}.onnx"
+            if cached.exists():
+                built[precision] = portarun.load(cached)
+                continue
             start = time.perf_counter()
             built[precision] = quantize(base, precision, dims={"batch": 1, "seq": 8, "past_seq": 0,
                                                                "total_seq": 8}).model
+            built[precision].save(cached)
             print(f"quantized {name} to {precision} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         else:
             built[precision] = base
@@ -108,10 +128,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache", choices=["dynamic", "static"], default="dynamic",
                         help="cache mode for ORT and OpenVINO (XLA always static)")
+    parser.add_argument("--ort-exact", action="store_true",
+                        help="ORT int-weight MatMuls without int8 activations (accuracy level 0)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    bandwidth = measure_bandwidth()
+    measured = measure_bandwidth()
+    bandwidth = max(measured.values())
     built = build_models(args.model, args.precisions)
     config = decoder.config_of(next(iter(built.values())))
     prompt = np.random.default_rng(0).integers(0, config["vocab"], size=(1, args.prompt_tokens))
@@ -123,7 +146,8 @@ def main() -> int:
             cache = "static" if target.startswith("xla") else args.cache
             try:
                 start = time.perf_counter()
-                exe = portarun.compile(model, target, precision, **OPTIONS.get(target, {}))
+                options = ORT_EXACT if args.ort_exact and target.startswith("onnxruntime") else {}
+                exe = portarun.compile(model, target, precision, **options)
                 portarun.generate(exe, prompt, 4, cache=cache, capacity=_capacity(args, cache))  # warm-up
                 warm = time.perf_counter() - start
             except PortarunError as exc:
@@ -158,7 +182,9 @@ def main() -> int:
     baseline = next((r["decode_tokens_per_s"] for r in rows
                      if r["target"] == "onnxruntime:cpu" and r["precision"] == "fp32"), None)
     print(f"\n{args.model}: {config}, batch 1, prompt {args.prompt_tokens}, {args.new_tokens} new tokens, "
-          f"{args.repeats} repeats; measured copy bandwidth {bandwidth / 1e9:.1f} GB/s")
+          f"{args.repeats} repeats; measured copy bandwidth {bandwidth / 1e9:.1f} GB/s (NumPy copy, one thread "
+          f"{measured['one_thread'] / 1e9:.1f}, all threads {measured['all_threads'] / 1e9:.1f}); roofline and MBU use "
+          f"the higher")
     header = f"{'target':<16} {'precision':<12} {'cache':<8} {'tok/s':>8} {'vs ort fp32':>11} {'TPOT med':>9} " \
              f"{'p99':>8} {'TTFT':>8} {'MB/step':>8} {'roofline':>9} {'MBU':>5}"
     print(header)
@@ -173,7 +199,7 @@ def main() -> int:
         same = len({json.dumps(t) for t in fp32_tokens.values()}) == 1
         print(f"fp32 greedy tokens identical across {', '.join(fp32_tokens)}: {same}")
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "config": config, "bandwidth_bytes_per_s": bandwidth,
+        args.json.write_text(json.dumps({"model": args.model, "config": config, "bandwidth_bytes_per_s": bandwidth, "bandwidth_measured": measured,
                                          "rows": rows}, indent=2, default=str))
     return 0
 

@@ -37,7 +37,10 @@ def float_precision(precision: Precision, options: dict[str, Any]) -> Precision:
             raise UsageError(f"openvino: float_precision applies to quantized precisions; use -p {precision} alone",
                              hint="precision already says what the float parts compute in")
         return precision
-    chosen = Precision.parse(options.get("float_precision") or "fp32")
+    try:
+        chosen = Precision.parse(options.get("float_precision") or "fp32")
+    except UsageError as exc:
+        raise UsageError(f"openvino: float_precision: {exc.message}", hint="choose fp32, bf16 or fp16") from None
     if chosen not in HINT_BY_PRECISION:
         raise UsageError(f"openvino: float_precision must be fp32, bf16 or fp16, not {chosen}")
     return chosen

@@ -108,3 +108,15 @@ def test_nncf_int8_with_calibration(builtin_models, transformer_fp32, ov_helpers
     assert report["validation"] == "the calibration samples"
     assert "calibration" not in exe.options  # data is not stored in an artifact manifest
     assert ov_helpers.cosine(exe.run(feeds)["y"], fp32) >= 0.99
+
+
+def test_float_parts_of_a_quantized_model_default_to_f32_and_bf16_is_opt_in(ov_helpers, cpu_caps):
+    model, x = ov_helpers.weight_only_qdq(8)
+    assert portarun.compile(model, "openvino:cpu", "int8-weight").provenance.details["inference_precision"] == "f32"
+    if "BF16" in cpu_caps:
+        exe = portarun.compile(model, "openvino:cpu", "int8-weight", float_precision="bf16")
+        assert exe.provenance.precision == "int8-weight" and exe.provenance.details["inference_precision"] == "bf16"
+    with pytest.raises(UsageError, match="float_precision"):
+        portarun.compile(model, "openvino:cpu", "int8-weight", float_precision="int4")
+    with pytest.raises(UsageError, match="float_precision"):
+        portarun.compile(ov_helpers.weight_only_qdq(8)[0], "openvino:cpu", "int8-weight", float_precision="fp64")

@@ -35,7 +35,7 @@ def document(tmp_path_factory):
     os.environ["PORTARUN_TEST_PERTURB_NODE"] = "fc1"
     try:
         mlp = [c for c in builtin_cases() if c.name == "builtin:mlp"]
-        matrix = run_matrix(mlp, ["onnxruntime:cpu", "perturb:cpu"], ["fp32", "int8"], runs=3, warmup=1,
+        matrix = run_matrix(mlp, ["onnxruntime:cpu", "perturb:cpu"], ["fp32", "fp16"], runs=3, warmup=1,
                             isolate=False)
     finally:
         os.environ.pop("PORTARUN_TEST_PERTURB_NODE")
@@ -52,8 +52,8 @@ def test_json_report_follows_its_schema(document, tmp_path):
     statuses = {(r["target"], r["precision"]): r["status"] for r in loaded["results"]}
     assert statuses[("onnxruntime:cpu", "fp32")] == "pass"
     assert statuses[("perturb:cpu", "fp32")] == "fail"
-    assert statuses[("onnxruntime:cpu", "int8")] in ("pass", "skip")  # skip until portarun.quantize lands
-    assert statuses[("perturb:cpu", "int8")] == "skip"  # the test backend declares fp32 only
+    assert statuses[("onnxruntime:cpu", "fp16")] == "pass"
+    assert statuses[("perturb:cpu", "fp16")] == "skip"  # the test backend declares fp32 only
     passing = next(r for r in loaded["results"] if r["status"] == "pass")
     assert passing["performance"]["median_latency"]["unit"] == "ms"
     assert passing["cost"]["usd_per_million"]["unit"] == "USD/1M items"

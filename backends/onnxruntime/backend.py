@@ -82,9 +82,10 @@ class OnnxRuntimeBackend(Backend):
         "session_config": "dict of ORT session config entries, e.g. {'session.qdq_matmulnbits_accuracy_level': '0'}",
         "provider_options": "dict of options for the target's execution provider",
         "cache_dir": "folder for EP caches (TensorRT engines, MIGraphX models); default the portarun cache",
-        "lower_int4": "int4-weight: 'matmulnbits' rewrites blocked DQ+MatMul as MatMulNBits (default: ORT fuses it)",
-        "lower_int8": "int8-weight / int4-weight: 'matmulnbits' rewrites per-channel int8 DQ+MatMul as 8-bit "
-                      "MatMulNBits (default: ORT fuses both forms itself)",
+        "lower_int4": "int4-weight: 'matmulnbits' rewrites blocked DQ+MatMul as MatMulNBits and DQ+Gather as "
+                      "GatherBlockQuantized (default: ORT fuses the MatMuls, dequantizes whole embedding tables)",
+        "lower_int8": "int8-weight / int4-weight: 'matmulnbits' rewrites per-channel int8 DQ+MatMul / DQ+Gather as 8-bit "
+                      "MatMulNBits / GatherBlockQuantized (default: ORT fuses the MatMuls itself)",
         "matmulnbits_accuracy_level": "0-4: how MatMulNBits computes (0/1 fp32 exact, 4 int8 activations: ORT default)",
     }
 

@@ -8,6 +8,10 @@ Two forms of weight ``DequantizeLinear`` feeding ``MatMul`` as B (weight [K, N])
   has no per-channel mode, so the column's scale is repeated in every block of 128 along K,
   which represents the same numbers exactly.
 
+An embedding table's DequantizeLinear feeding ``Gather`` (axis 0) becomes ``GatherBlockQuantized``
+(int8 per row, or int4 blocks along the row), so only the gathered rows are dequantized instead
+of the whole table on every run.
+
 B is repacked as uint8 [N, k_blocks, block_size * bits / 8] (4-bit: low nibble first); signed
 values are shifted to unsigned (+8 / +128), which is MatMulNBits' default zero point; UINT4 zero
 points are packed per column [N, ceil(k_blocks / 2)]. Every lowered node gets ``accuracy_level``.
@@ -79,6 +83,56 @@ def _form(node: onnx.NodeProto, inits: dict[str, TensorProto], bits: tuple[int, 
     return None
 
 
+def _gather_form(node: onnx.NodeProto, inits: dict[str, TensorProto], bits: tuple[int, ...]):
+    """(bits, block, unsigned q [V, H], scales [V, n_blocks], unsigned zero points [V, n_blocks]) for an
+    embedding table dequantized per row (int8, axis 0) or in blocks along H (int4, axis 1), or None."""
+    weight = inits.get(node.input[0])
+    if weight is None or len(weight.dims) != 2 or node.input[1] not in inits:
+        return None
+    v, h = weight.dims
+    zero = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if len(node.input) > 2 and node.input[2] and zero is None:
+        return None
+    axis, block = _attr(node, "axis", 1), _attr(node, "block_size", 0)
+    scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+    if 4 in bits and weight.data_type in _INT4 and axis in (1, -1) and block >= 16 and not block & (block - 1):
+        signed = weight.data_type == TensorProto.INT4
+        n_blocks = -(-h // block)
+        zp = _ints(zero) if zero is not None else np.zeros((v, n_blocks), np.int16)
+        shift = 8 if signed else 0
+        return 4, block, _ints(weight) + shift, scale.reshape(v, n_blocks), zp + shift
+    if 8 in bits and weight.data_type == TensorProto.INT8 and axis == 0 and not block:
+        block = next((b for b in (128, 64, 32, 16) if h % b == 0), INT8_BLOCK)
+        n_blocks = -(-h // block)
+        zp = _ints(zero) if zero is not None else np.zeros(v, np.int16)
+        return (8, block, _ints(weight) + 128, np.repeat(scale.reshape(v, 1), n_blocks, 1),
+                np.repeat((zp + 128).reshape(v, 1), n_blocks, 1))
+    return None
+
+
+def _gather_block_quantized(node: onnx.NodeProto, users: list[onnx.NodeProto], form, new_inits: list,
+                            replaced: dict) -> int:
+    nbits, block, q, scales, zp = form
+    v, h = q.shape
+    base = f"{node.input[0]}_gbq"
+    n_blocks = scales.shape[1]
+    padded = np.zeros((v, n_blocks * block), np.int16)
+    padded[:, :h] = q
+    if nbits == 4:
+        data, zero = _pack_rows(padded[:, :h]), _pack_rows(zp)
+    else:
+        data, zero = q.astype(np.uint8), zp.astype(np.uint8)
+    new_inits += [numpy_helper.from_array(np.ascontiguousarray(data), f"{base}_data"),
+                  numpy_helper.from_array(np.ascontiguousarray(scales), f"{base}_scales"),
+                  numpy_helper.from_array(np.ascontiguousarray(zero), f"{base}_zero_points")]
+    for user in users:
+        replaced[id(user)] = helper.make_node(
+            "GatherBlockQuantized", [f"{base}_data", user.input[1], f"{base}_scales", f"{base}_zero_points"],
+            list(user.output), name=f"{user.name or base}_GatherBlockQuantized", domain=MS_DOMAIN,
+            gather_axis=0, quantize_axis=1, block_size=block, bits=nbits)
+    return len(users)
+
+
 def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = None,
                          bits: tuple[int, ...] = (4,)) -> tuple[onnx.ModelProto, int]:
     """(copy of ``proto`` with eligible DQ+MatMul pairs of the given ``bits`` as MatMulNBits, number lowered)."""
@@ -99,8 +153,15 @@ def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = No
         if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
             continue
         users = consumers.get(node.output[0], [])
-        if node.output[0] in graph_outputs or not users or any(
-                u.op_type != "MatMul" or u.input[1] != node.output[0] or u.input[0] == node.output[0] for u in users):
+        if node.output[0] in graph_outputs or not users:
+            continue
+        if all(u.op_type == "Gather" and u.input[0] == node.output[0] and _attr(u, "axis", 0) == 0 for u in users):
+            gather = _gather_form(node, inits, bits)
+            if gather is not None:
+                count += _gather_block_quantized(node, users, gather, new_inits, replaced)
+                dropped.add(id(node))
+            continue
+        if any(u.op_type != "MatMul" or u.input[1] != node.output[0] or u.input[0] == node.output[0] for u in users):
             continue
         form = _form(node, inits, bits)
         if form is None:

@@ -72,3 +72,29 @@ def test_int8_per_channel_lowering_equals_neutral_dq_model(small_transformer):
     default = portarun.compile(q.model, "onnxruntime:cpu", "int8-weight")
     assert default.provenance.details["session.qdq_matmulnbits_accuracy_level"].startswith("4")
 
+
+
+@pytest.mark.parametrize("precision, kwargs", [("int8-weight", {}), ("int4-weight", {"block_size": 32}),
+                                               ("int4-weight", {"block_size": 32, "symmetric": False})])
+def test_embedding_gather_lowers_to_gather_block_quantized(precision, kwargs):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["emb", "ids"], ["h"], name="embed"),
+         helper.make_node("MatMul", ["h", "w"], ["y"], name="fc")], "embedding",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 32])],
+        [numpy_helper.from_array(rng.standard_normal((100, 96)).astype(np.float32), "emb"),
+         numpy_helper.from_array(rng.standard_normal((96, 32)).astype(np.float32), "w")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    q = portarun.quantize(portarun.load(proto), precision, accuracy_floor="cosine=0", **kwargs)
+    lowered, count = lower_weight_matmuls(q.proto, 0, bits=(4, 8))
+    assert count == 2 and [n.op_type for n in lowered.graph.node] == ["GatherBlockQuantized", "MatMulNBits"]
+    feeds = {"ids": rng.integers(0, 100, (2, 5))}
+    neutral = portarun.compile(q.model, "reference", precision).run(feeds)
+    exe = portarun.compile(q.model, "onnxruntime:cpu", precision, lower_int4="matmulnbits",
+                           lower_int8="matmulnbits", matmulnbits_accuracy_level=0)
+    assert exe.provenance.details["matmulnbits_nodes"] == 2
+    assert portarun.compare(exe.run(feeds), neutral, portarun.Tolerance(rtol=1e-4, atol=1e-5))

@@ -60,7 +60,7 @@ def latency(args) -> dict:
     report = {"model": model.name, "seq": args.seq, "environment": portarun._sysinfo.environment()
               if hasattr(portarun, "_sysinfo") else {}, "batches": {}}
     for batch in args.batch:
-        dims = {"batch": batch, "seq": args.seq, "batch_size": batch, "sequence_length": args.seq}
+        dims = {"batch": batch, "seq": args.seq, "sequence": args.seq, "batch_size": batch, "sequence_length": args.seq}
         feeds = portarun.random_feeds(model.inputs, dims=dims, seed=batch)
         start = time.perf_counter()
         xla = portarun.compile(model, "xla:cpu")

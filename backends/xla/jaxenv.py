@@ -55,9 +55,25 @@ def versions() -> dict[str, str]:
     return {"jax": jax.__version__, "jaxlib": jaxlib_version}
 
 
+def tracer_type() -> type:
+    """JAX's Tracer class: ``jax.core.Tracer`` is public through 0.10 and may move later."""
+    jax = jax_module()
+    tracer = getattr(getattr(jax, "core", None), "Tracer", None)
+    if tracer is None:  # pragma: no cover - newer JAX
+        from jax._src import core
+
+        tracer = core.Tracer
+    return tracer
+
+
+def is_tracer(value: Any) -> bool:
+    return isinstance(value, tracer_type())
+
+
 @contextlib.contextmanager
 def nothing():
     yield
 
 
-__all__ = ["INSTALL_HINT", "PLATFORMS", "devices", "jax_module", "nothing", "versions", "x64"]
+__all__ = ["INSTALL_HINT", "PLATFORMS", "devices", "is_tracer", "jax_module", "nothing", "tracer_type", "versions",
+           "x64"]

@@ -211,9 +211,11 @@ class NodeContext:
 def _fold_outputs(result: Any) -> Any:
     import jax
 
+    from .jaxenv import is_tracer
+
     if isinstance(result, (tuple, list)) and not isinstance(result, np.ndarray):
         return type(result)(_fold_outputs(r) for r in result)
-    if isinstance(result, jax.Array) and not isinstance(result, jax.core.Tracer):
+    if isinstance(result, jax.Array) and not is_tracer(result):
         return np.asarray(result)
     if isinstance(result, np.generic):
         return np.asarray(result)

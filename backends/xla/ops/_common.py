@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from onnx import helper
 
+from ..jaxenv import is_tracer
 from ..lower import Unsupported, is_const
 
 
@@ -29,7 +30,7 @@ def concrete(value: Any, what: str) -> np.ndarray:
     """``value`` as numpy: known while tracing, or a concrete array when running eagerly."""
     if is_const(value):
         return np.asarray(value)
-    if isinstance(value, jax.core.Tracer):
+    if is_tracer(value):
         raise DynamicShape(f"{what} depends on the input data; XLA needs it known at compile time")
     return np.asarray(value)
 

@@ -13,6 +13,7 @@ import jax
 from jax import lax
 
 from . import op
+from ..jaxenv import is_tracer
 from ._common import DynamicShape, Unsupported, is_const, jnp, np
 
 UNROLL_LIMIT = 64  # loops with a static trip count up to this are unrolled while tracing
@@ -22,7 +23,7 @@ def _concrete_bool(value):
     """True/False when known (numpy, or a concrete array when eager), None for a tracer."""
     if value is None:
         return True
-    if isinstance(value, jax.core.Tracer):
+    if is_tracer(value):
         return None
     return bool(np.asarray(value).reshape(-1)[0])
 
@@ -61,7 +62,7 @@ def loop(n, trip_count=None, cond=None, *initial):
     n_scan = len(body.outputs) - 1 - n_carried
     max_trips = None
     if trip_count is not None:
-        known = trip_count if is_const(trip_count) or not isinstance(trip_count, jax.core.Tracer) else None
+        known = trip_count if is_const(trip_count) or not is_tracer(trip_count) else None
         if known is None:
             if n_scan:
                 raise DynamicShape("Loop trip count depends on the input data and the loop stacks outputs")

@@ -7,6 +7,7 @@ import math
 import jax
 
 from . import op
+from ..jaxenv import is_tracer
 from ._common import jnp, norm_axis, np, upcast
 
 
@@ -46,7 +47,7 @@ for _name, _fn in [("Softmax", _softmax), ("LogSoftmax", _log_softmax), ("Hardma
 
 @op("Dropout", fold=False)
 def dropout(n, x, ratio=None, training_mode=None):
-    if isinstance(training_mode, jax.core.Tracer):
+    if is_tracer(training_mode):
         from ._common import DynamicShape
 
         # the mask's randomness is decided per call: run this signature op by op

@@ -28,7 +28,9 @@ import portarun
 from portarun.quantize import RandomCalibration
 
 PRECISIONS = ("fp32", "int8-weight", "int8", "int4-weight")
-DEFAULT_BACKENDS = ("onnxruntime:cpu", "openvino:cpu", "xla:cpu")
+DEFAULT_BACKENDS = ("onnxruntime:cpu", "onnxruntime:cpu+lowered", "openvino:cpu", "xla:cpu")
+# "+lowered": ORT with the quantized MatMuls and embedding Gathers rewritten to its contrib ops
+VARIANTS = {"lowered": {"lower_int4": "matmulnbits", "lower_int8": "matmulnbits"}}
 
 
 class Workload:
@@ -76,13 +78,15 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, -1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-30)
 
 
-def bench_backend(target: str, models: dict, work: Workload, rounds: int, warmup: int,
+def bench_backend(spec: str, models: dict, work: Workload, rounds: int, warmup: int,
                   block: int = 3) -> dict[str, dict]:
+    target, _, variant = spec.partition("+")
+    options = VARIANTS[variant] if variant else {}
     cells: dict[str, dict] = {}
     executables = {}
     for precision, model in models.items():
         try:
-            executables[precision] = portarun.compile(model, target, precision)
+            executables[precision] = portarun.compile(model, target, precision, **options)
             cells[precision] = {"provenance_precision": executables[precision].provenance.precision}
         except portarun.PortarunError as exc:
             cells[precision] = {"error": str(exc).splitlines()[0][:160]}
@@ -134,6 +138,7 @@ def main(argv=None) -> int:
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--reuse", type=Path, help="folder for the quantized models: reuse them when present")
     args = parser.parse_args(argv)
 
     work = Workload(args.model, args.calibration, args.validation, args.seq, args.seed)
@@ -145,17 +150,24 @@ def main(argv=None) -> int:
         if precision == "fp32":
             models[precision] = work.model
             continue
+        saved = args.reuse / f"{work.model.name}.{precision}.onnx" if args.reuse else None
+        if saved is not None and saved.exists():
+            models[precision] = portarun.load(saved)
+            print(f"\n[{precision}] reusing {saved}", flush=True)
+            continue
         start = time.perf_counter()
         q = portarun.quantize(work.model, precision, calibration=work.calibration, validation=work.validation,
                               block_size=args.block_size, seed=args.seed)
         reports[precision] = q.report
         models[precision] = q.model
         print(f"\n[{precision}] quantized in {time.perf_counter() - start:.1f} s\n{q.summary()}", flush=True)
+        if saved is not None:
+            q.save(saved)
 
     results = {}
     for target in [t.strip() for t in args.backends.split(",") if t.strip()]:
         try:
-            portarun.get_backend(portarun.Target.parse(target).backend).devices()
+            portarun.get_backend(portarun.Target.parse(target.partition("+")[0]).backend).devices()
         except portarun.PortarunError as exc:
             print(f"\nskipping {target}: {exc}")
             continue

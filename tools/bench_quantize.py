@@ -138,9 +138,12 @@ def main(argv=None) -> int:
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--floor", action="append", default=[], metavar="PRECISION=METRIC=VALUE",
+                        help="accuracy floor for one precision, e.g. int8=cosine=0.995 (default: quantize's)")
     parser.add_argument("--reuse", type=Path, help="folder for the quantized models: reuse them when present")
     args = parser.parse_args(argv)
 
+    floors = dict(item.split("=", 1) for item in args.floor)
     work = Workload(args.model, args.calibration, args.validation, args.seq, args.seed)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     print(f"model {work.model.name}: {work.data}", flush=True)
@@ -150,14 +153,15 @@ def main(argv=None) -> int:
         if precision == "fp32":
             models[precision] = work.model
             continue
-        saved = args.reuse / f"{work.model.name}.{precision}.onnx" if args.reuse else None
+        tag = f".{floors[precision].replace('=', '')}" if precision in floors else ""
+        saved = args.reuse / f"{work.model.name}.{precision}{tag}.onnx" if args.reuse else None
         if saved is not None and saved.exists():
             models[precision] = portarun.load(saved)
             print(f"\n[{precision}] reusing {saved}", flush=True)
             continue
         start = time.perf_counter()
         q = portarun.quantize(work.model, precision, calibration=work.calibration, validation=work.validation,
-                              block_size=args.block_size, seed=args.seed)
+                              block_size=args.block_size, seed=args.seed, accuracy_floor=floors.get(precision))
         reports[precision] = q.report
         models[precision] = q.model
         print(f"\n[{precision}] quantized in {time.perf_counter() - start:.1f} s\n{q.summary()}", flush=True)

@@ -158,15 +158,18 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
                 trial_accuracy = evaluate(trial)
                 if trial_accuracy.passed:
                     levels, accuracy = trial, trial_accuracy
-                    reasons.pop(node, None)
+                    if old == start:
+                        reasons.pop(node, None)
+                    else:
+                        reasons[node] = f"sensitive: moved {start} -> {old} to meet the floor"
                     steps.append(f"{node}: back to {old}, not needed (then {accuracy.text()})")
 
     all_float = all(level == "float" for level in levels.values())
     floor_met = accuracy.passed and not all_float
     if all_float and targets:
         accuracy.failures.append("every quantizable node had to stay float")
-    dims = {t.name: list(t.dims) for t in base.graph.initializer}
-    sizes_by_axis = {t.node: dims[t.weight][t.block_axis] for t in targets}
+    weight_dims = {t.name: list(t.dims) for t in base.graph.initializer}
+    sizes_by_axis = {t.node: weight_dims[t.weight][t.block_axis] for t in targets}
     final = build(base, targets, levels, opts)
     final.graph.name = loaded.proto.graph.name
     _full_check(final, loaded.name)

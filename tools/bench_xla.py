@@ -61,7 +61,12 @@ def latency(args) -> dict:
               if hasattr(portarun, "_sysinfo") else {}, "batches": {}}
     for batch in args.batch:
         dims = {"batch": batch, "seq": args.seq, "sequence": args.seq, "batch_size": batch, "sequence_length": args.seq}
-        feeds = portarun.random_feeds(model.inputs, dims=dims, seed=batch)
+        # token ids below 1000, token types 0, attention masks all ones (BERT-style encoders)
+        int_high = {"input_ids": 1000, "token_type_ids": 1, "attention_mask": 1}
+        feeds = portarun.random_feeds(model.inputs, dims=dims, seed=batch, int_high=int_high)
+        for name in feeds:
+            if name == "attention_mask":
+                feeds[name] = np.ones_like(feeds[name])
         start = time.perf_counter()
         xla = portarun.compile(model, "xla:cpu")
         xla.run(feeds)  # first run compiles for this shape

@@ -111,3 +111,89 @@ def resize(n, x, roi=None, scales=None, sizes=None):
         info = jnp.iinfo(dtype)
         y = jnp.clip(jnp.round(y), info.min, info.max)
     return y.astype(dtype)
+
+
+def _reflect(x, lo, hi):
+    span = hi - lo
+    if span <= 0:
+        return jnp.zeros_like(x)
+    d = jnp.abs(x - lo)
+    flips = jnp.floor(d / span)
+    extra = d - flips * span
+    return jnp.where(jnp.mod(flips, 2) == 0, lo + extra, hi - extra)
+
+
+def _cubic_weights(t, a=-0.75):
+    """Weights of the 4 neighbours at offsets -1, 0, 1, 2 for fractional position t."""
+    def near(d):
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d):
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+@op("GridSample", since=16)
+def grid_sample(n, x, grid):
+    x, grid = jnp.asarray(x), jnp.asarray(grid)
+    mode = n.attr("mode", "linear" if n.opset >= 20 else "bilinear")
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    padding = n.attr("padding_mode", "zeros")
+    align = n.attr("align_corners", 0)
+    N, C = x.shape[:2]
+    sizes = x.shape[2:]
+    r = len(sizes)
+    compute = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+    out_spatial = grid.shape[1:-1]
+    flat = x.reshape(N, C, -1).astype(compute)
+    coords = []
+    for k in range(r):  # grid's last axis lists coordinates innermost dim first
+        size = sizes[r - 1 - k]
+        g = grid[..., k].astype(compute)
+        c = ((g + 1) / 2) * (size - 1) if align else ((g + 1) * size - 1) / 2
+        if padding == "border":
+            c = jnp.clip(c, 0, size - 1)
+        elif padding == "reflection":
+            c = _reflect(c, 0.0, size - 1.0) if align else jnp.clip(_reflect(c, -0.5, size - 0.5), 0, size - 1)
+        coords.append(c)
+    coords = coords[::-1]  # now in spatial-dim order
+
+    def fetch(indices):
+        """Values at integer positions (one array per spatial dim), with the padding rule."""
+        valid = jnp.ones(indices[0].shape, bool)
+        clamped = []
+        for idx, size in zip(indices, sizes):
+            if padding == "zeros":
+                valid = valid & (idx >= 0) & (idx < size)
+            elif padding == "reflection":
+                idx = _reflect(idx.astype(compute), 0.0, size - 1.0).astype(jnp.int32) if align else \
+                    jnp.clip(_reflect(idx.astype(compute), -0.5, size - 0.5), 0, size - 1).astype(jnp.int32)
+            clamped.append(jnp.clip(idx, 0, size - 1))
+        linear = jnp.zeros(indices[0].shape, jnp.int32)
+        for idx, size in zip(clamped, sizes):
+            linear = linear * size + idx.astype(jnp.int32)
+        gathered = jnp.take_along_axis(flat, linear.reshape(N, 1, -1), axis=2)
+        gathered = gathered.reshape((N, C) + out_spatial)
+        return jnp.where(valid[:, None], gathered, 0)
+
+    if mode == "nearest":
+        out = fetch([jnp.round(c).astype(jnp.int32) for c in coords])
+    else:
+        taps = (0, 1) if mode == "linear" else (-1, 0, 1, 2)
+        bases = [jnp.floor(c) for c in coords]
+        fracs = [c - b for c, b in zip(coords, bases)]
+        if mode == "linear":
+            weights = [[1 - f, f] for f in fracs]
+        else:
+            weights = [_cubic_weights(f) for f in fracs]
+        out = 0
+        import itertools
+
+        for combo in itertools.product(range(len(taps)), repeat=r):
+            idx = [(b + taps[t]).astype(jnp.int32) for b, t in zip(bases, combo)]
+            w = 1
+            for dim, t in enumerate(combo):
+                w = w * weights[dim][t]
+            out = out + fetch(idx) * w[:, None]
+    return out.astype(x.dtype)

@@ -12,12 +12,11 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-import portarun
-from portarun.errors import CheckFailedError, InputError, UnsupportedError, UsageError
+from portarun.errors import CheckFailedError, UnsupportedError, UsageError
 from portarun.model import Model
 from portarun.types import Precision
 
@@ -136,45 +135,30 @@ def _mode(nncf, precision: Precision, options: dict[str, Any]):
     return modes.INT4_ASYM if symmetric is False else modes.INT4_SYM
 
 
-def _calibration(model: Model, ov_model, options: dict[str, Any]) -> tuple[list[dict[str, np.ndarray]], str]:
+def _samples(model: Model, ov_model, options: dict[str, Any]) -> tuple[list[dict[str, np.ndarray]] | None, str]:
+    """The calibration set, read like portarun.quantize reads it (npz, RandomCalibration, dicts); None if not given."""
+    from portarun.quantize.calibration import load_samples
+
     source = options.get("calibration")
-    names = {name for port in ov_model.inputs for name in port.get_names()}
     if source is None:
-        count = int(options.get("calibration_size") or DEFAULT_CALIBRATION_SIZE)
-        seed = int(options.get("seed") or 0)
-        dims = dict(options.get("calibration_dims") or {})
-        samples = [portarun.random_feeds(model.inputs, seed=seed + i, dims=dims) for i in range(count)]
-        described = f"{count} random feeds (seed {seed}); pass calibration= real samples for better scales"
-    elif isinstance(source, (str, Path)):
-        with np.load(source) as data:
-            arrays = {key: data[key] for key in data.files}
-        lengths = {len(a) for a in arrays.values()}
-        if len(lengths) != 1:
-            raise InputError(f"calibration file '{source}': arrays must share their first (sample) axis",
-                             hint="store one array per input, shaped [samples, ...]")
-        samples = [{k: a[i] for k, a in arrays.items()} for i in range(lengths.pop())]
-        described = f"{len(samples)} samples from {source}"
-    else:
-        samples = [dict(s) for s in source] if isinstance(source, Iterable) else []
-        described = f"{len(samples)} samples given in Python"
-    if not samples:
-        raise InputError("openvino: the calibration set is empty", hint="give at least one feeds dict")
-    from portarun.backend import check_feeds
-
-    checked = [check_feeds(model.inputs, s) for s in samples]
-    return [{k: v for k, v in s.items() if k in names} for s in checked], described
+        return None, ""
+    samples = load_samples(model, source)
+    described = f"{len(samples)} samples from {source}" if isinstance(source, (str, Path)) else \
+        f"{len(samples)} samples given in Python"
+    return _fed(ov_model, samples), described
 
 
-def _accuracy_feeds(model: Model, ov_model, options: dict[str, Any], calibration):
-    if calibration is not None:
-        return calibration[: int(options.get("accuracy_samples") or 4) or None], "the calibration samples"
-    count = int(options.get("accuracy_samples") if options.get("accuracy_samples") is not None else 4)
-    seed = int(options.get("seed") or 0) + 1000
-    names = {name for port in ov_model.inputs for name in port.get_names()}
+def _random(model: Model, ov_model, count: int, seed: int, options: dict[str, Any]) -> list[dict[str, np.ndarray]]:
+    # token ids stay inside their embedding table, masks and type ids in {0, 1}: random data the model can take
+    from portarun.quantize import RandomCalibration
+
     dims = dict(options.get("calibration_dims") or {})
-    feeds = [{k: v for k, v in portarun.random_feeds(model.inputs, seed=seed + i, dims=dims).items() if k in names}
-             for i in range(count)]
-    return feeds, f"{count} random feeds (seed {seed})"
+    return _fed(ov_model, RandomCalibration(count, seed=seed, dims=dims).samples(model))
+
+
+def _fed(ov_model, samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    names = {name for port in ov_model.inputs for name in port.get_names()}  # OpenVINO drops unused inputs
+    return [{k: v for k, v in sample.items() if k in names} for sample in samples]
 
 
 def _outputs(ov_model, model: Model, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
@@ -207,8 +191,19 @@ def quantize(ov_model, model: Model, precision: Precision, options: dict[str, An
 
     floor = AccuracyFloor.parse(options.get("accuracy_floor"), precision)
     before = constant_bytes(ov_model)
-    samples, described = (_calibration(model, ov_model, options) if precision is Precision.INT8 else (None, None))
-    validation, validation_text = _accuracy_feeds(model, ov_model, options, samples)
+    seed = int(options.get("seed") or 0)
+    given, described = _samples(model, ov_model, options)
+    samples = given
+    if precision is Precision.INT8 and samples is None:
+        count = int(options.get("calibration_size") or DEFAULT_CALIBRATION_SIZE)
+        samples = _random(model, ov_model, count, seed, options)
+        described = f"{count} random feeds (seed {seed}); pass calibration= real samples for better scales"
+    count = int(options["accuracy_samples"]) if options.get("accuracy_samples") is not None else 4
+    if given is not None:
+        validation, validation_text = given[:count], "the calibration samples"
+    else:
+        validation, validation_text = _random(model, ov_model, count, seed + 1000, options) if count else [], \
+            f"{count} random feeds (seed {seed + 1000})"
     expected = _outputs(ov_model, model, validation) if validation else []
     report: dict[str, Any] = {"quantizer": "nncf", "nncf_version": nncf.__version__, "precision": precision.value}
     with _quiet_stdout():
@@ -228,7 +223,8 @@ def quantize(ov_model, model: Model, precision: Precision, options: dict[str, An
                               ratio=float(options.get("ratio") if options.get("ratio") is not None else 1.0),
                               all_layers=bool(options.get("all_layers", False)))
             compressed = nncf.compress_weights(ov_model, **kwargs)
-            report.update({"method": "nncf.compress_weights", "mode": mode.value, "calibration": "none (data-free)",
+            report.update({"method": "nncf.compress_weights", "mode": mode.value,
+                           "calibration": "none (data-free)" + (f"; {described} for validation" if given else ""),
                            "block_size": kwargs.get("group_size"), "symmetric": "_sym" in mode.value,
                            **{k: v for k, v in kwargs.items() if k in ("ratio", "all_layers")}})
     nodes = describe_weights(compressed)

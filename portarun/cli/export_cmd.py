@@ -61,6 +61,8 @@ def export(factory: str | None, example_inputs: tuple[str, ...], dynamic: tuple[
             raise click.UsageError("--hf-path needs --task feature-extraction or text-generation")
         model = export_hf(hf_path, task, opset=opset, exporter=exporter, validate=not no_validate,
                           tolerance=tolerance)
+        if minilm:
+            model.name = "all-MiniLM-L6-v2"
     path = model.save(output, external_data=external_data)
     info = export_info(model)
     if "dynamo_error" in info:

@@ -11,6 +11,12 @@ opset, output count, the lowering context) and inputs are numpy arrays when
 their value is known while tracing, JAX arrays otherwise, or None for an
 omitted optional input.  They return one value or a tuple of values.
 
+An op with no registration here whose ONNX schema defines a function body
+(Attention, RotaryEmbedding, SoftmaxCrossEntropyLoss, NegativeLogLikelihoodLoss,
+...) is lowered through that body, expanded per call from the actual input
+types (``lower.call_schema_function``); register a function here to replace
+the expansion with a direct lowering.
+
 This package imports nothing heavy: the families (which import JAX) load on
 ``load()``, called by the backend when it compiles.
 """
@@ -23,7 +29,7 @@ from typing import Callable
 
 FAMILIES = (
     "elementwise", "logical", "math", "reduce", "shape", "tensor", "nn", "norm", "pool", "conv",
-    "attention", "control", "sequence", "quant", "rnn", "signal", "misc", "loss", "image",
+    "control", "sequence", "quant", "rnn", "signal", "misc", "image", "detection",
 )
 
 

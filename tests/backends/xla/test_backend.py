@@ -133,3 +133,17 @@ def test_gpu_target_is_unavailable_without_a_gpu():
         pytest.skip("a GPU is present; the GPU parity run lives in tools/bench_xla.py --gpu")
     with pytest.raises(portarun.BackendUnavailableError, match="xla:gpu"):
         portarun.compile("builtin:mlp", "xla:gpu")
+
+
+def test_fp16_transformer_close_to_fp32(builtin_models, builtin_feeds):
+    feeds = builtin_feeds("transformer", seq=16)
+    want = portarun.compile(builtin_models["transformer"], "xla:cpu").run(feeds)
+    got = portarun.compile(builtin_models["transformer"], "xla:cpu", "fp16").run(feeds)
+    for key in want:
+        assert got[key].dtype == np.float32
+        np.testing.assert_allclose(got[key], want[key], rtol=0.05, atol=0.05)
+
+
+def test_quantized_precision_needs_a_quantized_model(builtin_models):
+    support = portarun.get_backend("xla").supports(builtin_models["mlp"], "xla:cpu", "int4-weight")
+    assert not support and "quantize it" in support.reason

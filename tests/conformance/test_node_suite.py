@@ -40,7 +40,6 @@ XLA_KNOWN_FAILURES = {
     "test_maxpool_with_argmax_2d_precomputed_strides",
     "test_maxunpool_export_with_output_shape",  # explicit output_shape padding differs
     "test_dynamicquantizelinear",  # one value rounds the other way
-    "test_convtranspose_output_shape",  # explicit output_shape with NOTSET pads
     "test_flexattention",  # its function body needs graph-valued attributes
     "test_bitcast_bool_to_uint8", "test_dft_irfft", "test_dft_irfft_opset19",
 }

@@ -84,12 +84,8 @@ def conv_transpose(n, x, w, b=None):
         for i in range(rank):
             total = strides[i] * (in_sizes[i] - 1) + out_pad[i] + ((kernel[i] - 1) * dilations[i] + 1) \
                 - output_shape[i]
-            total = max(total, 0)
-            if auto == "SAME_UPPER" or auto == "NOTSET":
-                pads.append((total // 2, total - total // 2)) if auto == "SAME_UPPER" else \
-                    pads.append((total - total // 2, total // 2))
-            else:
-                pads.append((total - total // 2, total // 2))
+            half = int(total / 2)  # C++ division: toward zero, also for a negative total (extra outputs)
+            pads.append((total - half, half) if auto == "SAME_LOWER" else (half, total - half))
     elif auto == "VALID":
         pads = [(0, 0)] * rank
     else:

@@ -161,7 +161,9 @@ def space_to_depth(n, x):
     b = n["blocksize"]
     N, C, H, W = x.shape
     m = xp(x)
-    y = m.reshape(x, (N, C, H // b, b, W // b, b)).transpose(0, 3, 5, 1, 2, 4)
+    y = m.reshape(x, (N, C, H // b, b, W // b, b))
+    # DCR (default): channels ordered (block row, block col, channel); CRD: (channel, block row, block col)
+    y = y.transpose(0, 1, 3, 5, 2, 4) if n.attr("mode", "DCR") == "CRD" else y.transpose(0, 3, 5, 1, 2, 4)
     return m.reshape(y, (N, C * b * b, H // b, W // b))
 
 

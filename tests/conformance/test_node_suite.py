@@ -36,8 +36,6 @@ XLA_KNOWN_FAILURES = {
     "test_bernoulli_expanded", "test_bernoulli_double_expanded", "test_bernoulli_seed_expanded",
     "test_training_dropout", "test_training_dropout_default", "test_training_dropout_mask",
     "test_training_dropout_default_mask",  # random masks
-    "test_maxpool_with_argmax_2d_precomputed_pads",  # MaxPool's Indices output is not lowered
-    "test_maxpool_with_argmax_2d_precomputed_strides",
     "test_maxunpool_export_with_output_shape",  # explicit output_shape padding differs
     "test_dynamicquantizelinear",  # one value rounds the other way
     "test_flexattention",  # its function body needs graph-valued attributes

@@ -39,13 +39,32 @@ def _reduce(x, init, fn, kernel, strides, dilations, padding):
 
 @op("MaxPool")
 def max_pool(n, x):
-    if n.output_used(1):
-        raise Unsupported("MaxPool with the Indices output")
     x = jnp.asarray(x)
     kernel, strides, dilations, pads, extra = _window(n, x)
     padding = [(pb, pe + e) for (pb, pe), e in zip(pads, extra)]
     low = -jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
-    return _reduce(x, np.array(low, x.dtype), lax.max, kernel, strides, dilations, padding)
+    if not n.output_used(1):
+        return _reduce(x, np.array(low, x.dtype), lax.max, kernel, strides, dilations, padding)
+    # Indices: reduce (value, flat index) pairs; ties keep the first index
+    shape = x.shape
+    if n.attr("storage_order", 0) and x.ndim == 4:
+        N, C, H, W = shape
+        index = (np.arange(N * C)[:, None, None] * H * W + np.arange(W)[None, None, :] * H
+                 + np.arange(H)[None, :, None]).reshape(shape)
+    else:
+        index = np.arange(int(np.prod(shape))).reshape(shape)
+    big = np.iinfo(np.int64).max
+
+    def pick(a, b):
+        (av, ai), (bv, bi) = a, b
+        take_b = (bv > av) | ((bv == av) & (bi < ai))
+        return jnp.where(take_b, bv, av), jnp.where(take_b, bi, ai)
+
+    values, indices = lax.reduce_window(
+        (x, jnp.asarray(index, jnp.int64)), (np.array(low, x.dtype), np.array(big, np.int64)), pick,
+        (1, 1) + tuple(kernel), (1, 1) + tuple(strides), ((0, 0), (0, 0)) + tuple(padding),
+        window_dilation=(1, 1) + tuple(dilations))
+    return values, indices
 
 
 @op("AveragePool")

@@ -11,14 +11,12 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import onnx
 
 from portarun.errors import CompileError, InputError, UsageError
 from portarun.types import Precision

@@ -14,7 +14,7 @@ from jax import lax
 
 from . import op
 from ..jaxenv import is_tracer
-from ._common import DynamicShape, Unsupported, is_const, jnp, np
+from ._common import DynamicShape, is_const, jnp, np
 
 UNROLL_LIMIT = 64  # loops with a static trip count up to this are unrolled while tracing
 

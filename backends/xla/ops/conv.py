@@ -5,7 +5,7 @@ from __future__ import annotations
 from jax import lax
 
 from . import op
-from ._common import jnp, np
+from ._common import jnp
 
 
 def spatial_pads(n, in_sizes, kernel, strides, dilations):

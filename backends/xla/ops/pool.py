@@ -7,7 +7,7 @@ import math
 from jax import lax
 
 from . import op
-from ._common import Unsupported, jnp, np, upcast
+from ._common import jnp, np, upcast
 from .conv import spatial_pads
 
 

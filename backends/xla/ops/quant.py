@@ -6,7 +6,7 @@ from __future__ import annotations
 import ml_dtypes
 
 from . import op
-from ._common import jnp, norm_axis, np, xp
+from ._common import jnp, norm_axis, np
 
 _INT_RANGES = {}
 

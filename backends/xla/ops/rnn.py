@@ -6,7 +6,7 @@ import jax
 from jax import lax
 
 from . import op
-from ._common import Unsupported, jnp, np
+from ._common import Unsupported, jnp
 
 _ACTIVATIONS = {
     "sigmoid": lambda x, a, b: jax.nn.sigmoid(x),

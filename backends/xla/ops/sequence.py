@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import op
-from ._common import jnp, norm_axis, np, onnx_dtype, static_ints, static_scalar, xp
+from ._common import norm_axis, np, static_ints, static_scalar, xp
 
 
 def _position(pos, length, default):

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, EncodeError
 from onnx import external_data_helper
 
 from .errors import (
@@ -217,7 +217,7 @@ class Model:
         """onnx.checker plus strict shape inference; raises ModelValidationError."""
         where = f"'{self.path}'" if self.path else f"model '{self.name}'"
         try:
-            if self.proto.ByteSize() > PROTOBUF_LIMIT:
+            if self.byte_size > PROTOBUF_LIMIT:
                 if self.path is None:
                     raise ModelValidationError(f"{where} is over 2 GiB and has no file to check",
                                                hint="save it with external data first")
@@ -275,7 +275,12 @@ class Model:
 
     @property
     def byte_size(self) -> int:
-        return self.proto.ByteSize()
+        """Serialized size. Protobuf cannot even size a message past 2 GiB (EncodeError): that reports
+        PROTOBUF_LIMIT + 1, which every caller reads as "too big for one message"."""
+        try:
+            return self.proto.ByteSize()
+        except EncodeError:
+            return PROTOBUF_LIMIT + 1
 
     def serialized(self) -> bytes:
         """The model as bytes (ONNX Runtime, OpenVINO and friends accept this)."""

@@ -256,18 +256,21 @@ def build(*, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4, k
         nodes, ins, outs = _graph(weights, rope_theta=rope_theta, eps=eps, **dims)
         proto = _proto(nodes, ins, outs, weights.tensors, name=name, config=config, seed=seed)
         return Model.from_proto(proto, name=name)
-    return Model.load(_cached_large(name, config, seed, dims, rope_theta, eps, cache), check=True)
+    path, fresh = _cached_large(name, config, seed, dims, rope_theta, eps, cache)
+    # Checked when written; a cached copy (keyed by config and seed) is trusted: checking 4 GB of
+    # weights again costs a minute and a second copy of them in memory.
+    return Model.load(path, check=fresh)
 
 
 def _cached_large(name: str, config: dict, seed: int, dims: dict, rope_theta: float, eps: float,
-                  cache: str | os.PathLike | None) -> Path:
+                  cache: str | os.PathLike | None) -> tuple[Path, bool]:
     from ..api import cache_dir
 
     key = hashlib.sha256(json.dumps({**config, "seed": seed, "opset": OPSET, "v": 1}, sort_keys=True).encode())
     folder = Path(cache) if cache is not None else cache_dir() / "decoders"
     target = folder / f"{name}-{key.hexdigest()[:12]}" / f"{name}.onnx"
     if target.exists() and (target.parent / f"{name}.onnx.data").exists():
-        return target
+        return target, False
     target.parent.mkdir(parents=True, exist_ok=True)
     # Stage in a temporary folder, then move the data file and the model into place (model last),
     # so an interrupted build never leaves a model pointing at a half-written data file.
@@ -285,4 +288,4 @@ def _cached_large(name: str, config: dict, seed: int, dims: dict, rope_theta: fl
         for leftover in staging.glob("*"):
             leftover.unlink()
         staging.rmdir()
-    return target
+    return target, True

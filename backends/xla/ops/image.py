@@ -56,7 +56,8 @@ def resize(n, x, roi=None, scales=None, sizes=None):
     axes = n.attr("axes")
     axes = [a + r if a < 0 else a for a in axes] if axes else list(range(r))
     policy = n.attr("keep_aspect_ratio_policy", "stretch")
-    roi_v = np.asarray(roi, np.float64).reshape(-1) if roi is not None and np.asarray(roi).size else None
+    roi_a = concrete(roi, "Resize roi").astype(np.float64).reshape(-1) if roi is not None else None
+    roi_v = roi_a if roi_a is not None and roi_a.size else None
     scale_a = concrete(scales, "Resize scales").reshape(-1) if scales is not None else None
     scale_v = [float(v) for v in scale_a] if scale_a is not None and scale_a.size else None
     size_a = concrete(sizes, "Resize sizes").reshape(-1) if sizes is not None else None

@@ -6,7 +6,7 @@ import jax
 from jax import lax
 
 from . import op
-from ._common import Unsupported, jnp, np, onnx_dtype, static_ints
+from ._common import Unsupported, concrete, jnp, np, onnx_dtype, static_ints
 
 
 def _dtype(n, default):
@@ -91,7 +91,7 @@ def blackman_window(n, size):
 
 @op("Upsample", since=7)
 def upsample(n, x, scales=None):
-    scales = n.attr("scales") if scales is None else [float(v) for v in np.asarray(scales).reshape(-1)]
+    scales = n.attr("scales") if scales is None else [float(v) for v in concrete(scales, "Upsample scales").reshape(-1)]
     if n.attr("mode", "nearest") != "nearest":
         raise Unsupported("Upsample with linear mode (use Resize)")
     y = jnp.asarray(x)

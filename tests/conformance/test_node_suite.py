@@ -26,7 +26,7 @@ XLA_UNSUPPORTED = {
                                          "TfIdfVectorizer"],
     "image decoding on the host": ["ImageDecoder"],
     "training ops (preview.training domain)": ["Adagrad", "Adam", "Momentum"],
-    "not written yet": ["Col2Im", "DeformConv", "MelWeightMatrix", "RoiAlign", "STFT",
+    "not written yet": ["DeformConv", "MelWeightMatrix", "RoiAlign", "STFT",
                         "TensorScatter"],
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from jax import lax
 
 from . import op
-from ._common import jnp
+from ._common import jnp, np
 
 
 def spatial_pads(n, in_sizes, kernel, strides, dilations):
@@ -105,3 +105,31 @@ def conv_transpose(n, x, w, b=None):
     if b is not None:
         y = y + jnp.reshape(b, (1, -1) + (1,) * rank).astype(y.dtype)
     return y
+
+
+@op("Col2Im")
+def col2im(n, x, image_shape, block_shape):
+    """Sum the columns of x [N, C*prod(block), L] back into images [N, C, *image_shape] (im2col's adjoint)."""
+    import itertools
+
+    from ._common import static_ints
+
+    image = static_ints(image_shape, "Col2Im image_shape")
+    block = static_ints(block_shape, "Col2Im block_shape")
+    r = len(image)
+    dil = n.attr("dilations") or [1] * r
+    strides = n.attr("strides") or [1] * r
+    pads = n.attr("pads") or [0] * (2 * r)
+    x = jnp.asarray(x)
+    N = x.shape[0]
+    C = x.shape[1] // int(np.prod(block))
+    padded = [image[i] + pads[i] + pads[i + r] for i in range(r)]
+    counts = [(padded[i] - (dil[i] * (block[i] - 1) + 1)) // strides[i] + 1 for i in range(r)]
+    cols = x.reshape((N, C) + tuple(block) + tuple(counts))
+    out = jnp.zeros((N, C) + tuple(padded), x.dtype)
+    for k in itertools.product(*[range(b) for b in block]):
+        index = tuple(slice(k[i] * dil[i], k[i] * dil[i] + (counts[i] - 1) * strides[i] + 1, strides[i])
+                      for i in range(r))
+        out = out.at[(slice(None), slice(None)) + index].add(cols[(slice(None), slice(None)) + k])
+    crop = tuple(slice(pads[i], pads[i] + image[i]) for i in range(r))
+    return out[(slice(None), slice(None)) + crop]

@@ -26,8 +26,7 @@ XLA_UNSUPPORTED = {
                                          "TfIdfVectorizer"],
     "image decoding on the host": ["ImageDecoder"],
     "training ops (preview.training domain)": ["Adagrad", "Adam", "Momentum"],
-    "not written yet": ["DeformConv", "MelWeightMatrix", "RoiAlign", "STFT",
-                        "TensorScatter"],
+    "not written yet": ["DeformConv", "MelWeightMatrix", "RoiAlign", "STFT"],
 }
 
 # Cases of supported ops that fail, and why (random draws cannot match NumPy's generator, ...).

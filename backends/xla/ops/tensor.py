@@ -184,3 +184,20 @@ def center_crop_pad(n, x, shape_):
             width[a] = (before, want - have - before)
             x = jnp.pad(x, width)
     return x
+
+
+@op("TensorScatter")
+def tensor_scatter(n, cache, update, write_indices=None):
+    """KV-cache write: update's sequence slice goes to cache[b, ..., write_indices[b] + i, ...]."""
+    cache, update = jnp.asarray(cache), jnp.asarray(update)
+    axis = norm_axis(n.attr("axis", -2), cache.ndim)
+    batch, seq, size = cache.shape[0], update.shape[axis], cache.shape[axis]
+    start = jnp.zeros((batch,), jnp.int64) if write_indices is None else jnp.asarray(write_indices).astype(jnp.int64)
+    pos = start[:, None] + jnp.arange(seq, dtype=jnp.int64)[None, :]
+    if n.attr("mode", "linear") == "circular":
+        pos = pos % size
+    grids = list(jnp.indices(update.shape, sparse=True))
+    shape = [1] * update.ndim
+    shape[0], shape[axis] = batch, seq
+    grids[axis] = pos.reshape(shape)
+    return cache.at[tuple(grids)].set(update)

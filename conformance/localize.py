@@ -47,9 +47,11 @@ class Localization:
             return f"not localized: {self.message}"
         worst_in = max((i["max_abs"] for i in self.inputs), default=0.0)
         worst_out = max((o["max_abs"] for o in self.outputs), default=0.0)
+        reasons = "; ".join(f"{o['name']}: {o['reason']}" for o in self.outputs if o.get("reason"))
         return (f"first divergent node #{self.node_index} '{self.node_name}' ({self.op_type}): "
-                f"inputs max_abs={worst_in:.3g}, outputs max_abs={worst_out:.3g} "
-                f"({self.probes} subgraphs probed of {self.node_count} nodes)")
+                f"inputs max_abs={worst_in:.3g}, outputs max_abs={worst_out:.3g}"
+                + (f" [{reasons}]" if reasons else "")
+                + f" ({self.probes} subgraphs probed of {self.node_count} nodes)")
 
 
 class _Prober:
@@ -119,8 +121,11 @@ def localize(model: Model, target: str, precision: Precision | str, feeds: Mappi
         return Localization(False, message="the model has no nodes")
     last = count - 1
     if not prober.diverges(last):
-        return Localization(False, node_count=count, probes=prober.probes,
-                            message="the model's outputs match within tolerance on these feeds")
+        message = "the target matches the reference on this model within tolerance on these feeds"
+        if quantization_of(model) is not None:
+            message += (f" (both ran the {quantization_of(model)} model: the error against the float model comes "
+                        f"from quantization itself, not from the backend)")
+        return Localization(False, node_count=count, probes=prober.probes, message=message)
     low, high = 0, last  # invariant: prefix `high` diverges; every prefix below `low` matches
     while low < high:
         middle = (low + high) // 2

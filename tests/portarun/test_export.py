@@ -158,6 +158,23 @@ def test_hf_text_generation_export_generates_what_transformers_generates(tiny_ll
             np.testing.assert_array_equal(portarun.generate(exe, prompt, 12, cache=cache).tokens[0], expected)
 
 
+@pytest.mark.slow
+def test_hf_text_generation_with_the_dynamo_exporter(tiny_llama_dir):
+    """The default exporter on a causal LM: the cache arrives as *args, grouped for torch.export."""
+    from portarun.hf_export import export_hf
+
+    model = export_hf(tiny_llama_dir, "text-generation")
+    assert export_info(model)["exporter"] == "dynamo"
+    assert model.inputs[3].name == "past_key_values.0.key" and model.inputs[3].shape[2] == "past_seq"
+    with portarun.compile(model, "onnxruntime:cpu") as exe:
+        tokens = portarun.generate(exe, [[5, 6, 7, 8, 9]], 6).tokens
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = export_hf(tiny_llama_dir, "text-generation", exporter="torchscript")
+    with portarun.compile(traced, "onnxruntime:cpu") as exe:
+        np.testing.assert_array_equal(portarun.generate(exe, [[5, 6, 7, 8, 9]], 6).tokens, tokens)
+
+
 def test_hf_export_refuses_what_is_not_a_local_model_folder(tmp_path):
     from portarun.hf_export import export_hf
 

@@ -5,14 +5,13 @@ Importing this module imports neither JAX nor the op lowerings; they load on fir
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from portarun.backend import Backend, Executable, Provenance
-from portarun.errors import ArtifactCorruptError, CompileError
+from portarun.errors import ArtifactIncompatibleError, CompileError
 from portarun.model import Model, quantization_of
 from portarun.types import Device, Precision, Support, Target
 
@@ -111,6 +110,10 @@ class XlaBackend(Backend):
         return Support.yes()
 
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
+        return self._build(model, target, precision, options, precompile=True)
+
+    def _build(self, model: Model, target: Target, precision: Precision, options: dict[str, Any], *,
+               precompile: bool) -> XlaExecutable:
         from .program import Program, static_shapes
 
         jax = jaxenv.jax_module()
@@ -131,7 +134,7 @@ class XlaBackend(Backend):
         executable = XlaExecutable(program, backend=self, model=model, target=target, precision=precision,
                                    provenance=provenance, options=options)
         shapes = static_shapes(model)
-        if shapes is not None and program.jit:
+        if precompile and shapes is not None and program.jit:
             feeds = {spec.name: np.zeros(shape, spec.dtype) for spec, shape in zip(model.inputs, shapes)}
             try:
                 executable.compile_for(feeds)
@@ -161,15 +164,18 @@ class XlaBackend(Backend):
     def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
         from .artifact import load_exports
 
-        model = Model.load(directory / "model.onnx", check=False)
-        executable = self.compile(model, target, manifest["precision"], **manifest.get("options", {}))
         payload = manifest.get("payload") or {}
         device = self.jax_device(target)
         wanted = payload.get("device_kind")
         if wanted is not None and wanted != device.device_kind:
-            raise ArtifactCorruptError(f"artifact '{directory}' was compiled for {wanted}, "
-                                       f"this device is {device.device_kind}",
-                                       hint="load with rebuild=True to recompile")
+            raise ArtifactIncompatibleError(f"artifact '{directory}' was compiled for {wanted}, "
+                                            f"this device is {device.device_kind}",
+                                            hint="load with rebuild=True to recompile")
+        model = Model.load(directory / "model.onnx", check=False)
+        options = dict(manifest.get("options") or {})
+        self.check_options(options)
+        # the stored programs replace tracing and lowering: compile nothing here
+        executable = self._build(model, target, Precision.parse(manifest["precision"]), options, precompile=False)
         loaded = load_exports(executable.program, directory / "payload", payload)
         executable.provenance.details["loaded_from"] = str(directory)
         executable.provenance.details["loaded_signatures"] = loaded
@@ -184,9 +190,6 @@ def missing_ops(model: Model) -> list[str]:
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
     return sorted(Graph(proto.graph, opsets, set(), prepare_functions(proto, opsets)).missing)
 
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 __all__ = ["XlaBackend", "XlaExecutable", "missing_ops"]

@@ -28,7 +28,7 @@ from ._common import parse_dims
 @click.option("--symmetric/--asymmetric", default=True, show_default=True,
               help="int4: INT4 without zero points, or UINT4 with a zero point per block.")
 @click.option("--accuracy-floor", "floor", metavar="METRIC=VALUE[,...]",
-              help="e.g. cosine=0.99,top1=0.95,max_abs=0.1 (default cosine 0.999 / 0.99 / 0.98 for "
+              help="e.g. cosine=0.99,top1=0.95,max_abs=0.1 (default cosine 0.999 / 0.995 / 0.98 for "
                    "int8-weight / int8 / int4-weight).")
 @click.option("--exclude", multiple=True, metavar="OP_OR_NODE", help="Keep this op type or node in float (repeatable).")
 @click.option("--evaluator", default="auto", show_default=True,

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..types import Precision
 
 # The floors the issue asks for, per precision: quantization must keep at least this much.
-DEFAULT_COSINE = {Precision.INT8_WEIGHT: 0.999, Precision.INT8: 0.99, Precision.INT4_WEIGHT: 0.98}
+DEFAULT_COSINE = {Precision.INT8_WEIGHT: 0.999, Precision.INT8: 0.995, Precision.INT4_WEIGHT: 0.98}
 
 
 @dataclass(frozen=True)

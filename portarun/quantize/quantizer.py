@@ -65,7 +65,7 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     ``calibration``: an .npz path, ``RandomCalibration(n, seed=...)``, a dict of arrays, or an
     iterable of feed dicts; default ``RandomCalibration(8, seed=seed)``. A quarter of it is held
     out for validation unless ``validation`` is given. ``accuracy_floor``: ``"cosine=0.99,top1=0.95"``
-    or an ``AccuracyFloor``; default cosine 0.999 / 0.99 / 0.98 for int8-weight / int8 / int4-weight.
+    or an ``AccuracyFloor``; default cosine 0.999 / 0.995 / 0.98 for int8-weight / int8 / int4-weight.
     ``strict`` raises ``CheckFailedError`` when the floor cannot be met instead of reporting it.
     """
     from ..api import load

@@ -26,7 +26,7 @@ __all__ = [
     "__version__", "Backend", "BackendInfo", "Comparison", "Device", "Executable", "Model", "PortarunError",
     "Precision", "Provenance", "Support", "Target", "TensorSpec", "Tolerance", "available_targets", "cache_dir",
     "compare", "compile", "get_backend", "list_backends", "load", "load_compiled", "random_feeds",
-    "AccuracyFloor", "QuantizedModel", "RandomCalibration", "quantize",
+    "AccuracyFloor", "QuantizedModel", "RandomCalibration", "models", "quantize",
 ]
 
 

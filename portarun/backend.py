@@ -94,6 +94,31 @@ def check_feeds(specs: tuple[TensorSpec, ...], feeds: Any) -> dict[str, np.ndarr
     return checked
 
 
+def quantization_support(model: Model, precision: Precision, *, float_model_hint: str = "",
+                         quantized_runs_at: tuple[Precision, ...] = ()) -> Support:
+    """Does the quantization ``model`` already carries fit ``precision``?
+
+    Backends run quantized precisions from the QDQ the model carries (``portarun.quantize``
+    writes it; ``portarun.compile`` quantizes float models first). A float model at a quantized
+    precision, a model quantized differently, or a quantized model at fp32 is a clear "no".
+    ``float_model_hint`` adds a backend-specific way out; ``quantized_runs_at`` lists float
+    precisions at which the backend still runs a quantized model (e.g. bf16 activations).
+    """
+    from .model import quantization_of
+
+    carried = quantization_of(model)
+    if precision.is_quantized:
+        if carried is None:
+            return Support.no(f"the model is float; quantize it to {precision} first "
+                              f"(portarun quantize MODEL -p {precision} -o MODEL.q.onnx)"
+                              + (f"{float_model_hint}" if float_model_hint else ""))
+        if carried != precision.value:
+            return Support.no(f"the model is quantized as {carried}, not {precision}")
+    elif carried is not None and precision not in quantized_runs_at:
+        return Support.no(f"the model is already quantized ({carried}); compile it with -p {carried}")
+    return Support.yes()
+
+
 class Executable(ABC):
     """A model compiled for one target and precision, ready to run."""
 

@@ -23,6 +23,31 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 
+def interleaved_samples(runners: Mapping[str, Callable[[], Any]], runs: int, *, warmup: int = 2,
+                        block: int = 5) -> dict[str, list[float]]:
+    """Time several runners side by side: alternate them in blocks of ``block`` calls until
+    each has ``runs`` samples (milliseconds). Benchmarks that compare runtimes use this.
+
+    Blocks, not single calls: each runtime keeps its own thread pool, and a pool that just ran
+    spins for a while; call-by-call alternation would time one runtime against the other's
+    spinning threads (on 2 cores that made two identical ORT sessions differ 8x). The first
+    ``warmup`` calls of every block are not counted, and the starting runner rotates so none
+    always follows the same neighbour.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    order = list(runners.items())
+    turn = 0
+    while any(len(v) < runs for v in samples.values()):
+        for name, run in order[turn % len(order):] + order[:turn % len(order)]:
+            for i in range(warmup + block):
+                start = time.perf_counter()
+                run()
+                if i >= warmup and len(samples[name]) < runs:
+                    samples[name].append((time.perf_counter() - start) * 1e3)
+        turn += 1
+    return samples
+
+
 def percentile(samples: list[float], q: float) -> float:
     """Nearest-rank percentile (q in [0, 100]) of ``samples``; the p99 of 20 runs is the slowest."""
     if not samples:

@@ -18,34 +18,11 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 import portarun
-
-
-def _time_interleaved(runners: dict[str, callable], runs: int, warmup: int, block: int) -> dict[str, list[float]]:
-    """Alternate the runners in blocks of ``block`` calls until each has ``runs`` samples.
-
-    Blocks, not single calls: each runtime keeps its own thread pool, and a pool that just ran
-    spins for a while; call-by-call alternation would time one runtime against the other's
-    spinning threads (on 2 cores that made two identical ORT sessions differ 8x). The first
-    ``warmup`` calls of every block are not counted.
-    """
-    samples: dict[str, list[float]] = {name: [] for name in runners}
-    order = list(runners.items())
-    turn = 0
-    while any(len(v) < runs for v in samples.values()):
-        # rotate the starting runner so none always follows the same neighbour
-        for name, run in order[turn % len(order):] + order[:turn % len(order)]:
-            for i in range(warmup + block):
-                start = time.perf_counter()
-                run()
-                if i >= warmup and len(samples[name]) < runs:
-                    samples[name].append((time.perf_counter() - start) * 1e3)
-        turn += 1
-    return samples
+from portarun.benchmark import interleaved_samples
 
 
 def _compile_times(source: str, reps: int) -> dict[str, float]:
@@ -133,8 +110,8 @@ def main() -> None:
                      "inference_precision": exe.provenance.details.get("inference_precision", "-"),
                      "max_abs_diff_vs_ort": diff, "cosine_vs_ort": _cosine(got, reference[first_output])})
 
-    samples = _time_interleaved({name: (lambda e=exe: e.run(feeds)) for name, exe in exes.items()},
-                                args.runs, args.warmup, args.block)
+    samples = interleaved_samples({name: (lambda e=exe: e.run(feeds)) for name, exe in exes.items()},
+                                args.runs, warmup=args.warmup, block=args.block)
     base = statistics.median(samples[baseline_name])
     for row in rows:
         times = sorted(samples[row["name"]])

@@ -1,7 +1,8 @@
 """Median overhead of portarun's Executable.run over a bare onnxruntime.InferenceSession.run.
 
-Both run the same ONNX model in one process, interleaved call by call (so machine
-noise hits both alike), on one session configuration. Reports medians and the ratio.
+Both run the same ONNX model in one process, alternating in blocks (so machine noise hits
+both alike; see portarun.benchmark.interleaved_samples), with the same session settings, plus
+a second bare session as an A/A control for the noise floor. Reports medians and ratios.
 
     python tools/bench_run_overhead.py [--model builtin:transformer] [--batch 1] [--seq 128] [--runs 2000]
 """
@@ -16,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 import portarun
+from portarun.benchmark import interleaved_samples
 
 
 def main() -> None:
@@ -24,6 +26,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--block", type=int, default=20, help="calls per turn when alternating runners")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both (0 = ORT default)")
     args = parser.parse_args()
 
@@ -46,16 +49,9 @@ def main() -> None:
 
     # A second bare session is the A/A control: its gap to the first is the noise floor.
     control = ort.InferenceSession(model.serialized(), so, providers=["CPUExecutionProvider"])
-    calls = [lambda: session.run(names, feeds), lambda: exe.run(feeds), lambda: control.run(names, feeds)]
-    samples: list[list[float]] = [[], [], []]
-    for i in range(args.runs):
-        # rotate the order so none of the three always runs with the warmest cache
-        for k in range(3):
-            which = (i + k) % 3
-            start = time.perf_counter()
-            calls[which]()
-            samples[which].append(time.perf_counter() - start)
-    direct, wrapped, aa = samples
+    samples = interleaved_samples({"direct": lambda: session.run(names, feeds), "portarun": lambda: exe.run(feeds),
+                                   "control": lambda: control.run(names, feeds)}, args.runs, block=args.block)
+    direct, wrapped, aa = samples["direct"], samples["portarun"], samples["control"]
 
     # Overhead of the wrapper alone: run() on a session whose _run is a no-op.
     check_only = []
@@ -64,17 +60,15 @@ def main() -> None:
         portarun.backend.check_feeds(exe.inputs, feeds)
         check_only.append(time.perf_counter() - start)
 
-    d, w, a, c = (statistics.median(x) * 1e3 for x in (direct, wrapped, aa, check_only))
-    paired = statistics.median(wi - di for wi, di in zip(wrapped, direct)) * 1e3
-    paired_aa = statistics.median(ai - di for ai, di in zip(aa, direct)) * 1e3
-    print(f"model {model.name} batch {args.batch} seq {args.seq}, {args.runs} interleaved runs each, "
+    d, w, a = (statistics.median(x) for x in (direct, wrapped, aa))  # already in ms
+    c = statistics.median(check_only) * 1e3
+    print(f"model {model.name} batch {args.batch} seq {args.seq}, {args.runs} runs each in alternating blocks of {args.block}, "
           f"onnxruntime {ort.__version__}")
     print(f"  onnxruntime.InferenceSession.run  median {d:.4f} ms")
     print(f"  portarun Executable.run           median {w:.4f} ms")
     print(f"  feed checking alone               median {c * 1e3:.2f} us")
     print(f"  second bare session (A/A control) median {a:.4f} ms")
     print(f"  overhead (median ratio - 1)       {(w / d - 1) * 100:+.2f} %   (A/A control {(a / d - 1) * 100:+.2f} %)")
-    print(f"  overhead (median paired diff)     {paired / d * 100:+.2f} %   (A/A control {paired_aa / d * 100:+.2f} %)")
 
 
 if __name__ == "__main__":

@@ -17,27 +17,12 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 import portarun
+from portarun.benchmark import interleaved_samples
 from portarun.errors import PortarunError
-
-
-def _interleaved(runners: dict, runs: int, warmup: int, block: int) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {name: [] for name in runners}
-    order = list(runners.items())
-    turn = 0
-    while any(len(v) < runs for v in samples.values()):
-        for name, run in order[turn % len(order):] + order[:turn % len(order)]:
-            for i in range(warmup + block):
-                start = time.perf_counter()
-                run()
-                if i >= warmup and len(samples[name]) < runs:
-                    samples[name].append((time.perf_counter() - start) * 1e3)
-        turn += 1
-    return samples
 
 
 def main() -> int:
@@ -81,7 +66,7 @@ def main() -> int:
             report["max_abs_diff"][label] = max(float(np.max(np.abs(out[k].astype(np.float64) - v)))
                                                 for k, v in reference.items())
         runners = {label: (lambda e=exe: e.run(feeds)) for label, exe in executables.items()}
-        samples = _interleaved(runners, args.runs, args.warmup, args.block)
+        samples = interleaved_samples(runners, args.runs, warmup=args.warmup, block=args.block)
         baseline = "onnxruntime:cuda fp32" if "onnxruntime:cuda fp32" in samples else None
         for label, values in samples.items():
             median = statistics.median(values)

@@ -25,22 +25,8 @@ import time
 import numpy as np
 
 import portarun
+from portarun.benchmark import interleaved_samples
 from portarun import models
-
-
-def _interleaved(runners: dict, runs: int, warmup: int = 2, block: int = 5) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {name: [] for name in runners}
-    order = list(runners.items())
-    turn = 0
-    while any(len(v) < runs for v in samples.values()):
-        for name, run in order[turn % len(order):] + order[:turn % len(order)]:
-            for i in range(warmup + block):
-                start = time.perf_counter()
-                run()
-                if i >= warmup and len(samples[name]) < runs:
-                    samples[name].append((time.perf_counter() - start) * 1e3)
-        turn += 1
-    return samples
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -81,7 +67,7 @@ def latency(args) -> dict:
         for exe in (xla, ort, control):
             for _ in range(args.warmup):
                 exe.run(feeds)
-        samples = _interleaved({"xla": lambda: xla.run(feeds), "onnxruntime": lambda: ort.run(feeds),
+        samples = interleaved_samples({"xla": lambda: xla.run(feeds), "onnxruntime": lambda: ort.run(feeds),
                                 "onnxruntime (A/A)": lambda: control.run(feeds)}, args.runs)
         stats = {name: _stats(v) for name, v in samples.items()}
         base = stats["onnxruntime"]["median_ms"]

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 import portarun
-from portarun.backend import Backend, Executable, Provenance
+from portarun.backend import Backend, Executable, Provenance, quantization_support
 from portarun.errors import CompileError, UnsupportedError, UsageError
-from portarun.model import PROTOBUF_LIMIT, Model, quantization_of
+from portarun.model import PROTOBUF_LIMIT, Model
 from portarun.types import Device, Precision, Support, Target
 
 from .providers import EP_BY_DEVICE, ExecutionProviderChoice, choose_providers
@@ -109,19 +109,8 @@ class OnnxRuntimeBackend(Backend):
         return INSTALL_BY_DEVICE.get(device, INSTALL_HINT)
 
     def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
-        carried = quantization_of(model)
-        if precision.is_quantized:
-            if carried is None:
-                return Support.no(f"the model is float; quantize it to {precision} first "
-                                  f"(portarun quantize MODEL -p {precision} -o MODEL.q.onnx)")
-            if carried != precision.value:
-                return Support.no(f"the model is quantized as {carried}, not {precision}")
-        elif carried is not None:
-            return Support.no(f"the model is already quantized ({carried}); compile it with -p {carried}")
-        if precision is Precision.FP16 and target.device == "cpu":
-            # Runs, but most CPU kernels are fp32-only: ORT inserts casts everywhere.
-            return Support.yes()
-        return Support.yes()
+        # fp16 on the CPU EP runs, with casts around the many fp32-only kernels.
+        return quantization_support(model, precision)
 
     # -- compile -------------------------------------------------------------------------
     def model_source(self, model: Model) -> bytes | str:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import portarun
-from portarun.backend import Backend, Executable, Provenance
+from portarun.backend import Backend, Executable, Provenance, quantization_support
 from portarun.errors import CompileError, PortarunError, UnsupportedError
-from portarun.model import Model, quantization_of
+from portarun.model import Model
 from portarun.types import Device, Precision, Support, Target
 
 from .builder import BuildSettings, build_engine
@@ -73,19 +73,15 @@ class TensorRtBackend(Backend):
         return self.cuda().gpu(target.index or 0)
 
     def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
-        carried = quantization_of(model)
+        carried = quantization_support(
+            model, precision, float_model_hint="; TensorRT takes quantized precisions only as explicit Q/DQ "
+                                               "(its implicit INT8 calibration is deprecated)")
+        if not carried:
+            return carried
         if precision.is_quantized:
-            if carried is None:
-                return Support.no(f"TensorRT takes {precision} only as explicit Q/DQ nodes in the model (its implicit "
-                                  f"INT8 calibration is deprecated); quantize it first: "
-                                  f"portarun quantize MODEL -p {precision} -o MODEL.q.onnx")
-            if carried != precision.value:
-                return Support.no(f"the model is quantized as {carried}, not {precision}")
             problems = qdq_problems(model)
             if problems:
                 return Support.no("TensorRT cannot take this Q/DQ graph: " + "; ".join(problems))
-        elif carried is not None:
-            return Support.no(f"the model is already quantized ({carried}); compile it with -p {carried}")
         try:
             plan_precision(precision, self.sdk_version())
         except UnsupportedError as exc:

@@ -1,7 +1,6 @@
 """int4 DQ+MatMul lowered to MatMulNBits computes what the neutral artifact computes."""
 
 import numpy as np
-import onnx
 import pytest
 
 import portarun

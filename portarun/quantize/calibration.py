@@ -106,11 +106,15 @@ def load_samples(model: Model, source: Any) -> list[Feeds]:
     return checked
 
 
+MIN_HELD_OUT = 8  # a floor judged on fewer samples is a guess (2 held-out mlp samples said 0.9998; fresh ones 0.978)
+
+
 def split_holdout(samples: list[Feeds]) -> tuple[list[Feeds], list[Feeds], bool]:
-    """(calibration, validation, held_out): the last quarter (at least one) is held out when there are 2+."""
+    """(calibration, validation, held_out): the last quarter is held out, but at least ``MIN_HELD_OUT``
+    (or half, for small sets) so that the floor is judged on enough samples; nothing when there is one."""
     if len(samples) < 2:
         return samples, samples, False
-    n_val = max(1, len(samples) // 4)
+    n_val = max(len(samples) // 4, min(MIN_HELD_OUT, len(samples) // 2))
     return samples[:-n_val], samples[-n_val:], True
 
 

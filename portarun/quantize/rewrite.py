@@ -33,12 +33,13 @@ class Target:
 
     node: str
     op: str
-    index: int  # position of the node in the graph
+    index: int  # position of the node in the graph it was found in (ordering only; build matches ``output``)
     weight: str  # initializer name
     weight_input: int  # which input of the node is the weight
     channel_axis: int  # per-channel int8 scales run along this axis (output channels)
     block_axis: int  # int4 blocks run along this axis (the reduction axis)
     activation: str | None  # the float activation input, for static int8 (None: not quantizable)
+    output: str = ""  # the node's first output: identifies it across opset conversion (indices shift)
 
 
 @dataclass
@@ -67,16 +68,19 @@ def find_targets(proto: onnx.ModelProto) -> list[Target]:
             continue
         if node.op_type == "MatMul" and len(ins) == 2 and ins[1] in inits and len(inits[ins[1]].dims) == 2 \
                 and ins[1] not in graph_inputs:
-            targets.append(Target(name, "MatMul", index, ins[1], 1, 1, 0, ins[0] if ins[0] not in inits else None))
+            targets.append(Target(name, "MatMul", index, ins[1], 1, 1, 0, ins[0] if ins[0] not in inits else None,
+                                  node.output[0]))
         elif node.op_type == "Gemm" and len(ins) >= 2 and ins[1] in inits and ins[1] not in graph_inputs:
             trans_b = _attr(node, "transB", 0)
             act = ins[0] if ins[0] not in inits and not _attr(node, "transA", 0) else None
-            targets.append(Target(name, "Gemm", index, ins[1], 1, 0 if trans_b else 1, 1 if trans_b else 0, act))
+            targets.append(Target(name, "Gemm", index, ins[1], 1, 0 if trans_b else 1, 1 if trans_b else 0, act,
+                                  node.output[0]))
         elif node.op_type == "Conv" and len(ins) >= 2 and ins[1] in inits and ins[1] not in graph_inputs:
-            targets.append(Target(name, "Conv", index, ins[1], 1, 0, 1, ins[0] if ins[0] not in inits else None))
+            targets.append(Target(name, "Conv", index, ins[1], 1, 0, 1, ins[0] if ins[0] not in inits else None,
+                                  node.output[0]))
         elif node.op_type == "Gather" and len(ins) == 2 and ins[0] in inits and len(inits[ins[0]].dims) == 2 \
                 and _attr(node, "axis", 0) == 0 and ins[0] not in graph_inputs:
-            targets.append(Target(name, "Gather", index, ins[0], 0, 0, 1, None))
+            targets.append(Target(name, "Gather", index, ins[0], 0, 0, 1, None, node.output[0]))
     return targets
 
 
@@ -138,7 +142,8 @@ def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str],
     out.CopyFrom(proto)
     graph = out.graph
     inits = {t.name: t for t in graph.initializer}
-    by_index = {t.index: t for t in targets if levels.get(t.node, "float") != "float"}
+    # by first output, not position: positions shift when an opset conversion inserts nodes
+    by_output = {t.output: t for t in targets if levels.get(t.node, "float") != "float"}
     new_inits: list[TensorProto] = []
     weight_cache: dict[tuple[str, str, int], str] = {}  # (weight, level, axis) -> DQ output name
     act_cache: dict[str, str] = {}  # activation tensor -> its DQ output
@@ -190,8 +195,8 @@ def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str],
         act_cache[tensor] = dq_out
         return dq_out, nodes
 
-    for index, node in enumerate(graph.node):
-        t = by_index.get(index)
+    for node in graph.node:
+        t = by_output.get(node.output[0]) if node.output else None
         if t is None:
             new_nodes.append(node)
             continue

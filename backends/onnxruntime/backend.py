@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import portarun
-from portarun.backend import Backend, Executable, Provenance, quantization_support
+from portarun.backend import Backend, Executable, Provenance, import_sdk, quantization_support
 from portarun.errors import CompileError, UnsupportedError, UsageError
 from portarun.model import PROTOBUF_LIMIT, Model
 from portarun.types import Device, Precision, Support, Target
@@ -32,11 +32,7 @@ OPTIMIZED_MODEL = "optimized.onnx"
 
 
 def _ort():
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise OnnxRuntimeBackend().unavailable(f"cannot import onnxruntime ({exc})") from None
-    return onnxruntime
+    return import_sdk("onnxruntime", backend="onnxruntime", hint=INSTALL_HINT)
 
 
 class OnnxRuntimeExecutable(Executable):

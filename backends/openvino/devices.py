@@ -6,7 +6,7 @@ Kept apart from the compile code so the mapping reads in one place:
 
 from __future__ import annotations
 
-from portarun.errors import BackendUnavailableError
+from portarun.backend import import_sdk
 from portarun.types import Device, Target
 
 INSTALL_HINT = "pip install 'portarun[openvino]'"
@@ -25,12 +25,7 @@ DEVICE_HINTS = {
 
 def sdk():
     """The openvino module, or BackendUnavailableError saying how to install it."""
-    try:
-        import openvino
-    except ImportError as exc:
-        raise BackendUnavailableError(f"backend 'openvino' is unavailable: cannot import openvino ({exc})",
-                                      backend="openvino", hint=INSTALL_HINT) from None
-    return openvino
+    return import_sdk("openvino", backend="openvino", hint=INSTALL_HINT)
 
 
 def core():

@@ -22,6 +22,7 @@ from portarun.errors import CompileError, InputError, UsageError
 from portarun.types import Precision
 
 from . import jaxenv
+from .narrowing import narrow_float
 from .lower import Context, Graph, prepare_functions, run_graph, tensor_to_numpy
 
 # Initializers with at most this many elements stay numpy constants (shape vectors,
@@ -99,7 +100,7 @@ class Program:
                 continue
             array = tensor_to_numpy(tensor)
             if self.compute_dtype is not None and array.dtype == np.float32:
-                array = array.astype(self.compute_dtype)
+                array = narrow_float(array, self.compute_dtype)
             if array.size <= CONSTANT_LIMIT or array.dtype == object:
                 self.constants[name] = array
             else:
@@ -127,7 +128,7 @@ class Program:
         for name, value in zip(self.input_names, inputs):
             if self.compute_dtype is not None and value is not None and not isinstance(value, list) \
                     and value.dtype == jnp.float32:
-                value = value.astype(self.compute_dtype)
+                value = narrow_float(value, self.compute_dtype)
             env[name] = list(value) if isinstance(value, (list, tuple)) else value
         outputs = run_graph(self.graph, env, self._context(eager))
         results = []

@@ -8,6 +8,7 @@ import math
 import ml_dtypes
 
 from . import op
+from ..narrowing import narrow_float
 from ._common import Unsupported, float_compute, is_const, jnp, norm_axis, np, onnx_dtype, static_ints, xp
 
 
@@ -163,7 +164,9 @@ def constant_of_shape(n, shape_):
     value = n.attr("value")
     value = np.zeros(1, np.float32) if value is None else value
     dims = static_ints(shape_, "ConstantOfShape shape")
-    dtype = float_compute(n, value.dtype)
+    dtype = np.dtype(float_compute(n, value.dtype))
+    if dtype != value.dtype:
+        value = narrow_float(value, dtype)
     if xp(shape_) is np and math.prod(dims) <= 1 << 16:
         return np.full(dims, value.reshape(-1)[0], dtype=value.dtype)
     return jnp.full(dims, value.reshape(-1)[0], dtype=dtype)
@@ -208,7 +211,7 @@ def constant(n):
     if value.dtype == object:
         raise Unsupported("Constant with string values")
     if n.ctx.compute_dtype is not None and value.dtype == np.float32:
-        value = value.astype(n.ctx.compute_dtype)
+        value = narrow_float(value, n.ctx.compute_dtype)
     return value
 
 
@@ -219,7 +222,10 @@ _SATURATING = {np.dtype(getattr(ml_dtypes, name)) for name in
 def cast_to(n, x, dtype: np.dtype, saturate: int = 1):
     if x.dtype == object or dtype == object:
         raise Unsupported("string casts")
+    wanted = np.dtype(dtype)
     dtype = np.dtype(float_compute(n, dtype))
+    if dtype != wanted and x.dtype != dtype:  # float32 computed as fp16/bf16: saturate, never inf
+        return narrow_float(x, dtype)
     m = xp(x)
     if dtype in _SATURATING and saturate and np.issubdtype(x.dtype, np.floating):
         limit = float(ml_dtypes.finfo(dtype).max)

@@ -21,7 +21,7 @@ from portarun.errors import CompileError, UsageError
 from portarun.model import PROTOBUF_LIMIT, Model, quantization_of
 from portarun.types import Device, Precision, Support, Target
 
-from . import ir_cache, nncf_quantizer
+from . import ir_cache, nncf_quantizer, qdq_forms
 from .config import (check_precision, compile_config, fit_to_device, float_precision,
                      reported_properties)
 from .devices import DEVICE_HINTS, INSTALL_HINT, OV_DEVICE_BY_KIND, capabilities, core, list_devices, ov_device, sdk
@@ -117,6 +117,13 @@ class OpenVinoBackend(Backend):
                 return Support.no(f"the model is quantized as {carried}, not {precision}")
         elif carried is not None:
             return Support.no(f"the model is already quantized ({carried}); compile it with -p {carried}")
+        if carried is not None:
+            short = qdq_forms.short_block_dequantize(model)
+            if short:
+                return Support.no(f"OpenVINO's ONNX frontend cannot convert a blocked DequantizeLinear whose axis "
+                                  f"is not a whole number of blocks: {'; '.join(short[:3])}"
+                                  f"{f' and {len(short) - 3} more' if len(short) > 3 else ''}; re-quantize with a "
+                                  "block size that divides it (portarun quantize picks one when it can)")
         if precision in (Precision.BF16, Precision.FP16):
             device = ov_device(target)
             caps = capabilities(device)

@@ -111,17 +111,26 @@ def upgrade_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
 def portable_block_size(length: int, requested: int) -> int:
     """The block size to use along a reduction axis of ``length``.
 
-    The ONNX spec allows a short last block, but OpenVINO's ONNX frontend refuses a blocked
-    DequantizeLinear whose axis is not a multiple of the block size, and MatMulNBits wants a power
-    of two >= 16. So: the largest of requested, requested/2, ... 16 that divides ``length``; the
-    requested size when none does (spec-valid, and ONNX Runtime and the reference run it).
+    The ONNX spec allows a short last block, but OpenVINO 2026.4's ONNX frontend refuses a blocked
+    DequantizeLinear whose axis is not a multiple of the block size ("Conversion is failed for:
+    DequantizeLinear-21"; e.g. a first Conv's 3 input channels with block 128), and MatMulNBits
+    wants a power of two >= 16. So, in order of preference:
+
+    1. the largest of requested, requested/2, ... 16 that divides ``length`` (every backend, MatMulNBits);
+    2. ``length`` itself when it is at most ``requested`` (one block spans the axis);
+    3. the largest divisor of ``length`` in [16, requested] (not a power of two: no MatMulNBits);
+    4. ``requested`` (a short last block: spec-valid, ONNX Runtime and the reference run it,
+       OpenVINO refuses it and says so in its ``supports``).
     """
     size = requested
     while size >= 16:
         if length % size == 0:
             return size
         size //= 2
-    return requested
+    if length <= requested:
+        return max(length, 2)  # DequantizeLinear needs block_size >= 1; numerics wants >= 2
+    divisor = next((d for d in range(requested, 15, -1) if length % d == 0), None)
+    return divisor or requested
 
 
 def _weight_tensors(target: Target, weight: np.ndarray, level: str, opts: Options) -> QuantizedTensor:

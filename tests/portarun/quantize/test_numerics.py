@@ -101,5 +101,8 @@ def test_portable_block_size_divides_the_dim_when_it_can():
     assert portable_block_size(384, 128) == 128
     assert portable_block_size(64, 128) == 64
     assert portable_block_size(96, 128) == 32
-    assert portable_block_size(200, 128) == 128  # no power of two >= 16 divides 200: keep the spec's short block
+    # no power of two >= 16 divides: a block OpenVINO can still read (it refuses a short last block)
+    assert portable_block_size(3, 128) == 3  # a first Conv's RGB channels: one block
+    assert portable_block_size(27, 32) == 27 and portable_block_size(200, 128) == 100
+    assert portable_block_size(131, 128) == 128  # prime: only the spec's short last block is left
     assert portable_block_size(1536, 32) == 32

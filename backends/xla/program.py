@@ -107,7 +107,8 @@ class Program:
                 host_weights[name] = array
         from .rewrite import rewrite
 
-        self.rewrites = rewrite(self.graph, host_weights, self.constants, transpose=self.weight_layout == "nk")
+        self.rewrites = rewrite(self.graph, host_weights, self.constants, transpose=self.weight_layout == "nk",
+                                chunk_quantized=device.platform == "cpu")
         with jaxenv.x64():
             self.weights = {name: _to_device(array, device) for name, array in host_weights.items()}
         self.weight_bytes = int(sum(a.nbytes for a in host_weights.values()))

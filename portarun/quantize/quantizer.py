@@ -200,7 +200,7 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         weight_bytes_before=loaded.stats().parameter_bytes, weight_bytes_after=quantized.stats().parameter_bytes,
         accuracy=accuracy,
         nodes=[NodeDecision(t.node, t.op, t.weight, levels[t.node], reasons.get(t.node, ""),
-                            portable_block_size(sizes_by_axis[t.node], block_size) if levels[t.node] == "int4"
+                            portable_block_size(sizes_by_axis[t.node], block_size, t.op) if levels[t.node] == "int4"
                             else None) for t in targets],
         fallback_steps=steps, opset=quantized.opset,
         block_size=block_size if precision is Precision.INT4_WEIGHT else None, symmetric=symmetric,

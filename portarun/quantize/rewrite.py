@@ -108,34 +108,41 @@ def upgrade_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     return converted
 
 
-def portable_block_size(length: int, requested: int) -> int:
-    """The block size to use along a reduction axis of ``length``.
+# ops whose int4 weights ONNX Runtime lowers to MatMulNBits / GatherBlockQuantized (power-of-two blocks >= 16)
+LOWERABLE_OPS = ("MatMul", "Gather")
+
+
+def portable_block_size(length: int, requested: int, op: str = "MatMul") -> int:
+    """The block size to use along a reduction axis of ``length`` for a weight of an ``op`` node.
 
     The ONNX spec allows a short last block, but OpenVINO 2026.4's ONNX frontend refuses a blocked
     DequantizeLinear whose axis is not a multiple of the block size ("Conversion is failed for:
-    DequantizeLinear-21"; e.g. a first Conv's 3 input channels with block 128), and MatMulNBits
-    wants a power of two >= 16. So, in order of preference:
+    DequantizeLinear-21"; e.g. a first Conv's 3 input channels with block 128), while ONNX Runtime's
+    MatMulNBits wants a power of two >= 16 (and takes a short last block). So, in order:
 
     1. the largest of requested, requested/2, ... 16 that divides ``length`` (every backend, MatMulNBits);
-    2. ``length`` itself when it is at most ``requested`` (one block spans the axis);
-    3. the largest divisor of ``length`` in [16, requested] (not a power of two: no MatMulNBits);
-    4. ``requested`` (a short last block: spec-valid, ONNX Runtime and the reference run it,
-       OpenVINO refuses it and says so in its ``supports``).
+    2. ``length`` itself when it is under 16 (one block spans the axis; too short for MatMulNBits anyway);
+    3. for ops ONNX Runtime does not lower (Conv, Gemm): the largest divisor of ``length`` in [16, requested];
+    4. ``requested``, a short last block: spec-valid, ONNX Runtime (MatMulNBits included) and the
+       reference run it; OpenVINO refuses it, and its ``supports`` names the node.
     """
     size = requested
     while size >= 16:
         if length % size == 0:
             return size
         size //= 2
-    if length <= requested:
-        return max(length, 2)  # DequantizeLinear needs block_size >= 1; numerics wants >= 2
-    divisor = next((d for d in range(requested, 15, -1) if length % d == 0), None)
-    return divisor or requested
+    if length < 16:
+        return max(length, 2)  # numerics wants blocks of >= 2
+    if op not in LOWERABLE_OPS:
+        divisor = next((d for d in range(requested, 15, -1) if length % d == 0), None)
+        if divisor:
+            return divisor
+    return requested
 
 
 def _weight_tensors(target: Target, weight: np.ndarray, level: str, opts: Options) -> QuantizedTensor:
     if level == "int4":
-        block = portable_block_size(weight.shape[target.block_axis], opts.block_size)
+        block = portable_block_size(weight.shape[target.block_axis], opts.block_size, target.op)
         return quantize_blocked_int4(weight, target.block_axis, block, symmetric=opts.symmetric)
     return quantize_per_channel_int8(weight, target.channel_axis)
 

@@ -102,7 +102,10 @@ def test_portable_block_size_divides_the_dim_when_it_can():
     assert portable_block_size(64, 128) == 64
     assert portable_block_size(96, 128) == 32
     # no power of two >= 16 divides: a block OpenVINO can still read (it refuses a short last block)
-    assert portable_block_size(3, 128) == 3  # a first Conv's RGB channels: one block
-    assert portable_block_size(27, 32) == 27 and portable_block_size(200, 128) == 100
-    assert portable_block_size(131, 128) == 128  # prime: only the spec's short last block is left
+    assert portable_block_size(3, 128, "Conv") == 3  # a first Conv's RGB channels: one block
+    # Conv / Gemm (never lowered to MatMulNBits): a divisor OpenVINO can read, power of two or not
+    assert portable_block_size(27, 32, "Conv") == 27 and portable_block_size(200, 128, "Gemm") == 100
+    # MatMul keeps the power-of-two short last block MatMulNBits takes (OpenVINO refuses it, by name)
+    assert portable_block_size(200, 128, "MatMul") == 128
+    assert portable_block_size(131, 128, "Conv") == 128  # prime: only the spec's short last block is left
     assert portable_block_size(1536, 32) == 32

@@ -39,7 +39,7 @@ def rewrite(graph: Graph, weights: dict[str, np.ndarray], constants: dict[str, n
     from .ops import quant
 
     counts["qmatmul"] = quant.fuse_dequantize_matmul(graph, weights, constants, uses, chunk=chunk_quantized)
-    counts["qgather"] = quant.fuse_dequantize_gather(graph, weights, constants, uses)
+    counts["qgather"] = quant.fuse_dequantize_gather(graph, weights, constants, uses, pack=chunk_quantized)
     if transpose:
         transposed: dict[str, str] = {}
         for node in graph.nodes:

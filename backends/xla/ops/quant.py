@@ -175,29 +175,81 @@ def qmatmul_chunked(n, x, wq, scale, zero=None):
     into a small buffer that stays in cache and multiplies it: XLA on CPU does not fuse a
     convert into a dot, so dequantizing the whole weight at once writes (and, for large
     weights, page-faults in) a float copy of it on every call, which made int8 decoding ~10x
-    slower than fp32. Chunked, the weight is read once, as int8/int4."""
+    slower than fp32. Chunked, the weight is read once, as int8/int4.
+
+    4-bit weights (``packed``) arrive as bytes [C, K/2, B]: the low nibble holds rows [0, K/2),
+    the high nibble rows [K/2, K), so unpacking needs no interleave and the product is two dots.
+    """
     import jax
 
     dtype = x.dtype
     acc = jnp.float32
-    chunks, K, B = wq.shape
+    chunks, rows, B = wq.shape
+    packed = n.attr("packed")
+    K = rows * 2 if packed else rows
     groups = scale.shape[1]
     n_out = int(n.attr("n"))
+    xf = x.astype(acc)
 
     def one_chunk(carry, parts):
         w, s = parts[0], parts[1]
-        f = w.astype(acc)
-        if len(parts) > 2:
-            f = f - jnp.repeat(parts[2].astype(acc), K // groups, axis=0, total_repeat_length=K)
+        z = parts[2].astype(acc) if len(parts) > 2 else None
         if groups > 1:
-            f = (f.reshape(groups, K // groups, B) * s.astype(acc)[:, None, :]).reshape(K, B)
-            return carry, jnp.matmul(x.astype(acc), f)
-        return carry, jnp.matmul(x.astype(acc), f) * s.astype(acc)[0]
+            s = jnp.repeat(s.astype(acc), K // groups, axis=0, total_repeat_length=K)
+            z = None if z is None else jnp.repeat(z, K // groups, axis=0, total_repeat_length=K)
+
+        def dequantized(q, start, stop):
+            f = q.astype(acc)
+            if z is not None:
+                f = f - (z[start:stop] if groups > 1 else z)
+            return f * s[start:stop] if groups > 1 else f
+
+        if packed == "int4":
+            signed = w.astype(jnp.int8)
+            low, high = jnp.right_shift(jnp.left_shift(signed, 4), 4), jnp.right_shift(signed, 4)
+        elif packed == "uint4":
+            low, high = jnp.bitwise_and(w, 15), jnp.right_shift(w, 4)
+        if packed:
+            half = K // 2
+            y = jnp.matmul(xf[..., :half], dequantized(low, 0, half)) + \
+                jnp.matmul(xf[..., half:], dequantized(high, half, K))
+        else:
+            y = jnp.matmul(xf, dequantized(w, 0, K))
+        return carry, (y if groups > 1 else y * s.astype(acc)[0])
 
     parts = (wq, scale) + ((zero,) if zero is not None else ())
     _, ys = jax.lax.scan(one_chunk, 0, parts)  # [C, ..., B]
     y = jnp.moveaxis(ys, 0, -2).reshape(x.shape[:-1] + (chunks * B,))
     return y[..., :n_out].astype(dtype)
+
+
+def pack_halves(array: np.ndarray, axis: int) -> np.ndarray | None:
+    """int4/uint4 ``array`` as uint8 bytes: the low nibble from the first half of ``axis``, the high
+    nibble from the second half (None when the axis has odd length). Real 4-bit storage on the
+    device, in plain bytes: jaxlib 0.10's CPU int4 device arrays came with layouts its compiled
+    programs reject, and jit's dispatch then re-laid out every int4 weight on every call."""
+    size = array.shape[axis]
+    if size % 2:
+        return None
+    wide = array.astype(np.int16)
+    low = np.take(wide, np.arange(size // 2), axis=axis)
+    high = np.take(wide, np.arange(size // 2, size), axis=axis)
+    return ((low & 15) | ((high & 15) << 4)).astype(np.uint8)
+
+
+def unpack_halves(packed, kind: str, axis: int = -1):
+    """The inverse of ``pack_halves`` on the device (int8 for int4, uint8 for uint4)."""
+    if kind == "int4":
+        signed = packed.astype(jnp.int8)
+        low, high = jnp.right_shift(jnp.left_shift(signed, 4), 4), jnp.right_shift(signed, 4)
+    else:
+        low, high = jnp.bitwise_and(packed, 15), jnp.right_shift(packed, 4)
+    return jnp.concatenate([low, high], axis=axis)
+
+
+def _packing_of(array: np.ndarray) -> str | None:
+    name = np.dtype(array.dtype).name
+    return name if name in ("int4", "uint4") else None
 
 
 # Elements of one dequantized chunk: 512K floats (2 MB) fit in a core's L2 cache with room to spare.
@@ -285,6 +337,7 @@ def _store_chunked(node, wq, scale, zero, block, weights, constants, uses) -> li
         param = np.asarray(param)
         return np.broadcast_to(param.reshape(-1)[0] if param.size == 1 else param, (groups, N))
 
+    packing = _packing_of(wq) if K % 2 == 0 else None
     names = [node.inputs[0]]
     for role, array in (("w", wq), ("scale", grid(scale)), ("zero", None if zero is None else grid(zero))):
         if array is None:
@@ -292,14 +345,19 @@ def _store_chunked(node, wq, scale, zero, block, weights, constants, uses) -> li
         source = node.inputs[len(names)]
         name = f"{source}::chunks{width}"
         if name not in weights:
-            weights[name] = _chunked(np.asarray(array), width)
+            chunked = _chunked(np.asarray(array), width)
+            if role == "w" and packing:
+                chunked = pack_halves(chunked, axis=1)
+            elif role == "zero" and _packing_of(chunked):
+                chunked = chunked.astype(np.int8 if packing == "int4" or chunked.dtype.name == "int4" else np.uint8)
+            weights[name] = chunked
         uses[source] -= 1
         if uses[source] <= 0:
             weights.pop(source, None)
             constants.pop(source, None)
         uses[name] += 1
         names.append(name)
-    node.attrs.update(chunks=True, n=N)
+    node.attrs.update(chunks=True, n=N, packed=packing)
     return names
 
 
@@ -313,7 +371,11 @@ def qgather(n, wq, indices, scale, zero=None):
     indices = jnp.asarray(indices)
     indices = jnp.where(indices < 0, indices + rows_total, indices)
     acc = jnp.float32
-    values = jnp.take(wq, indices, axis=0).astype(acc)
+    values = jnp.take(wq, indices, axis=0)
+    if n.attr("packed"):
+        values = unpack_halves(values, n.attr("packed"), axis=-1)
+    values = values.astype(acc)
+    width = values.shape[-1]
     mode = n.attr("mode")
 
     def param(p):
@@ -323,15 +385,17 @@ def qgather(n, wq, indices, scale, zero=None):
         picked = jnp.take(p, indices, axis=0).astype(acc)
         if mode == "row":
             return picked[..., None]
-        return jnp.repeat(picked, n.attr("block_size"), axis=-1, total_repeat_length=wq.shape[1])
+        return jnp.repeat(picked, n.attr("block_size"), axis=-1, total_repeat_length=width)
 
     if zero is not None:
         values = values - param(zero)
     return (values * param(scale)).astype(scale.dtype)
 
 
-def fuse_dequantize_gather(graph, weights, constants, uses) -> int:
-    """Replace Gather(DequantizeLinear(W const 2-D), ids) along axis 0 by QGather."""
+def fuse_dequantize_gather(graph, weights, constants, uses, *, pack: bool = False) -> int:
+    """Replace Gather(DequantizeLinear(W const 2-D), ids) along axis 0 by QGather.
+
+    ``pack`` (CPUs): a 4-bit table is stored as bytes (``pack_halves``) and unpacked per gathered row."""
     producers = {out: node for node in graph.nodes for out in node.outputs}
     fused = 0
     remove = set()
@@ -365,7 +429,19 @@ def fuse_dequantize_gather(graph, weights, constants, uses) -> int:
         node.fn = qgather
         node.fold = False
         node.inputs = [w_name, node.inputs[1], scale_name] + ([zero_name] if zero_name else [])
-        node.attrs = {"mode": mode, "block_size": block}
+        node.attrs = {"mode": mode, "block_size": block, "packed": None}
+        packing = _packing_of(wq)
+        if pack and packing and cols % 2 == 0 and uses[w_name] == 1 and w_name in weights:
+            packed_name = f"{w_name}::packed"
+            weights[packed_name] = pack_halves(wq, axis=1)
+            del weights[w_name]
+            node.inputs[0] = packed_name
+            node.attrs["packed"] = packing
+            if zero is not None and _packing_of(zero):
+                widened = f"{zero_name}::wide"
+                (weights if zero_name in weights else constants)[widened] = zero.astype(
+                    np.int8 if packing == "int4" else np.uint8)
+                node.inputs[3] = widened
         remove.add(id(dq))
         fused += 1
     if remove:

@@ -84,8 +84,9 @@ def test_blocked_int4_dequantize_matmul_is_fused_and_exact(zero_point):
     x = np.random.default_rng(3).standard_normal((2, 64)).astype(np.float32)
     exe = _check(model, {"x": x}, precision="int4-weight", rtol=1e-4, atol=1e-4)
     assert exe.provenance.details["rewrites"]["qmatmul"] == 1
-    stored = [w for name, w in exe.program.weights.items() if name.startswith("wq")]
-    assert [str(w.dtype) for w in stored] == ["int4"]  # int4 on the device, dequantized in the program
+    (stored,) = [w for name, w in exe.program.weights.items() if name.startswith("wq")]
+    # 4 bits per weight on the device (two per byte on CPUs), dequantized in the program
+    assert str(stored.dtype) == "int4" or (str(stored.dtype) == "uint8" and stored.size == 64 * 16 // 2)
 
 
 def test_eager_mode_matches_jit(builtin_models, builtin_feeds):

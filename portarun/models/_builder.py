@@ -17,11 +17,16 @@ from ..model import Model
 IR_FOR_OPSET = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11}
 
 
+WEIGHT_STREAM = 0x77656967  # "weig": keeps weight draws apart from seeded feeds
+
+
 class GraphBuilder:
     def __init__(self, name: str, *, seed: int, opset: int = 17):
         self.name = name
         self.opset = opset
-        self.rng = np.random.default_rng(seed)
+        # A stream of its own: with default_rng(seed), `random_feeds(seed=0)` would replay the
+        # first weights as the input (the MLP's first feed was exactly a row of fc0.weight).
+        self.rng = np.random.default_rng([seed, WEIGHT_STREAM])
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []

@@ -256,8 +256,9 @@ def _packing_of(array: np.ndarray) -> str | None:
 CHUNK_ELEMENTS = 1 << 19
 
 
-def chunk_width(K: int, N: int, limit: int = CHUNK_ELEMENTS) -> int:
+def chunk_width(K: int, N: int, limit: int | None = None) -> int:
     """Columns per chunk: the widest multiple of 128 dividing N within ``limit`` elements; else padded."""
+    limit = CHUNK_ELEMENTS if limit is None else limit
     if K * N <= limit:
         return N
     widest = max(128, (limit // K) // 128 * 128)

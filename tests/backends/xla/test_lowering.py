@@ -75,7 +75,8 @@ def test_int8_per_channel_weights_stay_int8_and_match():
     x = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
     exe = _check(model, {"x": x}, precision="int8-weight", rtol=1e-4, atol=1e-4)
     assert exe.provenance.details["rewrites"]["qmatmul"] == 1
-    assert str(exe.program.weights["wq"].dtype) == "int8"
+    (stored,) = [w for name, w in exe.program.weights.items() if name.startswith("wq")]
+    assert str(stored.dtype) == "int8" and stored.size >= 64 * 16  # int8 on the device (CPUs: split along N)
 
 
 @pytest.mark.parametrize("zero_point", [True, False])

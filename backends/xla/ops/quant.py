@@ -298,6 +298,8 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, chunk: bool = Fal
         zero = weights.get(zero_name, constants.get(zero_name)) if zero_name else None
         if wq is None or scale is None or wq.ndim != 2 or (zero_name and zero is None):
             continue
+        if zero is not None and not np.asarray(zero).astype(np.int32).any():
+            zero_name = zero = _drop_zero_point(dq.inputs[2], weights, constants, uses)
         K, N = wq.shape
         block = dq.attr("block_size", 0) or 0
         axis = dq.attr("axis", 1)
@@ -326,6 +328,15 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, chunk: bool = Fal
     if remove:
         graph.nodes = [nd for nd in graph.nodes if id(nd) not in remove]
     return fused
+
+
+def _drop_zero_point(name, weights, constants, uses) -> None:
+    """An all-zero zero point (symmetric quantization) subtracts nothing: leave it out of the program."""
+    uses[name] -= 1
+    if uses[name] <= 0:
+        weights.pop(name, None)
+        constants.pop(name, None)
+    return None
 
 
 def _store_chunked(node, wq, scale, zero, block, weights, constants, uses) -> list[str]:
@@ -413,6 +424,8 @@ def fuse_dequantize_gather(graph, weights, constants, uses, *, pack: bool = Fals
         zero = weights.get(zero_name, constants.get(zero_name)) if zero_name else None
         if wq is None or scale is None or wq.ndim != 2 or (zero_name and zero is None):
             continue
+        if zero is not None and not np.asarray(zero).astype(np.int32).any():
+            zero_name = zero = _drop_zero_point(dq.inputs[2], weights, constants, uses)
         rows, cols = wq.shape
         axis = dq.attr("axis", 1)
         axis = axis + 2 if axis < 0 else axis

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import portarun
-from portarun.backend import Backend, Executable, Provenance
+from portarun.backend import Backend, Executable, Provenance, quantization_support
 from portarun.errors import CompileError, UsageError
 from portarun.model import PROTOBUF_LIMIT, Model, quantization_of
 from portarun.types import Device, Precision, Support, Target
@@ -109,14 +109,11 @@ class OpenVinoBackend(Backend):
                                   "and no quantizer")
             if not precision.is_quantized:
                 return Support.no(f"quantizer='{quantizer}' needs a quantized precision, not {precision}")
-        elif precision.is_quantized:
-            if carried is None:
-                return Support.no(f"the model is float; quantize it to {precision} first (portarun quantize), "
-                                  "or compile with quantizer='nncf' (OpenVINO's native quantizer)")
-            if carried != precision.value:
-                return Support.no(f"the model is quantized as {carried}, not {precision}")
-        elif carried is not None:
-            return Support.no(f"the model is already quantized ({carried}); compile it with -p {carried}")
+        else:
+            fits = quantization_support(model, precision,
+                                        float_model_hint=", or compile with quantizer='nncf' (OpenVINO's own)")
+            if not fits:
+                return fits
         if carried is not None:
             short = qdq_forms.short_block_dequantize(model)
             if short:

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from portarun.backend import Backend, Executable, Provenance
+from portarun.backend import Backend, Executable, Provenance, quantization_support
 from portarun.errors import ArtifactIncompatibleError, CompileError
-from portarun.model import Model, quantization_of
+from portarun.model import Model
 from portarun.types import Device, Precision, Support, Target
 
 from . import jaxenv
@@ -95,15 +95,10 @@ class XlaBackend(Backend):
         return devices[target.index or 0]
 
     def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
-        carried = quantization_of(model)
-        if precision.is_quantized:
-            if carried is None:
-                return Support.no(f"the model is float; quantize it to {precision} first "
-                                  f"(portarun quantize MODEL -p {precision} -o MODEL.q.onnx)")
-            if carried != precision.value:
-                return Support.no(f"the model is quantized as {carried}, not {precision}")
-        elif carried is not None and precision is Precision.FP32:
-            return Support.no(f"the model is already quantized ({carried}); compile it with -p {carried}")
+        # a quantized model also runs with bf16/fp16 activations around its int8/int4 weights
+        carried = quantization_support(model, precision, quantized_runs_at=(Precision.BF16, Precision.FP16))
+        if not carried:
+            return carried
         missing = missing_ops(model)
         if missing:
             return Support.no(f"no XLA lowering for op type(s) {', '.join(missing)}", missing_ops=tuple(missing))

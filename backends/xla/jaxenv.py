@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from portarun.errors import BackendUnavailableError
+from portarun.backend import import_sdk
 
 INSTALL_HINT = "pip install 'portarun[xla]' (jax and jaxlib; for NVIDIA GPUs: pip install 'jax[cuda12]')"
 
@@ -14,12 +14,7 @@ PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
 
 
 def jax_module():
-    try:
-        import jax
-    except ImportError as exc:
-        raise BackendUnavailableError(f"backend 'xla' is unavailable: cannot import jax ({exc})",
-                                      backend="xla", hint=INSTALL_HINT) from None
-    return jax
+    return import_sdk("jax", backend="xla", hint=INSTALL_HINT)
 
 
 def x64():

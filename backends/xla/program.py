@@ -164,7 +164,6 @@ class Program:
         return entry
 
     def _compile(self, arrays: list, key: tuple) -> Compiled:
-        jax = jaxenv.jax_module()
         from .ops._common import DynamicShape
 
         start = time.perf_counter()

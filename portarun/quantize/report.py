@@ -10,7 +10,7 @@ from typing import Any
 
 from ..model import Model
 from ..types import Precision
-from .accuracy import Accuracy, AccuracyFloor
+from .accuracy import Accuracy
 
 LEVEL_TEXT = {"int4": "int4 weight", "int8": "int8 weight", "int8+act": "int8 weight + activation",
               "float": "float"}

@@ -108,7 +108,6 @@ def split(n, x, split_input=None):
         parts = n.attr("num_outputs", n.n_outputs)
         chunk = -(-dim // parts)
         sizes = [min(chunk, dim - i * chunk) for i in range(parts)]
-    m = xp(x)
     offsets = np.cumsum([0] + list(sizes))
     index = [slice(None)] * x.ndim
     outs = []

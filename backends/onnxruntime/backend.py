@@ -10,6 +10,7 @@ the EPs the session really has.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,13 @@ def _ort():
 
 
 class OnnxRuntimeExecutable(Executable):
-    def __init__(self, session, choice: ExecutionProviderChoice, **kwargs: Any):
+    def __init__(self, session, choice: ExecutionProviderChoice, source: Model | Path, **kwargs: Any):
         super().__init__(**kwargs)
         self.session = session
         self.choice = choice
+        # What ORT was given: the model as prepared for it (fp16-converted, lowered), or, for an
+        # executable loaded from an artifact, that artifact's optimized payload file.
+        self.source = source
         self._output_names = [o.name for o in session.get_outputs()]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -47,20 +51,22 @@ class OnnxRuntimeExecutable(Executable):
         return dict(zip(self._output_names, results))
 
     def _save_payload(self, directory: Path) -> dict[str, Any]:
+        if isinstance(self.source, Path):  # already the optimized graph (and its weights): keep them as they are
+            for name in (self.source.name, self.source.name + ".data"):
+                if (self.source.parent / name).exists():
+                    shutil.copyfile(self.source.parent / name, directory / name)
+            return {"optimized_model": self.source.name}
         # Re-create the session with optimized_model_filepath set: ORT writes the
         # graph as it will run it (fusions, layout changes) for this EP and hardware.
-        ort = _ort()
-        options = self.backend.session_options(self.options, self.model)
-        target_file = directory / OPTIMIZED_MODEL
-        options.optimized_model_filepath = str(target_file)
-        if self.model.byte_size > PROTOBUF_LIMIT // 2:
+        options = self.backend.session_options(self.options)
+        options.optimized_model_filepath = str(directory / OPTIMIZED_MODEL)
+        if self.source.byte_size > PROTOBUF_LIMIT // 2:
             options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
                                              OPTIMIZED_MODEL + ".data")
             options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
                                              "1024")
-        lowered, _ = self.backend._lower(self.model, self.precision, self.options)
-        ort.InferenceSession(self.backend.model_source(lowered), sess_options=options,
-                             providers=self.choice.providers, provider_options=self.choice.provider_options)
+        self.backend.create_session(self.backend.model_source(self.source), options, self.choice, self.target,
+                                    f"'{self.model.name}'")
         return {"optimized_model": OPTIMIZED_MODEL}
 
 
@@ -118,7 +124,7 @@ class OnnxRuntimeBackend(Backend):
                                backend=self.name, hint="save it with external data and load it from disk")
         return str(model.path)
 
-    def session_options(self, options: dict[str, Any], model: Model | None = None):
+    def session_options(self, options: dict[str, Any]):
         ort = _ort()
         so = ort.SessionOptions()
         level = str(options.get("graph_optimization_level", "all")).lower()
@@ -178,20 +184,19 @@ class OnnxRuntimeBackend(Backend):
         converted = convert_float_to_float16(model.proto, keep_io_types=True, disable_shape_infer=False)
         return Model.from_proto(converted, name=model.name, check=False)
 
-    def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
-        ort = _ort()
+    def choose_providers(self, target: Target, precision: Precision, options: dict[str, Any]) -> ExecutionProviderChoice:
         cache_dir = Path(options.get("cache_dir") or portarun.cache_dir() / "onnxruntime")
-        choice = choose_providers(target, set(ort.get_available_providers()), precision,
-                                  dict(options.get("provider_options") or {}), cache_dir)
-        prepared = self._prepare(model, precision)
-        prepared, lowering = self._lower(prepared, precision, options)
-        so = self.session_options(options, prepared)
+        return choose_providers(target, set(_ort().get_available_providers()), precision,
+                                dict(options.get("provider_options") or {}), cache_dir)
+
+    def create_session(self, source: bytes | str, so, choice: ExecutionProviderChoice, target: Target, what: str):
+        """An InferenceSession on ``choice``'s EPs; SDK failures and a silent fallback are CompileErrors."""
         try:
-            session = ort.InferenceSession(self.model_source(prepared), sess_options=so,
-                                           providers=choice.providers, provider_options=choice.provider_options)
+            session = _ort().InferenceSession(source, sess_options=so, providers=choice.providers,
+                                              provider_options=choice.provider_options)
         except Exception as exc:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CompileError(f"onnxruntime could not create a session for '{model.name}' on {target}: {text}",
+            raise CompileError(f"onnxruntime could not create a session for {what} on {target}: {text}",
                                backend=self.name) from exc
         actual = session.get_providers()
         if choice.providers[0] not in actual:
@@ -199,12 +204,20 @@ class OnnxRuntimeBackend(Backend):
                 f"onnxruntime was asked for {choice.providers[0]} on {target} but created the session with "
                 f"{', '.join(actual)}: refusing the silent fallback", backend=self.name,
                 hint="check the EP's runtime libraries (CUDA, cuDNN, TensorRT, ROCm) are installed")
+        return session
+
+    def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
+        choice = self.choose_providers(target, precision, options)
+        prepared = self._prepare(model, precision)
+        prepared, lowering = self._lower(prepared, precision, options)
+        so = self.session_options(options)
+        session = self.create_session(self.model_source(prepared), so, choice, target, f"'{model.name}'")
         from portarun._sysinfo import cpu_name
 
         provenance = Provenance(
-            backend=self.name, sdk_version=ort.__version__, target=str(target),
+            backend=self.name, sdk_version=_ort().__version__, target=str(target),
             device=cpu_name() if target.device == "cpu" else f"{target.device} ({choice.providers[0]})",
-            precision=precision.value, providers=tuple(actual),
+            precision=precision.value, providers=tuple(session.get_providers()),
             details={
                 "graph_optimization_level": str(options.get("graph_optimization_level", "all")),
                 "intra_op_threads": so.intra_op_num_threads or "default",
@@ -215,29 +228,21 @@ class OnnxRuntimeBackend(Backend):
         )
         stored = dict(options)
         stored.pop("cache_dir", None)
-        return OnnxRuntimeExecutable(session, choice, backend=self, model=model, target=target,
+        return OnnxRuntimeExecutable(session, choice, prepared, backend=self, model=model, target=target,
                                      precision=precision, provenance=provenance, options=stored)
 
     def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
-        ort = _ort()
         model = Model.load(directory / "model.onnx")
         options = dict(manifest.get("options") or {})
         precision = Precision.parse(manifest["precision"])
-        cache_dir = Path(options.get("cache_dir") or portarun.cache_dir() / "onnxruntime")
-        choice = choose_providers(target, set(ort.get_available_providers()), precision,
-                                  dict(options.get("provider_options") or {}), cache_dir)
+        choice = self.choose_providers(target, precision, options)
         # The payload is already optimized for this EP and hardware: do not optimize again.
         so = self.session_options({**options, "graph_optimization_level": "disable"})
         payload = directory / "payload" / manifest.get("payload", {}).get("optimized_model", OPTIMIZED_MODEL)
-        session = ort.InferenceSession(str(payload), sess_options=so, providers=choice.providers,
-                                       provider_options=choice.provider_options)
-        actual = session.get_providers()
-        if choice.providers[0] not in actual:
-            raise CompileError(f"onnxruntime could not load '{directory}' with {choice.providers[0]} "
-                               f"(got {', '.join(actual)})", backend=self.name)
-        provenance = Provenance(**{**manifest["provenance"], "providers": tuple(actual)})
+        session = self.create_session(str(payload), so, choice, target, f"artifact '{directory}'")
+        provenance = Provenance(**{**manifest["provenance"], "providers": tuple(session.get_providers())})
         provenance.details = {**provenance.details, "loaded_from": str(directory)}
-        return OnnxRuntimeExecutable(session, choice, backend=self, model=model, target=target,
+        return OnnxRuntimeExecutable(session, choice, payload, backend=self, model=model, target=target,
                                      precision=precision, provenance=provenance, options=options)
 
 

@@ -110,3 +110,18 @@ def test_reference_artifact_round_trip(tmp_path, builtin_models, builtin_feeds):
     loaded = portarun.load_compiled(exe.save(tmp_path / "cnn.ref"))
     feeds = builtin_feeds("cnn")
     assert np.array_equal(loaded.run(feeds)["logits"], exe.run(feeds)["logits"])
+
+
+def test_fp16_artifact_keeps_the_fp16_graph(tmp_path, builtin_models, builtin_feeds):
+    import onnx
+
+    exe = portarun.compile(builtin_models["mlp"], "onnxruntime:cpu", "fp16")
+    path = exe.save(tmp_path / "mlp.fp16")
+    payload = onnx.load(path / "payload" / "optimized.onnx")
+    # the graph computes in half precision (before the fix the payload was the fp32 model)
+    assert onnx.TensorProto.FLOAT16 in {vi.type.tensor_type.elem_type for vi in payload.graph.value_info}
+    loaded = portarun.load_compiled(path)
+    feeds = builtin_feeds("mlp")
+    assert np.array_equal(loaded.run(feeds)["logits"], exe.run(feeds)["logits"])
+    again = loaded.save(tmp_path / "again")  # a loaded artifact saves its payload unchanged
+    assert (again / "payload" / "optimized.onnx").read_bytes() == (path / "payload" / "optimized.onnx").read_bytes()

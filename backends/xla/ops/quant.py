@@ -290,20 +290,12 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, chunk: bool = Fal
         dq = producers.get(node.inputs[1])
         if dq is None or dq.op_type != "DequantizeLinear" or uses[dq.outputs[0]] != 1:
             continue
-        w_name = dq.inputs[0]
-        wq = weights.get(w_name, constants.get(w_name))
-        scale_name = dq.inputs[1]
-        scale = weights.get(scale_name, constants.get(scale_name))
-        zero_name = dq.inputs[2] if len(dq.inputs) > 2 and dq.inputs[2] else None
-        zero = weights.get(zero_name, constants.get(zero_name)) if zero_name else None
-        if wq is None or scale is None or wq.ndim != 2 or (zero_name and zero is None):
+        operands = _constant_dequantize(dq, weights, constants, uses)
+        if operands is None:
             continue
-        if zero is not None and not np.asarray(zero).astype(np.int32).any():
-            zero_name = zero = _drop_zero_point(dq.inputs[2], weights, constants, uses)
+        wq, scale, zero_name, zero, axis, block = operands
+        w_name, scale_name = dq.inputs[0], dq.inputs[1]
         K, N = wq.shape
-        block = dq.attr("block_size", 0) or 0
-        axis = dq.attr("axis", 1)
-        axis = axis + 2 if axis < 0 else axis
         if block:
             if axis != 0 or K % block or scale.shape != (K // block, N):
                 continue
@@ -328,6 +320,22 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, chunk: bool = Fal
     if remove:
         graph.nodes = [nd for nd in graph.nodes if id(nd) not in remove]
     return fused
+
+
+def _constant_dequantize(dq, weights, constants, uses):
+    """(int weight [2-D], scale, zero point name, zero point, axis >= 0, block size) of a DequantizeLinear
+    whose operands are all constants, or None. An all-zero zero point is dropped (the symmetric form)."""
+    w_name, scale_name = dq.inputs[0], dq.inputs[1]
+    zero_name = dq.inputs[2] if len(dq.inputs) > 2 and dq.inputs[2] else None
+    wq = weights.get(w_name, constants.get(w_name))
+    scale = weights.get(scale_name, constants.get(scale_name))
+    zero = weights.get(zero_name, constants.get(zero_name)) if zero_name else None
+    if wq is None or scale is None or wq.ndim != 2 or (zero_name and zero is None):
+        return None
+    if zero is not None and not np.asarray(zero).astype(np.int32).any():
+        zero_name = zero = _drop_zero_point(dq.inputs[2], weights, constants, uses)
+    axis = dq.attr("axis", 1)
+    return wq, scale, zero_name, zero, axis + 2 if axis < 0 else axis, dq.attr("block_size", 0) or 0
 
 
 def _drop_zero_point(name, weights, constants, uses) -> None:
@@ -417,19 +425,12 @@ def fuse_dequantize_gather(graph, weights, constants, uses, *, pack: bool = Fals
         dq = producers.get(node.inputs[0])
         if dq is None or dq.op_type != "DequantizeLinear" or uses[dq.outputs[0]] != 1 or dq.attr("output_dtype"):
             continue
-        w_name, scale_name = dq.inputs[0], dq.inputs[1]
-        zero_name = dq.inputs[2] if len(dq.inputs) > 2 and dq.inputs[2] else None
-        wq = weights.get(w_name, constants.get(w_name))
-        scale = weights.get(scale_name, constants.get(scale_name))
-        zero = weights.get(zero_name, constants.get(zero_name)) if zero_name else None
-        if wq is None or scale is None or wq.ndim != 2 or (zero_name and zero is None):
+        operands = _constant_dequantize(dq, weights, constants, uses)
+        if operands is None:
             continue
-        if zero is not None and not np.asarray(zero).astype(np.int32).any():
-            zero_name = zero = _drop_zero_point(dq.inputs[2], weights, constants, uses)
+        wq, scale, zero_name, zero, axis, block = operands
+        w_name, scale_name = dq.inputs[0], dq.inputs[1]
         rows, cols = wq.shape
-        axis = dq.attr("axis", 1)
-        axis = axis + 2 if axis < 0 else axis
-        block = dq.attr("block_size", 0) or 0
         if scale.size == 1 and not block:
             mode = "tensor"
         elif block and axis == 1 and cols % block == 0 and scale.shape == (rows, cols // block):

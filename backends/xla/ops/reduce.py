@@ -51,14 +51,22 @@ def _mean(m, x, axes, keep, identity=False):
     return m.mean(y, axis=axes, keepdims=keep).astype(dtype)
 
 
+def _empty_extreme(m, x, axes, keep, lowest: bool):
+    """Max (lowest=True) / Min over an empty axis: ONNX's identity, -inf/+inf or the int range end."""
+    shape = [1 if a in axes else d for a, d in enumerate(x.shape)] if keep else \
+        [d for a, d in enumerate(x.shape) if a not in axes]
+    if np.issubdtype(x.dtype, np.floating):
+        fill = -np.inf if lowest else np.inf
+    else:
+        fill = np.iinfo(x.dtype).min if lowest else np.iinfo(x.dtype).max
+    return m.full(shape, fill, x.dtype)
+
+
 def _max(m, x, axes, keep, identity=False):
     if identity:
         return x
     if x.size == 0 or any(x.shape[a] == 0 for a in axes):
-        shape = [1 if a in axes else d for a, d in enumerate(x.shape)] if keep else \
-            [d for a, d in enumerate(x.shape) if a not in axes]
-        low = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
-        return m.full(shape, low, x.dtype)
+        return _empty_extreme(m, x, axes, keep, lowest=True)
     return m.max(x, axis=axes, keepdims=keep)
 
 
@@ -66,10 +74,7 @@ def _min(m, x, axes, keep, identity=False):
     if identity:
         return x
     if x.size == 0 or any(x.shape[a] == 0 for a in axes):
-        shape = [1 if a in axes else d for a, d in enumerate(x.shape)] if keep else \
-            [d for a, d in enumerate(x.shape) if a not in axes]
-        high = np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).max
-        return m.full(shape, high, x.dtype)
+        return _empty_extreme(m, x, axes, keep, lowest=False)
     return m.min(x, axis=axes, keepdims=keep)
 
 

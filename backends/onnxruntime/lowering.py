@@ -50,18 +50,27 @@ def _pack_rows(values: np.ndarray) -> np.ndarray:
     return np.stack([np.frombuffer(pack_int4(row), np.uint8) for row in values])
 
 
-def _form(node: onnx.NodeProto, inits: dict[str, TensorProto], bits: tuple[int, ...]):
-    """(bits, block, unsigned q [K, N], scales [k_blocks, N], unsigned zero points [k_blocks, N] or None),
-    or None when this DequantizeLinear is not a form MatMulNBits can take."""
+def _constant_dequantize(node: onnx.NodeProto, inits: dict[str, TensorProto]):
+    """(2-D weight, float32 scale, zero point or None, axis, block_size) of a DequantizeLinear whose
+    operands are all initializers, or None."""
     weight = inits.get(node.input[0])
     if weight is None or len(weight.dims) != 2 or node.input[1] not in inits:
         return None
-    k, n = weight.dims
     zero = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if len(node.input) > 2 and node.input[2] and zero is None:
         return None
-    axis, block = _attr(node, "axis", 1), _attr(node, "block_size", 0)
     scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+    return weight, scale, zero, _attr(node, "axis", 1), _attr(node, "block_size", 0)
+
+
+def _form(node: onnx.NodeProto, inits: dict[str, TensorProto], bits: tuple[int, ...]):
+    """(bits, block, unsigned q [K, N], scales [k_blocks, N], unsigned zero points [k_blocks, N] or None),
+    or None when this DequantizeLinear is not a form MatMulNBits can take."""
+    operands = _constant_dequantize(node, inits)
+    if operands is None:
+        return None
+    weight, scale, zero, axis, block = operands
+    k, n = weight.dims
     if 4 in bits and weight.data_type in _INT4 and axis == 0 and block >= 16 and not block & (block - 1):
         k_blocks = -(-k // block)
         signed = weight.data_type == TensorProto.INT4
@@ -86,15 +95,11 @@ def _form(node: onnx.NodeProto, inits: dict[str, TensorProto], bits: tuple[int, 
 def _gather_form(node: onnx.NodeProto, inits: dict[str, TensorProto], bits: tuple[int, ...]):
     """(bits, block, unsigned q [V, H], scales [V, n_blocks], unsigned zero points [V, n_blocks]) for an
     embedding table dequantized per row (int8, axis 0) or in blocks along H (int4, axis 1), or None."""
-    weight = inits.get(node.input[0])
-    if weight is None or len(weight.dims) != 2 or node.input[1] not in inits:
+    operands = _constant_dequantize(node, inits)
+    if operands is None:
         return None
+    weight, scale, zero, axis, block = operands
     v, h = weight.dims
-    zero = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-    if len(node.input) > 2 and node.input[2] and zero is None:
-        return None
-    axis, block = _attr(node, "axis", 1), _attr(node, "block_size", 0)
-    scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
     if 4 in bits and weight.data_type in _INT4 and axis in (1, -1) and block >= 16 and not block & (block - 1):
         signed = weight.data_type == TensorProto.INT4
         n_blocks = -(-h // block)

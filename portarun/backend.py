@@ -125,8 +125,7 @@ def quantization_support(model: Model, precision: Precision, *, float_model_hint
     if precision.is_quantized:
         if carried is None:
             return Support.no(f"the model is float; quantize it to {precision} first "
-                              f"(portarun quantize MODEL -p {precision} -o MODEL.q.onnx)"
-                              + (f"{float_model_hint}" if float_model_hint else ""))
+                              f"(portarun quantize MODEL -p {precision} -o MODEL.q.onnx){float_model_hint}")
         if carried != precision.value:
             return Support.no(f"the model is quantized as {carried}, not {precision}")
     elif carried is not None and precision not in quantized_runs_at:
@@ -238,8 +237,7 @@ class Backend(ABC):
 
     def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
         """Load an artifact written by ``Executable._save_payload``. Default: recompile the source model."""
-        model = Model.load(directory / "model.onnx")
-        return self.compile(model, target, manifest["precision"], **manifest.get("options", {}))
+        return self._rebuild(directory, manifest, target)
 
     def _rebuild(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
         """Recompile an artifact that does not fit here (``rebuild=True``). Default: from the stored model.

@@ -64,7 +64,3 @@ class ReferenceBackend(Backend):
                                 providers=("onnx.reference",))
         return ReferenceExecutable(evaluator, backend=self, model=model, target=target, precision=precision,
                                    provenance=provenance, options=options)
-
-    def _load(self, directory, manifest, target):
-        model = Model.load(directory / "model.onnx")
-        return self.compile(model, target, manifest["precision"], **manifest.get("options", {}))

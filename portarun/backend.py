@@ -174,7 +174,8 @@ class Executable(ABC):
             raise
         except Exception as exc:  # vendor SDK errors become one clear RunError
             raise RunError(f"{self.backend.name} failed to run '{self.model.name}' on {self.target}: "
-                           f"{_first_line(exc)}", backend=self.backend.name) from exc
+                           f"{_first_line(exc)}", backend=self.backend.name,
+                           hint="check the feeds against `portarun inspect MODEL`; --debug shows the SDK's traceback") from exc
 
     def save(self, path: str | Path) -> Path:
         """Write a compiled artifact directory (atomically)."""
@@ -340,7 +341,8 @@ class Backend(ABC):
             raise
         except Exception as exc:
             raise CompileError(f"{self.name} failed to compile '{model.name}' for {target}: {_first_line(exc)}",
-                               backend=self.name) from exc
+                               backend=self.name,
+                               hint="try another target or precision; --debug shows the SDK's traceback") from exc
         if executable.provenance.compile_seconds is None:
             executable.provenance.compile_seconds = time.perf_counter() - start
         return executable

@@ -44,7 +44,7 @@ class XlaExecutable(Executable):
 
     def compile_for(self, feeds: dict[str, np.ndarray]) -> float:
         """Compile for the shapes of ``feeds`` without running; returns the seconds it took (0 if cached)."""
-        arrays, _ = self.program._bucketed(feeds)
+        arrays, _ = self.program._bucketed(self.program.encode_feeds(feeds))
         before = self.program.stats.compile_seconds
         self.program.compiled_for(arrays)
         self._update_provenance()

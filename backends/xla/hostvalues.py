@@ -81,8 +81,12 @@ def decoder_of(value: Any) -> Callable[[np.ndarray], Any]:
 # (domain, op type) -> function(node attrs) -> the strings that op looks up; registered by the
 # op modules that read string inputs.
 STRING_READERS: dict[tuple[str, str], Callable[[dict], list[str]]] = {}
-# op types that pass a string tensor through unchanged (their consumers are followed instead)
-PASS_THROUGH = ("Identity",)
+# ops that only move elements: on a string tensor they run on its codes and keep its table
+# (their consumers are followed to find the vocabulary of a string input)
+STRUCTURAL = {("", name) for name in ("Identity", "Gather", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+                                      "Transpose", "Slice", "Expand", "Concat", "Tile", "Split")}
+STRUCTURAL.add(("ai.onnx.ml", "ArrayFeatureExtractor"))
+PASS_THROUGH = tuple(sorted(name for _, name in STRUCTURAL))
 
 
 def reads_strings(domain: str, *op_types: str):
@@ -111,7 +115,7 @@ def string_vocabulary(graph, name: str) -> list[str]:
         for node in graph.nodes:
             if current not in node.inputs:
                 continue
-            if node.domain == "" and node.op_type in PASS_THROUGH:
+            if (node.domain, node.op_type) in STRUCTURAL:
                 pending.extend(node.outputs)
                 continue
             reader = STRING_READERS.get((node.domain, node.op_type))
@@ -122,6 +126,34 @@ def string_vocabulary(graph, name: str) -> list[str]:
             for word in reader(node.attrs):
                 words.setdefault(word, None)
     return list(words)
+
+
+def call_with_strings(node, fn, n, args: list):
+    """Run an op whose inputs include a ``HostStrings``: structural ops run on the codes (tables of
+    several string inputs are joined), string readers take them as they are, anything else is refused."""
+    from .lower import Unsupported
+
+    key = (node.domain, node.op_type)
+    if key in STRING_READERS:
+        return fn(n, *args)
+    if node.op_type == "Identity":
+        return args[0]
+    if key not in STRUCTURAL or not any(isinstance(a, HostStrings) for a in args):
+        name = node.op_type if not node.domain else f"{node.domain}::{node.op_type}"
+        raise Unsupported(f"{name} on a string tensor or ZipMap output has no XLA lowering")
+    tables, offset, plain = [], 0, []
+    for arg in args:
+        if isinstance(arg, HostStrings):
+            plain.append(arg.codes + offset if offset else arg.codes)
+            tables.extend(arg.table)
+            offset += len(arg.table)
+        else:
+            plain.append(arg)
+    table = np.asarray(tables, dtype=object)
+    result = fn(n, *plain)
+    if isinstance(result, (tuple, list)):
+        return type(result)(HostStrings(r, table) for r in result)
+    return HostStrings(result, table)
 
 
 def encode_strings(array: np.ndarray, vocabulary: list[str]) -> np.ndarray:
@@ -143,6 +175,6 @@ def lookup_table(table: np.ndarray, keys: list, values: np.ndarray, default: Any
     return np.asarray(out, dtype=values.dtype if values.dtype != object else object)
 
 
-__all__ = ["HOST_TYPES", "HostStrings", "HostZipMap", "PASS_THROUGH", "STRING_READERS", "StringInputError",
+__all__ = ["HOST_TYPES", "HostStrings", "HostZipMap", "PASS_THROUGH", "STRUCTURAL", "call_with_strings", "STRING_READERS", "StringInputError",
            "decoder_of", "device_part", "encode_strings", "is_host_value", "lookup_table", "reads_strings",
            "string_vocabulary"]

@@ -203,8 +203,6 @@ def one_hot_encoder(n, x):
 @op("ArrayFeatureExtractor", domain=ML)
 def array_feature_extractor(n, x, indices):
     indices = jnp.asarray(indices).reshape(-1)
-    if isinstance(x, HostStrings):
-        return HostStrings(jnp.take(x.codes, indices, axis=-1), x.table)
     x = jnp.asarray(x)
     out = jnp.take(x, indices, axis=-1)
     return out[None, :] if x.ndim == 1 else out

@@ -56,8 +56,10 @@ class HostZipMap:
     labels: tuple
 
     def decode(self, values: np.ndarray) -> list[dict]:
+        # ORT builds each row as a std::map: keys in sorted order
         values = np.asarray(values, dtype=np.float32).reshape(-1, len(self.labels))
-        return [{key: float(v) for key, v in zip(self.labels, row)} for row in values]
+        order = sorted(range(len(self.labels)), key=lambda i: self.labels[i])
+        return [{self.labels[i]: float(row[i]) for i in order} for row in values]
 
 
 HOST_TYPES = (HostStrings, HostZipMap)

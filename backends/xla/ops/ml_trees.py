@@ -231,9 +231,16 @@ def aggregate(forest: Forest, idx, how: str):
     return jnp.where(has, score, 0), has
 
 
-def regression_scores(score, has, base: np.ndarray, how: str, transform: str):
-    """ORT's TreeAggregator{Sum,Average,Min,Max}.FinalizeScores(1)."""
+def regression_scores(score, has, base: np.ndarray, how: str, transform: str, single_as_ort: bool = True):
+    """ORT's TreeAggregator{Sum,Average,Min,Max}.FinalizeScores(1).
+
+    With one target ORT applies only PROBIT (onnxruntime issue 26596); ``single_as_ort=False``
+    applies every transform, as the spec says (used for the opset-5 TreeEnsemble).
+    """
     k = score.shape[1]
+    if k == 1 and not single_as_ort:
+        origin = float(base[0]) if len(base) == 1 else 0.0
+        return apply_post_transform(score + origin, transform)
     if k == 1:
         origin = float(base[0]) if len(base) == 1 else 0.0
         out = score + origin
@@ -268,7 +275,10 @@ def tree_ensemble(n, x):
     rows = as_rows(x)
     how = _aggregate_name(n) if n.attr("aggregate_function") is not None else "SUM"
     score, has = aggregate(forest, leaves(forest, rows), how)
-    out = regression_scores(score, has, np.zeros(0), how, post_transform_name(n.attr("post_transform", 0)))
+    # the spec numbers post_transform NONE 0, SOFTMAX 1, LOGISTIC 2, SOFTMAX_ZERO 3, PROBIT 4
+    # (onnxruntime 1.32 swaps 1 and 2; the spec is what a file means)
+    out = regression_scores(score, has, np.zeros(0), how, post_transform_name(n.attr("post_transform", 0)),
+                            single_as_ort=False)
     return out.astype(x.dtype)
 
 

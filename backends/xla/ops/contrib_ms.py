@@ -128,6 +128,24 @@ def simplified_layer_norm(n, x, scale, bias=None):
     return (out, inv) if n.output_used(1) else out
 
 
+def _dequantized(q, scale, zero):
+    q = jnp.asarray(q).astype(jnp.float32)
+    if zero is not None:
+        q = q - jnp.asarray(zero).astype(jnp.float32)
+    return q * jnp.asarray(scale).astype(jnp.float32)
+
+
+@op("QEmbedLayerNormalization", domain=MS)
+def q_embed_layer_norm(n, input_ids, segment_ids, word, position, segment, gamma, beta, mask, word_scale,
+                       position_scale, segment_scale, gamma_scale, beta_scale, word_zero, position_zero,
+                       segment_zero, gamma_zero, beta_zero):
+    """EmbedLayerNormalization over uint8 tables (quantize_dynamic of a fused embedding)."""
+    tables = [_dequantized(word, word_scale, word_zero), _dequantized(position, position_scale, position_zero),
+              None if segment is None else _dequantized(segment, segment_scale, segment_zero),
+              _dequantized(gamma, gamma_scale, gamma_zero), _dequantized(beta, beta_scale, beta_zero)]
+    return embed_layer_norm(n, input_ids, segment_ids, *tables, mask)
+
+
 @op("EmbedLayerNormalization", domain=MS)
 def embed_layer_norm(n, input_ids, segment_ids, word, position, segment, gamma, beta, mask=None, position_ids=None):
     ids = jnp.asarray(input_ids).astype(jnp.int32)
@@ -295,13 +313,32 @@ def _attend(q, k, v, *, scale: float, mask_value: float, key_mask=None, causal_p
 
 @op("Attention", domain=MS)
 def attention(n, x, weights, bias=None, mask_index=None, past=None, attention_bias=None, past_sequence_length=None):
-    if n.attr("do_rotary", 0) or n.attr("past_present_share_buffer", 0):
-        raise Unsupported("Attention with do_rotary or past_present_share_buffer")
-    heads = int(n["num_heads"])
     x = jnp.asarray(x)
     qkv = jnp.matmul(x, weights)
     if bias is not None:
         qkv = qkv + bias
+    return _self_attention(n, qkv, x.dtype, mask_index, past, attention_bias)
+
+
+@op("QAttention", domain=MS)
+def q_attention(n, x, weight, bias, x_scale, weight_scale, mask_index=None, x_zero=None, weight_zero=None, past=None):
+    """Attention over a uint8/int8 input and weight (what quantize_dynamic writes for a fused Attention)."""
+    qx = jnp.asarray(x).astype(jnp.int32)
+    if x_zero is not None:
+        qx = qx - jnp.asarray(x_zero).astype(jnp.int32).reshape(())
+    qw = jnp.asarray(weight).astype(jnp.int32)
+    if weight_zero is not None:
+        qw = qw - _column_vector(weight_zero, qw.shape[-1]).astype(jnp.int32)
+    acc = jnp.matmul(qx, qw, preferred_element_type=jnp.int32)
+    scale = jnp.asarray(x_scale).astype(jnp.float32).reshape(()) * _column_vector(weight_scale, qw.shape[-1])
+    qkv = acc.astype(jnp.float32) * scale.astype(jnp.float32) + bias
+    return _self_attention(n, qkv, jnp.asarray(bias).dtype, mask_index, past, None)
+
+
+def _self_attention(n, qkv, dtype, mask_index, past, attention_bias):
+    if n.attr("do_rotary", 0) or n.attr("past_present_share_buffer", 0):
+        raise Unsupported(f"{n.node.op_type} with do_rotary or past_present_share_buffer")
+    heads = int(n["num_heads"])
     sizes = n.attr("qkv_hidden_sizes") or [qkv.shape[-1] // 3] * 3
     q, k, v = jnp.split(qkv, [sizes[0], sizes[0] + sizes[1]], axis=-1)
     q, k, v = _heads(q, heads), _heads(k, heads), _heads(v, heads)
@@ -311,13 +348,14 @@ def attention(n, x, weights, bias=None, mask_index=None, past=None, attention_bi
         past_len = past.shape[3]
         k = jnp.concatenate([past[0], k], axis=2)
         v = jnp.concatenate([past[1], v], axis=2)
-    batch, seq, total = x.shape[0], x.shape[1], k.shape[2]
+    batch, seq, total = qkv.shape[0], qkv.shape[1], k.shape[2]
     scale = n.attr("scale") or 1.0 / np.sqrt(sizes[0] // heads)
     key_mask = None if mask_index is None else _key_mask(mask_index, batch, seq, total)
     out = _attend(q, k, v, scale=scale, mask_value=n.attr("mask_filter_value", -10000.0), key_mask=key_mask,
                   causal_past=past_len if n.attr("unidirectional", 0) else None, bias=attention_bias)
+    out = out.astype(dtype)
     if n.output_used(1):
-        return out, jnp.stack([k, v]).astype(x.dtype)
+        return out, jnp.stack([k, v]).astype(dtype)
     return (out, None) if n.n_outputs > 1 else out
 
 

@@ -1,0 +1,107 @@
+"""Files written by ONNX Runtime's own tools, on xla:cpu against onnxruntime.
+
+A tiny BERT (random weights, transformers + torch.onnx) is exported once, then rewritten by
+``onnxruntime.transformers.optimizer`` (EmbedLayerNormalization, Attention,
+SkipLayerNormalization, BiasGelu or FastGelu) and by ``onnxruntime.quantization.quantize_dynamic``
+(DynamicQuantizeLinear + MatMulInteger; on the optimized file also QAttention and
+QEmbedLayerNormalization). Quantized files run at the precision they carry.
+"""
+
+from __future__ import annotations
+
+import collections
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+
+pytest.importorskip("jax")
+pytest.importorskip("onnxruntime")
+
+from ._ort_parity import assert_matches_ort  # noqa: E402
+
+HEADS, HIDDEN = 2, 32
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=100, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=HEADS,
+                                     intermediate_size=64, max_position_embeddings=32)
+    config._attn_implementation = "eager"  # the attention pattern the optimizer fuses
+    torch.manual_seed(0)
+    encoder = transformers.BertModel(config).eval()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state, out.pooler_output
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    path = tmp_path_factory.mktemp("bert") / "bert.onnx"
+    example = (torch.randint(0, 100, (2, 8)), torch.ones(2, 8, dtype=torch.int64), torch.zeros(2, 8, dtype=torch.int64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Wrapper().eval(), example, str(path), input_names=names, output_names=["hidden", "pooled"],
+                          dynamic_axes={name: {0: "batch", 1: "seq"} for name in names}, opset_version=17, dynamo=False)
+    return path
+
+
+def _feeds(model):
+    rng = np.random.default_rng(0)
+    mask = np.ones((2, 7), np.int64)
+    mask[1, 5:] = 0
+    feeds = {"input_ids": rng.integers(0, 100, (2, 7)), "attention_mask": mask,
+             "token_type_ids": rng.integers(0, 2, (2, 7))}
+    return {i.name: feeds[i.name].astype(np.int64) for i in model.graph.input}
+
+
+def _ops(model) -> collections.Counter:
+    return collections.Counter(n.op_type for n in model.graph.node)
+
+
+def _optimized(bert, tmp_path, approximate_gelu: bool):
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.enable_gelu_approximation = approximate_gelu
+    optimized = optimize_model(str(bert), model_type="bert", num_heads=HEADS, hidden_size=HIDDEN, opt_level=0,
+                               optimization_options=options)
+    path = tmp_path / "optimized.onnx"
+    optimized.save_model_to_file(str(path))
+    return path
+
+
+@pytest.mark.parametrize("approximate_gelu", [False, True])
+def test_transformer_optimizer_output(bert, tmp_path, approximate_gelu):
+    path = _optimized(bert, tmp_path, approximate_gelu)
+    model = onnx.load(path)
+    ops = _ops(model)
+    assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization"} <= set(ops), ops
+    assert ("FastGelu" if approximate_gelu else "BiasGelu") in ops, ops
+    assert_matches_ort(model, _feeds(model), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("optimized_first", [False, True])
+def test_quantize_dynamic_output(bert, tmp_path, optimized_first):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = _optimized(bert, tmp_path, False) if optimized_first else bert
+    target = tmp_path / "quantized.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    model = onnx.load(target)
+    ops = _ops(model)
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= set(ops), ops
+    if optimized_first:
+        assert {"QAttention", "QEmbedLayerNormalization"} <= set(ops), ops
+    assert_matches_ort(model, _feeds(model), atol=1e-4, rtol=1e-4)

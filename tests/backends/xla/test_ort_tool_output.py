@@ -79,21 +79,20 @@ def _optimized(bert, tmp_path, approximate_gelu: bool):
     return path
 
 
-@pytest.mark.parametrize("approximate_gelu", [False, True])
-def test_transformer_optimizer_output(bert, tmp_path, approximate_gelu):
-    path = _optimized(bert, tmp_path, approximate_gelu)
+def test_transformer_optimizer_output(bert, tmp_path):
+    # BiasGelu (the exact form) is covered on a hand-built graph in test_contrib_ops.py; each compile here costs seconds
+    path = _optimized(bert, tmp_path, approximate_gelu=True)
     model = onnx.load(path)
     ops = _ops(model)
-    assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization"} <= set(ops), ops
-    assert ("FastGelu" if approximate_gelu else "BiasGelu") in ops, ops
+    assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization", "FastGelu"} <= set(ops), ops
     assert_matches_ort(model, _feeds(model), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("optimized_first", [False, True])
-def test_quantize_dynamic_output(bert, tmp_path, optimized_first):
+def test_quantize_dynamic_output(bert, tmp_path):
+    """quantize_dynamic of the optimized file: DynamicQuantizeLinear + MatMulInteger, QAttention, QEmbedLayerNormalization."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    source = _optimized(bert, tmp_path, False) if optimized_first else bert
+    source = _optimized(bert, tmp_path, False)
     target = tmp_path / "quantized.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -101,7 +100,5 @@ def test_quantize_dynamic_output(bert, tmp_path, optimized_first):
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     model = onnx.load(target)
     ops = _ops(model)
-    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= set(ops), ops
-    if optimized_first:
-        assert {"QAttention", "QEmbedLayerNormalization"} <= set(ops), ops
+    assert {"DynamicQuantizeLinear", "MatMulInteger", "QAttention", "QEmbedLayerNormalization"} <= set(ops), ops
     assert_matches_ort(model, _feeds(model), atol=1e-4, rtol=1e-4)

@@ -53,6 +53,10 @@ class ReferenceBackend(Backend):
                               "convert the model itself to compare another float precision")
         if precision is Precision.FP32 and carried is not None:
             return Support.no(f"the model is quantized ({carried}); use -p {carried}")
+        foreign = _foreign_ops(model.proto)
+        if foreign:  # e.g. com.microsoft contrib ops from ORT's optimizer or quantizer
+            return Support.no(f"onnx's reference evaluator has no implementation for {', '.join(foreign)}",
+                              missing_ops=tuple(foreign))
         return Support.yes()
 
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
@@ -64,3 +68,27 @@ class ReferenceBackend(Backend):
                                 providers=("onnx.reference",))
         return ReferenceExecutable(evaluator, backend=self, model=model, target=target, precision=precision,
                                    provenance=provenance, options=options)
+
+
+_REFERENCE_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training")
+
+
+def _foreign_ops(proto: onnx.ModelProto) -> list[str]:
+    """domain::op of every node in a domain onnx's reference evaluator does not implement (subgraphs included)."""
+    local = {(f.domain, f.name) for f in proto.functions}
+    found: set[str] = set()
+
+    def visit(graph: onnx.GraphProto) -> None:
+        for node in graph.node:
+            if node.domain not in _REFERENCE_DOMAINS and (node.domain, node.op_type) not in local:
+                found.add(f"{node.domain}::{node.op_type}")
+            for attr in node.attribute:
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    visit(sub)
+
+    visit(proto.graph)
+    for function in proto.functions:
+        for node in function.node:
+            if node.domain not in _REFERENCE_DOMAINS and (node.domain, node.op_type) not in local:
+                found.add(f"{node.domain}::{node.op_type}")
+    return sorted(found)

@@ -102,3 +102,38 @@ def test_quantize_dynamic_output(bert, tmp_path):
     ops = _ops(model)
     assert {"DynamicQuantizeLinear", "MatMulInteger", "QAttention", "QEmbedLayerNormalization"} <= set(ops), ops
     assert_matches_ort(model, _feeds(model), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["cnn", "transformer"])
+def test_quantize_static_qoperator_output(tmp_path, name):
+    """quantize_static in the QOperator format: QLinearConv/QLinearMatMul and the com.microsoft QGemm,
+    QLinearAdd, QLinearMul, QLinearSoftmax, at the precision the file carries."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from portarun import models
+
+    model = models.build(name)
+    source, target = tmp_path / "float.onnx", tmp_path / "qop.onnx"
+    onnx.save(model.proto, source)
+    spec = model.inputs[0]
+    shape = [d if isinstance(d, int) else 2 for d in spec.shape]
+    rng = np.random.default_rng(0)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.left = 4
+
+        def get_next(self):
+            self.left -= 1
+            return {spec.name: rng.standard_normal(shape).astype(np.float32)} if self.left >= 0 else None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QOperator,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantized = onnx.load(target)
+    ops = {(n.domain, n.op_type) for n in quantized.graph.node}
+    expected = {("com.microsoft", "QGemm")} if name == "cnn" else \
+        {("com.microsoft", "QLinearAdd"), ("com.microsoft", "QLinearMul"), ("com.microsoft", "QLinearSoftmax")}
+    assert expected <= ops, ops
+    assert_matches_ort(quantized, {spec.name: rng.standard_normal(shape).astype(np.float32)}, atol=1e-5)

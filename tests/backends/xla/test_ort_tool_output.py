@@ -137,3 +137,22 @@ def test_quantize_static_qoperator_output(tmp_path, name):
         {("com.microsoft", "QLinearAdd"), ("com.microsoft", "QLinearMul"), ("com.microsoft", "QLinearSoftmax")}
     assert expected <= ops, ops
     assert_matches_ort(quantized, {spec.name: rng.standard_normal(shape).astype(np.float32)}, atol=1e-5)
+
+
+def test_quantize_dynamic_of_a_cnn_gives_conv_integer(tmp_path):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from portarun import models
+
+    model = models.build("cnn")
+    source, target = tmp_path / "cnn.onnx", tmp_path / "cnn.dyn.onnx"
+    onnx.save(model.proto, source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    quantized = onnx.load(target)
+    assert {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"} <= set(_ops(quantized))
+    spec = model.inputs[0]
+    x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 2 for d in spec.shape])
+    assert_matches_ort(quantized, {spec.name: x.astype(np.float32)}, atol=1e-5)

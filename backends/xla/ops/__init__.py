@@ -30,7 +30,7 @@ from typing import Callable
 FAMILIES = (
     "elementwise", "logical", "math", "reduce", "shape", "tensor", "nn", "norm", "pool", "conv",
     "control", "sequence", "quant", "rnn", "signal", "misc", "image", "detection",
-    "ml_trees", "ml_linear", "ml_preprocess", "contrib_ms", "contrib_qlinear",
+    "ml_trees", "ml_linear", "ml_preprocess", "contrib_ms", "contrib_qlinear", "contrib_rnn",
 )
 
 

@@ -12,20 +12,23 @@ import onnx
 import portarun
 
 
-def ort_run(model: onnx.ModelProto, feeds: dict) -> dict:
+def ort_run(model: onnx.ModelProto, feeds: dict, threads: int | None = None) -> dict:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(None, feeds)))
 
 
 def assert_matches_ort(model: onnx.ModelProto, feeds: dict, atol: float = 1e-5, name: str = "model",
-                       rtol: float = 0.0, check: bool = True) -> float:
+                       rtol: float = 0.0, check: bool = True, ort_threads: int | None = None) -> float:
     """Returns the largest score difference seen. Quantized files run at the precision they carry."""
     from portarun.model import quantization_of
 
-    want = ort_run(model, feeds)
+    want = ort_run(model, feeds, ort_threads)
     wrapped = portarun.Model.from_proto(model, name=name, check=check)
     got = portarun.compile(wrapped, "xla:cpu", quantization_of(wrapped) or "fp32").run(feeds)
     worst = 0.0

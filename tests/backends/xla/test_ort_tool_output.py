@@ -156,3 +156,33 @@ def test_quantize_dynamic_of_a_cnn_gives_conv_integer(tmp_path):
     spec = model.inputs[0]
     x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 2 for d in spec.shape])
     assert_matches_ort(quantized, {spec.name: x.astype(np.float32)}, atol=1e-5)
+
+
+@pytest.mark.parametrize("direction,per_channel", [("forward", False), ("bidirectional", True)])
+def test_quantize_dynamic_of_an_lstm_gives_dynamic_quantize_lstm(tmp_path, direction, per_channel):
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(1)
+    dirs, inputs, hidden, seq, batch = (2 if direction == "bidirectional" else 1), 6, 8, 5, 3
+    weights = [numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+               for name, shape, scale in (("W", (dirs, 4 * hidden, inputs), 0.4), ("R", (dirs, 4 * hidden, hidden), 0.4),
+                                          ("B", (dirs, 8 * hidden), 0.1))]
+    node = helper.make_node("LSTM", ["X", "W", "R", "B", "lens"], ["Y", "Y_h", "Y_c"], hidden_size=hidden,
+                            direction=direction)
+    graph = helper.make_graph([node], "lstm", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [seq, batch, inputs]),
+                                               helper.make_tensor_value_info("lens", TensorProto.INT32, [batch])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, dirs, batch, hidden]),
+                               helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [dirs, batch, hidden]),
+                               helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [dirs, batch, hidden])], weights)
+    source, target = tmp_path / "lstm.onnx", tmp_path / "lstm.dyn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8), source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"],
+                         per_channel=per_channel)
+    quantized = onnx.load(target)
+    assert "DynamicQuantizeLSTM" in _ops(quantized)
+    feeds = {"X": rng.standard_normal((seq, batch, inputs)).astype(np.float32), "lens": np.asarray([5, 3, 4], np.int32)}
+    # ORT quantizes the hidden state per chunk of batch rows, one chunk per thread: one thread per row
+    assert_matches_ort(quantized, feeds, atol=1e-5, ort_threads=batch)

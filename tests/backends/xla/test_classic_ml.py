@@ -167,3 +167,32 @@ def test_boosted_trees_match_onnxruntime(data, library, labels):
         warnings.simplefilter("ignore")
         onx = converters[library](model)
     assert_matches_ort(onx, {"X": x[:ROWS]}, name=f"{library}-{labels}")
+
+
+def test_column_transformer_with_numeric_and_string_inputs():
+    """The common real pipeline: numeric columns imputed and scaled, string columns one-hot encoded,
+    one graph input per column (strings included), string labels and a ZipMap out."""
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from sklearn.compose import ColumnTransformer
+
+    rng = np.random.default_rng(0)
+    rows = 120
+    a, b = rng.standard_normal(rows).astype(np.float32), rng.standard_normal(rows).astype(np.float32)
+    city = rng.choice(["paris", "rome", "oslo"], rows).astype(object)
+    kind = rng.choice(["x", "y"], rows).astype(object)
+    table = np.empty((rows, 4), dtype=object)
+    table[:, 0], table[:, 1], table[:, 2], table[:, 3] = a, b, city, kind
+    labels = np.where(a + (city == "rome") > 0.3, "yes", "no")
+    columns = ColumnTransformer([
+        ("num", pipeline.make_pipeline(impute.SimpleImputer(), preprocessing.StandardScaler()), [0, 1]),
+        ("cat", preprocessing.OneHotEncoder(handle_unknown="ignore"), [2, 3])])
+    model = pipeline.make_pipeline(columns, ensemble.RandomForestClassifier(5, max_depth=4, random_state=0))
+    model.fit(table, labels)
+    types = [("a", FloatTensorType([None, 1])), ("b", FloatTensorType([None, 1])),
+             ("city", StringTensorType([None, 1])), ("kind", StringTensorType([None, 1]))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onx = skl2onnx.to_onnx(model, initial_types=types)
+    feeds = {"a": a[:ROWS, None], "b": b[:ROWS, None], "city": city[:ROWS, None].copy(), "kind": kind[:ROWS, None].copy()}
+    feeds["city"][0, 0] = "berlin"  # a category the encoder never saw
+    assert_matches_ort(onx, feeds)

@@ -102,6 +102,9 @@ class XlaBackend(Backend):
         missing = missing_ops(model)
         if missing:
             return Support.no(f"no XLA lowering for op type(s) {', '.join(missing)}", missing_ops=tuple(missing))
+        refused = string_input_refusal(model)
+        if refused:
+            return Support.no(refused)
         return Support.yes()
 
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
@@ -186,5 +189,24 @@ def missing_ops(model: Model) -> list[str]:
     return sorted(Graph(proto.graph, opsets, set(), prepare_functions(proto, opsets)).missing)
 
 
+def string_input_refusal(model: Model) -> str | None:
+    """Why a string input cannot enter the program (it feeds an op that cannot read codes), or None."""
+    proto = model.proto
+    strings = [vi.name for vi in proto.graph.input
+               if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type == 8]  # TensorProto.STRING
+    if not strings:
+        return None
+    from .hostvalues import StringInputError, string_vocabulary
+    from .lower import Graph, prepare_functions
 
-__all__ = ["XlaBackend", "XlaExecutable", "missing_ops"]
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
+    graph = Graph(proto.graph, opsets, set(), prepare_functions(proto, opsets))
+    for name in strings:
+        try:
+            string_vocabulary(graph, name)
+        except StringInputError as exc:
+            return str(exc)
+    return None
+
+
+__all__ = ["XlaBackend", "XlaExecutable", "missing_ops", "string_input_refusal"]

@@ -74,10 +74,6 @@ def device_part(value: Any) -> Any:
     return value.codes if isinstance(value, HostStrings) else value.values
 
 
-def decoder_of(value: Any) -> Callable[[np.ndarray], Any]:
-    return value.decode
-
-
 # -- string inputs ------------------------------------------------------------------------
 
 # (domain, op type) -> function(node attrs) -> the strings that op looks up; registered by the
@@ -178,5 +174,5 @@ def lookup_table(table: np.ndarray, keys: list, values: np.ndarray, default: Any
 
 
 __all__ = ["HOST_TYPES", "HostStrings", "HostZipMap", "PASS_THROUGH", "STRUCTURAL", "call_with_strings", "STRING_READERS", "StringInputError",
-           "decoder_of", "device_part", "encode_strings", "is_host_value", "lookup_table", "reads_strings",
+           "device_part", "encode_strings", "is_host_value", "lookup_table", "reads_strings",
            "string_vocabulary"]

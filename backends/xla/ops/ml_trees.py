@@ -52,6 +52,8 @@ def _prepared(n, build):
     key = id(n.node)
     hit = _PREPARED.get(key)
     if hit is None or hit[0] is not n.node:
+        if len(_PREPARED) > 256:  # bounded: a long-lived process compiles many models
+            _PREPARED.clear()
         hit = (n.node, build(n))
         _PREPARED[key] = hit
     return hit[1]

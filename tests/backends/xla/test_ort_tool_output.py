@@ -186,3 +186,22 @@ def test_quantize_dynamic_of_an_lstm_gives_dynamic_quantize_lstm(tmp_path, direc
     feeds = {"X": rng.standard_normal((seq, batch, inputs)).astype(np.float32), "lens": np.asarray([5, 3, 4], np.int32)}
     # ORT quantizes the hidden state per chunk of batch rows, one chunk per thread: one thread per row
     assert_matches_ort(quantized, feeds, atol=1e-5, ort_threads=batch)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_matmul_nbits_quantizer_output(symmetric):
+    """ORT's 4-bit weight quantizer (MatMulNBitsQuantizer, block 32): com.microsoft MatMulNBits."""
+    import logging
+
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from portarun import models
+
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    model = models.build("transformer")
+    quantizer = MatMulNBitsQuantizer(model.proto, block_size=32, is_symmetric=symmetric, accuracy_level=0)
+    quantizer.process()
+    quantized = quantizer.model.model
+    assert _ops(quantized)["MatMulNBits"] >= 4
+    x = np.random.default_rng(0).standard_normal((2, 5, 256)).astype(np.float32)
+    assert_matches_ort(quantized, {"x": x}, atol=1e-4, rtol=1e-4)

@@ -97,6 +97,7 @@ class Program:
         self.string_inputs = self._string_inputs()
         # output name -> host decoder (string labels, ZipMap dicts), recorded while tracing
         self.decoders: dict[str, Any] = {}
+        self._traced = False
         feed_names = set(self.input_names)
         host_weights: dict[str, np.ndarray] = {}
         self.constants: dict[str, np.ndarray] = {}
@@ -122,7 +123,7 @@ class Program:
         self._lock = threading.Lock()
         self.stats = Stats()
 
-    def _string_inputs(self) -> dict[str, np.ndarray]:
+    def _string_inputs(self) -> dict[str, list[str]]:
         """Graph inputs holding strings -> the vocabulary their codes index (see hostvalues)."""
         found = {}
         for name in self.input_names:
@@ -172,6 +173,7 @@ class Program:
                     and value.dtype != np.float32:
                 value = value.astype(np.float32)
             results.append(value)
+        self._traced = True
         return tuple(results)
 
     # -- compile cache ------------------------------------------------------------------
@@ -266,7 +268,7 @@ class Program:
     def _ensure_decoders(self, arrays: list) -> None:
         # A program loaded from an artifact was never traced here: trace it once, abstractly,
         # to learn how its string/ZipMap outputs decode.
-        if self.decoders or not any(spec.dtype == np.dtype(object) for spec in self.output_specs.values()):
+        if self._traced or not any(spec.dtype == np.dtype(object) for spec in self.output_specs.values()):
             return
         jax = jaxenv.jax_module()
         with jaxenv.x64():

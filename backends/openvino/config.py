@@ -9,6 +9,8 @@ asked; a mismatch is an error, never a silent downgrade.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,27 @@ def compile_config(precision: Precision, options: dict[str, Any], cache_dir: Pat
     if cache_dir is not None:
         config["CACHE_DIR"] = str(cache_dir)
     return config
+
+
+def keyed_cache(config: dict[str, Any]) -> dict[str, Any]:
+    """Point CACHE_DIR at one sub-folder per compile configuration.
+
+    OpenVINO 2026.4's CPU model-cache key ignores INFERENCE_PRECISION_HINT: a bf16 compile after an
+    fp32 one of the same model loads the fp32 blob and applies bf16 at load, which computes NaNs on
+    AMX CPUs (Sapphire Rapids; seen 2,300-4,100 NaN outputs of 4,096 on the built-in transformer).
+    Keying the folder by every other property keeps each precision's blob apart.
+    """
+    if "CACHE_DIR" not in config:
+        return config
+    settings = json.dumps({k: str(v) for k, v in config.items() if k != "CACHE_DIR"}, sort_keys=True)
+    key = hashlib.sha256(settings.encode()).hexdigest()[:16]
+    return {**config, "CACHE_DIR": str(Path(config["CACHE_DIR"]) / f"config-{key}")}
+
+
+def cache_root(config: dict[str, Any]) -> str | None:
+    """The cache folder the user chose (CACHE_DIR without the per-configuration sub-folder)."""
+    entry = config.get("CACHE_DIR")
+    return str(Path(entry).parent) if entry else None
 
 
 def fit_to_device(config: dict[str, Any], supported: set[str], options: dict[str, Any]) -> dict[str, Any]:

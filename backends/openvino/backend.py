@@ -22,8 +22,8 @@ from portarun.model import PROTOBUF_LIMIT, Model, quantization_of
 from portarun.types import Device, Precision, Support, Target
 
 from . import ir_cache, nncf_quantizer, qdq_forms
-from .config import (cache_root, check_precision, compile_config, fit_to_device, float_precision, keyed_cache,
-                     reported_properties)
+from .config import (READ_ERRORS, cache_root, check_precision, compile_config, fit_to_device, float_precision,
+                     keyed_cache, reported_properties)
 from .devices import DEVICE_HINTS, INSTALL_HINT, OV_DEVICE_BY_KIND, capabilities, core, list_devices, ov_device, sdk
 from .executable import IR_XML, OpenVinoExecutable
 
@@ -201,10 +201,12 @@ class OpenVinoBackend(Backend):
         reported = reported_properties(compiled)
         computed = check_precision(float_precision(precision, options), reported, str(target))
         execution = tuple(reported.get("EXECUTION_DEVICES") or (device,))
+        read_errors = dict(reported.get(READ_ERRORS, {}))  # SDK property reads that failed, with why
         try:
             description = str(core().get_property(execution[0], "FULL_DEVICE_NAME"))
-        except Exception:
+        except Exception as exc:
             description = execution[0]
+            read_errors["FULL_DEVICE_NAME"] = _sdk_message(exc)
         details = {
             "inference_precision": reported["INFERENCE_PRECISION_HINT"],
             "performance_hint": reported.get("PERFORMANCE_HINT"),
@@ -214,6 +216,7 @@ class OpenVinoBackend(Backend):
             "loaded_from_cache": reported.get("LOADED_FROM_CACHE"),
             "cache_dir": cache_root(config),
             "openvino_device": device,
+            "property_read_errors": read_errors,
             **details,
         }
         provenance = Provenance(

@@ -9,7 +9,7 @@ import click
 
 from ..errors import PortarunError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 class PortarunGroup(click.Group):

@@ -44,10 +44,9 @@ def load(source: "Model | onnx.ModelProto | str | os.PathLike", *, check: bool =
     text = os.fspath(source)
     from . import models
 
-    if text.startswith(BUILTIN_PREFIX):
-        return models.build(text[len(BUILTIN_PREFIX):])
-    if not Path(text).exists() and text in models.names():
-        return models.build(text)
+    builtin = models.resolve_builtin(text)
+    if builtin is not None:
+        return models.build(builtin)
     try:
         return Model.load(text, check=check)
     except ModelNotFoundError as exc:

@@ -66,15 +66,16 @@ def inputs_option(help: str = "All inputs from one .npz (keys are input names)."
     return click.option("--inputs", "inputs_npz", type=click.Path(dir_okay=False), metavar="FILE.npz", help=help)
 
 
-def json_option(help: str = "Write the result as JSON to PATH ('-': stdout).") -> Decorator:
-    """``--json PATH`` (parameter ``json_path``): the same meaning in every command; ``-`` is stdout."""
-    return click.option("--json", "json_path", metavar="PATH", type=click.Path(dir_okay=False, allow_dash=True),
-                        help=help)
+def json_option(help: str = "Write the result as JSON to PATH ('-': stdout).", *aliases: str) -> Decorator:
+    """``--json PATH`` (parameter ``json_path``): the same meaning in every command; ``-`` is stdout.
+    ``aliases`` keep an older spelling working (quantize's ``--report``)."""
+    return click.option("--json", *aliases, "json_path", metavar="PATH",
+                        type=click.Path(dir_okay=False, allow_dash=True), help=help)
 
 
-def warmup_option(default: int = 3) -> Decorator:
-    return click.option("--warmup", default=default, show_default=True, type=click.IntRange(min=0),
-                        help="Untimed runs before timing.")
+def warmup_option(default: int = 3, help: str = "Untimed runs before timing.") -> Decorator:
+    """``--warmup N``: N untimed runs before anything is timed (0: none), in every command."""
+    return click.option("--warmup", default=default, show_default=True, type=click.IntRange(min=0), help=help)
 
 
 def runs_option(default: int = 20, help: str = "Timed runs after the warm-up.") -> Decorator:
@@ -88,7 +89,11 @@ def emit_json(data: Any, path: str | None, *, indent: int = 1) -> bool:
     """
     if not path:
         return False
-    text = json.dumps(data, indent=indent, default=str)
+    return emit_json_text(json.dumps(data, indent=indent, default=str), path)
+
+
+def emit_json_text(text: str, path: str) -> bool:
+    """``emit_json`` for a document already serialized (e.g. ``QuantizedModel.to_json()``)."""
     if path == "-":
         click.echo(text)
         return True
@@ -98,5 +103,5 @@ def emit_json(data: Any, path: str | None, *, indent: int = 1) -> bool:
     return False
 
 
-__all__ = ["PrecisionChoice", "backend_options_option", "dims_option", "emit_json", "inputs_option", "json_option", "precision_option",
+__all__ = ["PrecisionChoice", "backend_options_option", "dims_option", "emit_json", "emit_json_text", "inputs_option", "json_option", "precision_option",
            "runs_option", "seed_option", "target_option", "warmup_option"]

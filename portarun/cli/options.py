@@ -42,9 +42,10 @@ def target_option(*, multiple: bool = False, required: bool = False, help: str |
 def precision_option(*, multiple: bool = False, default: str | None = "fp32", required: bool = False,
                      precisions: Iterable[Precision] = tuple(Precision), help: str | None = None) -> Decorator:
     """``-p/--precision`` with the choices taken from ``Precision`` (parameter ``precision`` or ``precisions``)."""
-    return click.option("-p", "--precision", "precisions" if multiple else "precision", type=PrecisionChoice(precisions),
-                        multiple=multiple, default=None if multiple or required else default, required=required,
-                        show_default=not (multiple or required), help=help or "What the compiled model computes in.")
+    return click.option("-p", "--precision", "precisions" if multiple else "precision",
+                        type=PrecisionChoice(precisions), multiple=multiple, required=required,
+                        default=None if multiple or required else default, show_default=not (multiple or required),
+                        help=help or "What the compiled model computes in.")
 
 
 def backend_options_option() -> Decorator:
@@ -103,5 +104,5 @@ def emit_json_text(text: str, path: str) -> bool:
     return False
 
 
-__all__ = ["PrecisionChoice", "backend_options_option", "dims_option", "emit_json", "emit_json_text", "inputs_option", "json_option", "precision_option",
-           "runs_option", "seed_option", "target_option", "warmup_option"]
+__all__ = ["PrecisionChoice", "backend_options_option", "dims_option", "emit_json", "emit_json_text", "inputs_option",
+           "json_option", "precision_option", "runs_option", "seed_option", "target_option", "warmup_option"]

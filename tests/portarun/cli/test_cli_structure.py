@@ -88,3 +88,32 @@ def test_precision_choices_come_from_the_enum():
     from portarun.types import Precision
 
     assert list(PrecisionChoice().choices) == [p.value for p in Precision]
+
+
+def test_json_dash_prints_and_a_path_writes(tmp_path):
+    """--json means "write JSON to PATH" in every command; '-' is stdout."""
+    import json
+
+    from click.testing import CliRunner
+
+    from portarun.cli import main
+
+    printed = CliRunner().invoke(main, ["bench", "builtin:mlp", "-t", "onnxruntime:cpu", "--runs", "1", "--warmup", "0",
+                                        "--json", "-"])
+    assert printed.exit_code == 0, printed.output
+    assert [r["batch"] for r in json.loads(printed.stdout)["rows"]] == [1]
+    path = tmp_path / "inspect.json"
+    written = CliRunner().invoke(main, ["inspect", "builtin:mlp", "--json", str(path)])
+    assert written.exit_code == 0 and "Gemm" in written.output  # the table still prints
+    assert json.loads(path.read_text())["op_histogram"]["Gemm"] == 3
+
+
+def test_precision_aliases_still_parse_and_subsets_refuse_the_rest():
+    from click.testing import CliRunner
+
+    from portarun.cli import main
+
+    ran = CliRunner().invoke(main, ["run", "builtin:mlp", "-t", "onnxruntime:cpu", "-p", "float32", "--random"])
+    assert ran.exit_code == 0 and "at fp32" in ran.output
+    refused = CliRunner().invoke(main, ["quantize", "builtin:mlp", "-p", "fp32", "-o", "x.onnx"])
+    assert refused.exit_code == 2 and "fp32" in refused.output and "int8" in refused.output

@@ -14,7 +14,7 @@ from .model import Model, quantization_of
 from .registry import get_backend, resolve_target
 from .types import Precision, Target
 
-BUILTIN_PREFIX = "builtin:"
+from .models import BUILTIN_PREFIX  # noqa: F401 - kept importable from here; the rule lives in portarun.models
 
 
 def cache_dir() -> Path:

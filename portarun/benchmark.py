@@ -287,13 +287,16 @@ def decoder_signature(exe: Any) -> Any | None:
         return None
 
 
-def bench_decoder(exe: Any, sig: Any, batch: int, prompt_len: int, new_tokens: int, reps: int) -> dict[str, Any]:
-    """Greedy generation: TTFT (prefill), TPOT (each later token), decode tokens/s; median of ``reps``."""
+def bench_decoder(exe: Any, sig: Any, batch: int, prompt_len: int, new_tokens: int, reps: int, *,
+                  warmup: int = 1, seed: int = 0) -> dict[str, Any]:
+    """Greedy generation: TTFT (prefill), TPOT (each later token), decode tokens/s; median of ``reps``
+    after ``warmup`` untimed two-token generations (they compile both the prefill and the one-token shapes)."""
     from .generate import generate
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     prompt = rng.integers(0, sig.vocab or 100, size=(batch, prompt_len))
-    generate(exe, prompt, 2)  # warm-up: both the prefill and the one-token shapes
+    for _ in range(warmup):
+        generate(exe, prompt, 2)
     results = sorted((generate(exe, prompt, new_tokens) for _ in range(max(1, reps))), key=lambda r: r.total_s)
     best = results[len(results) // 2]
     kv_heads, head_dim = sig.kv_shape
@@ -326,6 +329,7 @@ class SweepConfig:
     warmup: int = 3  # untimed runs before timing
     max_latency_ms: float | None = None  # median latency limit (TTFT for decoders) for the chosen batch
     new_tokens: int = 32  # decoders: tokens generated per run
+    seed: int = 0  # of the random feeds (prompt tokens for decoders)
 
 
 @dataclass
@@ -394,7 +398,8 @@ def _decoder_row(exe: Any, signature: Any, batch: int, config: SweepConfig, prof
     from .cost import cost_per_million
 
     prompt_len = config.seq or config.dims.get("seq", 16)
-    gen = bench_decoder(exe, signature, batch, prompt_len, config.new_tokens, min(config.runs, 3))
+    gen = bench_decoder(exe, signature, batch, prompt_len, config.new_tokens, min(config.runs, 3),
+                        warmup=config.warmup, seed=config.seed)
     priced = cost_per_million(gen["decode_tokens_per_s"], hourly, "tokens")
     return {"batch": batch, "median_ms": gen["ttft_ms"], "p99_ms": gen["tpot_p99_ms"],
             "per_second": gen["decode_tokens_per_s"], "unit": "tokens", "usd_per_million": priced.usd_per_million,
@@ -413,7 +418,7 @@ def _feed_row(exe: Any, batch: int, config: SweepConfig, profile: Any | None, ho
     sizes = {**config.dims, batch_axis: batch}
     if seq_axis and config.seq:
         sizes[seq_axis] = config.seq
-    feeds = random_feeds(exe.inputs, seed=0, dims=sizes)
+    feeds = random_feeds(exe.inputs, seed=config.seed, dims=sizes)
     result = benchmark_executable(exe, feeds, warmup=config.warmup, runs=config.runs, batch_axis=batch_axis,
                                   tokens_axis=seq_axis, dims=sizes)
     per_second = result.tokens_per_second or result.items_per_second

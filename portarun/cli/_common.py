@@ -1,4 +1,5 @@
-"""What every CLI command shares: error handling, exit codes, common options, tables."""
+"""What every CLI command shares: error handling, exit codes, option parsing, tables.
+The shared option definitions themselves are in ``options.py``."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from . import suite
 from ._common import parse_dims, parse_options, table
 from .hardware_cmd import assumptions_from, cost_options
 from .options import (backend_options_option, dims_option, emit_json, json_option, precision_option, runs_option,
-                      target_option, warmup_option)
+                      seed_option, target_option, warmup_option)
 
 __all__ = ["bench", "choose_batch"]  # choose_batch: re-exported for older imports; it lives in portarun.benchmark
 
@@ -53,6 +53,7 @@ def open_executable(source: str, target: str | None, precision: str, options: tu
 @dims_option("Size of another symbolic dim.")
 @runs_option(20, "Timed runs per batch size.")
 @warmup_option(3)
+@seed_option()
 @click.option("--max-latency-ms", type=float,
               help="Latency limit (TTFT for decoders): mark the cheapest batch that meets it.")
 @click.option("--new-tokens", default=32, show_default=True, help="Decoders: tokens generated per run.")
@@ -60,7 +61,7 @@ def open_executable(source: str, target: str | None, precision: str, options: tu
 @json_option("Write the results as JSON to PATH ('-': stdout).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG of latency and cost vs batch.")
 def bench(model_or_artifact: str, target: str | None, precision: str, options: tuple[str, ...], batch_text: str,
-          seq: int | None, dims: tuple[str, ...], runs: int, warmup: int, max_latency_ms: float | None,
+          seq: int | None, dims: tuple[str, ...], runs: int, warmup: int, seed: int, max_latency_ms: float | None,
           new_tokens: int, hardware: str | None, price_per_hour: float | None, utilization: float | None,
           pue: float | None, kwh_price: float | None, lifetime_years: float | None, basis: str,
           json_path: str | None, plot_path: str | None) -> None:
@@ -75,7 +76,7 @@ def bench(model_or_artifact: str, target: str | None, precision: str, options: t
     from ..models import builtin_default_dims
 
     config = SweepConfig(batches=_batches(batch_text), seq=seq, runs=runs, warmup=warmup,
-                         max_latency_ms=max_latency_ms, new_tokens=new_tokens,
+                         max_latency_ms=max_latency_ms, new_tokens=new_tokens, seed=seed,
                          dims={**builtin_default_dims(model_or_artifact), **parse_dims(dims)})
     assumptions = assumptions_from(price_per_hour, utilization, pue, kwh_price, lifetime_years, basis)
     with open_executable(model_or_artifact, target, precision, options) as exe:
@@ -129,7 +130,8 @@ def print_sweep(result: SweepResult) -> None:
 def print_decoder_sweep(result: SweepResult) -> None:
     prov, limit = result.provenance, result.config.max_latency_ms
     click.echo(f"{result.model} on {prov['target']} at {prov['precision']}: greedy generation of "
-               f"{result.config.new_tokens} tokens, median of {min(result.config.runs, 3)} runs; "
+               f"{result.config.new_tokens} tokens, median of {min(result.config.runs, 3)} runs after "
+               f"{result.config.warmup} warm-up; "
                f"{_priced_with(result)}")
     rows = [[("* " if r["chosen"] else "  ") + str(r["batch"]), f"{r['decoder']['ttft_ms']:.2f}",
              f"{r['decoder']['tpot_median_ms']:.2f}", f"{r['decoder']['tpot_p99_ms']:.2f}", f"{r['per_second']:.4g}",

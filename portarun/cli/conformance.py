@@ -14,7 +14,9 @@ from ._common import EXIT_FAILED, parse_dims, table
 from .hardware_cmd import assumptions_from, cost_options
 from .options import dims_option, json_option, precision_option, runs_option, target_option, warmup_option
 
+# the library's defaults (portarun_conformance.runner), repeated so `--help` does not import the suite
 DEFAULT_OUT_DIR = "reports/conformance"
+DEFAULT_THRESHOLD = 0.25
 
 
 def _bar(done: int, total: int, width: int = 24) -> str:
@@ -46,7 +48,7 @@ def conformance_options(function: Any) -> Any:
         cost_options,
         click.option("--baseline", type=click.Path(exists=True, dir_okay=False),
                      help="An earlier --json report: flag parity, latency and cost regressions."),
-        click.option("--threshold", type=float, default=0.25, show_default=True,
+        click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
                      help="Relative latency/cost increase counted as a regression."),
         click.option("--out-dir", default=DEFAULT_OUT_DIR, show_default=True,
                      help="Where the four reports go unless --json/--junit/--markdown/--plot name them."),

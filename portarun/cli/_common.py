@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import click
 
 from ..errors import PortarunError
+from ..tables import table  # noqa: F401 - the commands import it from here
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -73,18 +74,6 @@ def parse_dims(items: Sequence[str]) -> dict[str, int]:
         except ValueError:
             raise click.BadParameter(f"dim '{key}' must be an integer, got '{value}'", param_hint="--dim") from None
     return dims
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table (no dependency on rich/tabulate)."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 target_option = click.option("-t", "--target", "target", metavar="TARGET",

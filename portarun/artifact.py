@@ -24,8 +24,8 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._atomic import atomic_directory

@@ -130,8 +130,9 @@ class Program:
     def _string_inputs(self) -> dict[str, list[str]]:
         """Graph inputs holding strings -> the vocabulary their codes index (see hostvalues)."""
         found = {}
+        input_types = {vi.name: vi.type for vi in self.graph.proto.input}
         for name in self.input_names:
-            proto_type = self.graph.input_types.get(name)
+            proto_type = input_types.get(name)
             if proto_type is None or not proto_type.HasField("tensor_type") \
                     or proto_type.tensor_type.elem_type != 8:  # TensorProto.STRING
                 continue

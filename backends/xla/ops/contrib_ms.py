@@ -199,7 +199,7 @@ def _quantize_dynamic_u8(x):
     return q.astype(jnp.int32), scale, zero.astype(jnp.int32)
 
 
-def _column_vector(v, columns):
+def _column_vector(v):
     v = jnp.asarray(v)
     return v.reshape(-1) if v.size > 1 else v.reshape(())
 
@@ -209,9 +209,9 @@ def dynamic_quantize_matmul(n, a, b, b_scale, b_zero=None, bias=None):
     qa, a_scale, a_zero = _quantize_dynamic_u8(a)
     qb = jnp.asarray(b).astype(jnp.int32)
     if b_zero is not None:
-        qb = qb - _column_vector(b_zero, qb.shape[-1]).astype(jnp.int32)
+        qb = qb - _column_vector(b_zero).astype(jnp.int32)
     acc = jnp.matmul(qa - a_zero, qb, preferred_element_type=jnp.int32)
-    y = acc.astype(jnp.float32) * (a_scale * _column_vector(b_scale, qb.shape[-1]).astype(jnp.float32))
+    y = acc.astype(jnp.float32) * (a_scale * _column_vector(b_scale).astype(jnp.float32))
     return y if bias is None else y + bias
 
 
@@ -222,9 +222,9 @@ def matmul_integer_to_float(n, a, b, a_scale, b_scale, a_zero=None, b_zero=None,
     if a_zero is not None:
         qa = qa - jnp.asarray(a_zero).astype(jnp.int32).reshape(())
     if b_zero is not None:
-        qb = qb - _column_vector(b_zero, qb.shape[-1]).astype(jnp.int32)
+        qb = qb - _column_vector(b_zero).astype(jnp.int32)
     acc = jnp.matmul(qa, qb, preferred_element_type=jnp.int32)
-    scale = jnp.asarray(a_scale).astype(jnp.float32).reshape(()) * _column_vector(b_scale, qb.shape[-1])
+    scale = jnp.asarray(a_scale).astype(jnp.float32).reshape(()) * _column_vector(b_scale)
     y = acc.astype(jnp.float32) * scale.astype(jnp.float32)
     return y if bias is None else y + bias
 
@@ -328,9 +328,9 @@ def q_attention(n, x, weight, bias, x_scale, weight_scale, mask_index=None, x_ze
         qx = qx - jnp.asarray(x_zero).astype(jnp.int32).reshape(())
     qw = jnp.asarray(weight).astype(jnp.int32)
     if weight_zero is not None:
-        qw = qw - _column_vector(weight_zero, qw.shape[-1]).astype(jnp.int32)
+        qw = qw - _column_vector(weight_zero).astype(jnp.int32)
     acc = jnp.matmul(qx, qw, preferred_element_type=jnp.int32)
-    scale = jnp.asarray(x_scale).astype(jnp.float32).reshape(()) * _column_vector(weight_scale, qw.shape[-1])
+    scale = jnp.asarray(x_scale).astype(jnp.float32).reshape(()) * _column_vector(weight_scale)
     qkv = acc.astype(jnp.float32) * scale.astype(jnp.float32) + bias
     return _self_attention(n, qkv, jnp.asarray(bias).dtype, mask_index, past, None)
 

@@ -16,7 +16,7 @@ from ._common import Unsupported, is_const, jax, jnp, np
 MS = "com.microsoft"
 
 
-def _zero(zp, like_dtype=jnp.uint8):
+def _zero(zp):
     return jnp.zeros((), jnp.int32) if zp is None else jnp.asarray(zp).astype(jnp.int32).reshape(-1)[0]
 
 
@@ -118,9 +118,18 @@ def _leaky_np(n, v):
     return np.where(v >= 0, v, np.float32(n.attr("alpha", 0.01)) * v).astype(np.float32)
 
 
-qlinear_sigmoid = op("QLinearSigmoid", domain=MS)(_table_op(_sigmoid_np, lambda n, v: jax.nn.sigmoid(v)))
-qlinear_leaky_relu = op("QLinearLeakyRelu", domain=MS)(
-    _table_op(_leaky_np, lambda n, v: jnp.where(v >= 0, v, v * np.float32(n.attr("alpha", 0.01)))))
+_sigmoid_table = _table_op(_sigmoid_np, lambda n, v: jax.nn.sigmoid(v))
+_leaky_table = _table_op(_leaky_np, lambda n, v: jnp.where(v >= 0, v, v * np.float32(n.attr("alpha", 0.01))))
+
+
+@op("QLinearSigmoid", domain=MS)
+def qlinear_sigmoid(n, x, x_scale, x_zero=None, y_scale=None, y_zero=None):
+    return _sigmoid_table(n, x, x_scale, x_zero, y_scale, y_zero)
+
+
+@op("QLinearLeakyRelu", domain=MS)
+def qlinear_leaky_relu(n, x, x_scale, x_zero=None, y_scale=None, y_zero=None):
+    return _leaky_table(n, x, x_scale, x_zero, y_scale, y_zero)
 
 
 @op("QLinearSoftmax", domain=MS)

@@ -264,6 +264,34 @@ def matmul_nbits(n, a, b, scales, zero_points=None, g_idx=None, bias=None):
     return y if bias is None else y + bias
 
 
+@op("GatherBlockQuantized", domain=MS)
+def gather_block_quantized(n, data, indices, scales, zero_points=None):
+    """Rows of a block-quantized 4-bit table (int4/uint4, or uint8 holding two values per byte),
+    gathered first and dequantized after: only the gathered rows are expanded."""
+    bits, block = int(n.attr("bits", 4)), int(n.attr("block_size", 128))
+    data = jnp.asarray(data)
+    gather_axis = norm_axis(int(n.attr("gather_axis", 0)), data.ndim)
+    quantize_axis = norm_axis(int(n.attr("quantize_axis", 1)), data.ndim)
+    if bits != 4 or gather_axis != 0 or quantize_axis != data.ndim - 1:
+        raise Unsupported("GatherBlockQuantized other than 4 bits, gather_axis 0, quantize_axis last")
+    packed = data.dtype == jnp.uint8
+    indices = jnp.asarray(indices).astype(jnp.int32)
+    indices = jnp.where(indices < 0, indices + data.shape[0], indices)
+    rows = jnp.take(data, indices, axis=0)
+    values = _unpack_bits(rows, 4) if packed else rows.astype(jnp.int32)
+    scale = jnp.take(jnp.asarray(scales), indices, axis=0)
+    if zero_points is None:
+        zero = jnp.full(scale.shape, 0 if data.dtype == jnp.int4 else 8, jnp.int32)
+    else:
+        zero = jnp.take(jnp.asarray(zero_points), indices, axis=0)
+        zero = _unpack_bits(zero, 4)[..., :scale.shape[-1]] if zero.dtype == jnp.uint8 and packed else \
+            zero.astype(jnp.int32)
+    width = values.shape[-1]
+    expand = lambda v: jnp.repeat(v, block, axis=-1)[..., :width]  # noqa: E731
+    out = (values - expand(zero)).astype(scale.dtype) * expand(scale)
+    return out
+
+
 # -- attention ---------------------------------------------------------------------------------
 
 def _heads(x, heads: int):

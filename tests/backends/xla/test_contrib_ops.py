@@ -274,3 +274,21 @@ def test_qlinear_contrib_ops(op_type):
     want = ort_run(model, feeds)["y"]
     assert got.dtype == want.dtype and got.shape == want.shape
     assert np.max(np.abs(got.astype(np.int32) - want)) <= 1
+
+
+@pytest.mark.parametrize("with_zero_points", [False, True])
+def test_gather_block_quantized_packed_uint8(with_zero_points):
+    rng = _rng(12)
+    rows, k, block = 10, 64, 32
+    values = rng.integers(0, 16, (rows, k))
+    packed = (values[:, 0::2] | (values[:, 1::2] << 4)).astype(np.uint8)
+    inits = [("data", packed), ("scales", (rng.random((rows, k // block)) * 0.1 + 0.01).astype(np.float32))]
+    inputs = ["data", "ids", "scales"]
+    if with_zero_points:
+        zeros = rng.integers(0, 16, (rows, k // block))
+        inits.append(("zp", (zeros[:, 0::2] | (zeros[:, 1::2] << 4)).astype(np.uint8)))
+        inputs.append("zp")
+    node = helper.make_node("GatherBlockQuantized", inputs, ["y"], domain=MS, bits=4, block_size=block,
+                            gather_axis=0, quantize_axis=1)
+    model = _model([node], [_vi("ids", TensorProto.INT64, [2, 3])], [_vi("y")], inits)
+    assert_matches_ort(model, {"ids": np.asarray([[0, 9, 3], [3, 3, 7]], np.int64)})

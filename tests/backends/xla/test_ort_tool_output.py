@@ -205,3 +205,26 @@ def test_matmul_nbits_quantizer_output(symmetric):
     assert _ops(quantized)["MatMulNBits"] >= 4
     x = np.random.default_rng(0).standard_normal((2, 5, 256)).astype(np.float32)
     assert_matches_ort(quantized, {"x": x}, atol=1e-4, rtol=1e-4)
+
+
+def test_matmul_nbits_quantizer_with_gather_on_a_decoder():
+    """4-bit weights and a 4-bit embedding table (GatherBlockQuantized, uint4 data) on the built-in
+    decoder with its KV-cache inputs."""
+    import logging
+
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    import portarun
+    from portarun import models
+
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.ERROR)
+    model = models.build("decoder-tiny")
+    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=False, accuracy_level=0,
+                                          op_types_to_quantize=("MatMul", "Gather"),
+                                          quant_axes=(("MatMul", 0), ("Gather", 1)))
+    quantizer = MatMulNBitsQuantizer(model.proto, algo_config=config)
+    quantizer.process()
+    quantized = quantizer.model.model
+    assert {"MatMulNBits", "GatherBlockQuantized"} <= set(_ops(quantized))
+    feeds = portarun.random_feeds(model.inputs, seed=0, dims=models.get("decoder-tiny").default_dims)
+    assert_matches_ort(quantized, feeds, atol=1e-4, rtol=1e-4)

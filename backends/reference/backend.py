@@ -73,15 +73,35 @@ class ReferenceBackend(Backend):
 _REFERENCE_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training")
 
 
+def _reference_ml_ops() -> set[str]:
+    # onnx's evaluator implements only part of ai.onnx.ml (no ZipMap, CategoryMapper, ...)
+    try:
+        from onnx.reference.ops.aionnxml import _op_list
+    except ImportError:  # pragma: no cover - an onnx without the ml evaluator
+        return set()
+    return {name for name in dir(_op_list) if name[:1].isupper() and name not in ("Any", "OpFunction", "OpRun")}
+
+
 def _foreign_ops(proto: onnx.ModelProto) -> list[str]:
-    """domain::op of every node in a domain onnx's reference evaluator does not implement (subgraphs included)."""
+    """domain::op of every node onnx's reference evaluator does not implement (subgraphs included)."""
     local = {(f.domain, f.name) for f in proto.functions}
+    ml_ops = None
     found: set[str] = set()
+
+    def check(node: onnx.NodeProto) -> None:
+        nonlocal ml_ops
+        if (node.domain, node.op_type) in local:
+            return
+        if node.domain not in _REFERENCE_DOMAINS:
+            found.add(f"{node.domain}::{node.op_type}")
+        elif node.domain == "ai.onnx.ml":
+            ml_ops = _reference_ml_ops() if ml_ops is None else ml_ops
+            if node.op_type not in ml_ops:
+                found.add(f"ai.onnx.ml::{node.op_type}")
 
     def visit(graph: onnx.GraphProto) -> None:
         for node in graph.node:
-            if node.domain not in _REFERENCE_DOMAINS and (node.domain, node.op_type) not in local:
-                found.add(f"{node.domain}::{node.op_type}")
+            check(node)
             for attr in node.attribute:
                 for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
                     visit(sub)
@@ -89,6 +109,5 @@ def _foreign_ops(proto: onnx.ModelProto) -> list[str]:
     visit(proto.graph)
     for function in proto.functions:
         for node in function.node:
-            if node.domain not in _REFERENCE_DOMAINS and (node.domain, node.op_type) not in local:
-                found.add(f"{node.domain}::{node.op_type}")
+            check(node)
     return sorted(found)

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "hardware": "hardware_cmd:hardware",
     "quantize": "quantize_cmd:quantize",
     "serve": "serve_cmd:serve",
+    "export-triton": "export_triton_cmd:export_triton",
 }
 
 

@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailableError, CompileError, UsageError
@@ -94,6 +95,32 @@ def _source_of(model_or_artifact: Any) -> tuple[str | bytes, bool]:
     return (os.path.abspath(text) if os.path.exists(text) else text), False
 
 
+def _precheck(spec: ServeSpec) -> None:
+    """What can be checked before deploying: Ray Serve hides a replica's own error behind
+    "Failed to update the deployments", so a wrong target, precision or option is caught here."""
+    from ..registry import get_backend, resolve_target
+    from ..types import Precision
+
+    if spec.is_artifact:
+        from ..artifact import read_manifest
+
+        manifest = read_manifest(Path(spec.source))
+        backend = get_backend(manifest["backend"])
+        reason = backend.artifact_incompatibility(manifest)
+        if reason is not None:
+            raise UsageError(f"cannot serve artifact '{spec.source}': {reason}",
+                             hint="recompile it for this machine with `portarun compile`")
+        return
+    target = resolve_target(spec.target)
+    backend = get_backend(target.backend)
+    backend.resolve_target(target)  # the device must exist here
+    precision = Precision.parse(spec.precision)
+    if precision not in backend.precisions:
+        raise UsageError(f"{backend.name} does not support precision {precision}",
+                         hint=f"supported: {', '.join(p.value for p in backend.precisions)}")
+    backend.check_options(spec.options)
+
+
 def _start_ray(ray_address: str | None, num_cpus: int | None) -> bool:
     import ray
 
@@ -128,6 +155,7 @@ def serve(model_or_artifact: Any, target: Target | str | None = None, precision:
     spec = ServeSpec(source=source, target=None if target is None else str(target), precision=str(precision),
                      name=name or default_name(model_or_artifact), options=dict(options or {}),
                      max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms, is_artifact=artifact)
+    _precheck(spec)
     from .app import build_application
 
     device = Target.parse(spec.target).device if spec.target else None
@@ -146,8 +174,8 @@ def serve(model_or_artifact: Any, target: Target | str | None = None, precision:
         handle.shutdown()
         text = str(exc).strip().splitlines()
         raise CompileError(f"deploying '{spec.name}' on Ray Serve failed: {text[-1] if text else type(exc).__name__}",
-                           hint="rerun with --debug for Ray's traceback; check the model compiles with "
-                                "`portarun compile`") from exc
+                           hint="the replica's error is in Ray's serve logs (/tmp/ray/session_latest/logs/serve); "
+                                "check the model compiles with `portarun compile`") from exc
     return ServeHandle(spec.name, f"http://{host}:{port}", host, port, owns_ray, owns_serve)
 
 

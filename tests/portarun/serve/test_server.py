@@ -241,6 +241,11 @@ def test_python_api_rejects_bad_arguments_before_deploying(model_path):
         portarun.serve(model_path, TARGET, autoscale=(3, 1))
     with pytest.raises(portarun.ModelNotFoundError):
         portarun.serve("/nonexistent/model.onnx", TARGET)
+    # Ray Serve would hide these behind "Failed to update the deployments": caught before deploying
+    with pytest.raises(portarun.UsageError, match="does not accept option"):
+        portarun.serve(model_path, TARGET, options={"bogus": 1})
+    with pytest.raises(portarun.UsageError, match="does not support precision bf16"):
+        portarun.serve(model_path, TARGET, "bf16")
 
 
 def test_shutdown_stops_answering(server):

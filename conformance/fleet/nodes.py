@@ -7,6 +7,7 @@ backend. Cells record the same facts for the node that ran them.
 
 from __future__ import annotations
 
+import functools
 import socket
 from typing import Any, Sequence
 
@@ -17,18 +18,33 @@ from portarun.plugin import environment
 PROBE_TIMEOUT_S = 120.0
 
 
+@functools.lru_cache(maxsize=1)
 def describe_here() -> dict[str, Any]:
-    """This process's node: id, host, hardware and SDK versions (runs inside a Ray worker)."""
+    """This process's node: id, host, hardware and SDK versions (runs inside a Ray worker; once per worker)."""
     import ray
 
-    backends = {info.name: info.version for info in portarun.list_backends() if info.available}
+    from ..hardware import local_profile, measure_local
+
+    infos = [info for info in portarun.list_backends() if info.available]
+    backends = {info.name: info.version for info in infos}
+    devices = sorted({f"{d.target}" + (f" ({d.description})" if d.description else "")
+                      for info in infos for d in info.devices})
     try:
         targets = [str(t) for t in portarun.available_targets()]
     except portarun.PortarunError as exc:  # still a node; it just offers nothing portarun can use
         targets = [f"(none: {exc})"]
+    # a short measurement (tens of ms): enough to tell a node's class, not to price it
+    measured = measure_local(copy_mib=32, matmul_n=256, repeats=2)
+    profile = local_profile(measured)
+    hardware = {"profile": profile.description, "bandwidth_gbs": round(measured.bandwidth_gbs, 1),
+                "matmul_gflops": round(measured.matmul_gflops, 1), "devices": devices}
     return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-            "portarun": portarun.__version__, "environment": environment(), "sdk_versions": backends,
-            "targets": targets}
+            "portarun": portarun.__version__, "environment": environment(), "hardware": hardware,
+            "sdk_versions": backends, "targets": targets}
+
+
+def _describe() -> dict[str, Any]:
+    return describe_here()  # a plain function for ray.remote (it does not take the lru_cache wrapper)
 
 
 def probe_nodes(timeout_s: float = PROBE_TIMEOUT_S) -> list[dict[str, Any]]:
@@ -36,7 +52,7 @@ def probe_nodes(timeout_s: float = PROBE_TIMEOUT_S) -> list[dict[str, Any]]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    probe = ray.remote(num_cpus=0)(describe_here)
+    probe = ray.remote(num_cpus=0)(_describe)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote()
             for n in nodes]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ._common import option_option, parse_options, precision_option, target_option
+from ._common import parse_options
+from .options import backend_options_option, precision_option, target_option
 
 
 def _autoscale(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -19,9 +20,9 @@ def _autoscale(ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 @click.command("serve")
 @click.argument("model_or_artifact")
-@target_option
-@precision_option
-@option_option
+@target_option()
+@precision_option()
+@backend_options_option()
 @click.option("--name", help="Model name in the URL (/v2/models/NAME); default: the file's stem.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the HTTP proxy binds.")
 @click.option("--port", default=8000, show_default=True, help="HTTP port.")

@@ -62,6 +62,10 @@ class ConformanceConfig:
     plugins: Sequence[str] = ()  # modules or .py files each worker imports first
     node_ops: Sequence[str] | None = None  # restrict the node suite to these op types
     use_cache: bool = True  # reuse a node-suite result for the same backend code and SDK
+    # a Ray fleet for the model cells (extra ``ray``): an address, "auto" or "local"; None: this machine
+    ray: str | None = None
+    placement_timeout_s: float = 30.0  # on Ray: how long a target no node offers may wait for one to join
+    accelerator_types: Mapping[str, str] = field(default_factory=dict)  # on Ray: target -> accelerator type
 
     def __post_init__(self) -> None:
         if self.suite not in SUITES:
@@ -148,9 +152,27 @@ def _run_cells(config: ConformanceConfig, cases: list[Case], targets: list[str],
         if progress is not None:
             progress(ProgressEvent("cell", done, total, result=result))
 
+    if config.ray:
+        return _run_cells_on_ray(config, cases, targets, cell_done)
     return run_matrix(cases, targets, list(config.precisions) or None, runs=config.runs, warmup=config.warmup,
                       timeout_s=config.timeout_s, isolate=config.isolate, plugins=config.plugins,
                       localize_failures=config.localize, progress=cell_done)
+
+
+def _run_cells_on_ray(config: ConformanceConfig, cases: list[Case], targets: list[str],
+                      cell_done: Callable[[CaseResult, int, int], None]) -> MatrixResult:
+    """The model cells as Ray tasks (``fleet``); the node suite, when asked for, still runs here."""
+    from .fleet import connect, import_ray, run_matrix_on_ray
+
+    owns = connect(config.ray)
+    try:
+        return run_matrix_on_ray(cases, targets, list(config.precisions) or None, runs=config.runs,
+                                 warmup=config.warmup, timeout_s=config.timeout_s, plugins=config.plugins,
+                                 localize_failures=config.localize, placement_timeout_s=config.placement_timeout_s,
+                                 accelerator_types=dict(config.accelerator_types), progress=cell_done)
+    finally:
+        if owns:
+            import_ray().shutdown()
 
 
 def _run_node_suite(config: ConformanceConfig, targets: list[str], progress: Progress | None) -> dict[str, Any]:

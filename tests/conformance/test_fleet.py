@@ -103,3 +103,39 @@ def test_a_node_with_another_portarun_version_is_refused():
         check_versions(nodes)
     assert "box-b" in str(info.value) and "portarun 0.0.1" in str(info.value) and "10.0.0.3" in str(info.value)
     assert "pip install" in str(info.value)
+
+
+@pytest.mark.slow
+def test_conformance_command_with_ray_writes_one_report_with_nodes(cluster, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from portarun.cli import main
+
+    # the cluster fixture has connected this process, so --ray uses that cluster as it is
+    result = CliRunner().invoke(main, ["conformance", "builtin:mlp", "-t", "onnxruntime:cpu", "-t", "openvino:npu",
+                                       "-p", "fp32", "--suite", "models", "--runs", "2", "--warmup", "0",
+                                       "--ray", "auto", "--placement-timeout", "1", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 1, result.output  # openvino:npu: no node offers it
+    document = json.loads((tmp_path / "report.json").read_text())
+    cpu, npu = document["results"]
+    assert cpu["status"] == "pass" and cpu["node"]["sdk_versions"]["onnxruntime"]
+    assert cpu["node"]["hardware"]["devices"]
+    assert npu["status"] == "error" and "no node offers openvino:npu" in npu["message"]
+    assert len(document["fleet"]["nodes"]) == 3
+
+
+def test_ray_option_without_ray_names_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from click.testing import CliRunner
+
+    from portarun.cli import main
+
+    # a plumbing test: hide Ray from the import system to stand in for a machine without the extra
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = CliRunner().invoke(main, ["conformance", "builtin:mlp", "-t", "onnxruntime:cpu", "--suite", "models",
+                                       "--ray", "local", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "pip install 'portarun[ray]'" in result.output

@@ -41,6 +41,7 @@ def test_onnxruntime_repository_runs_like_portarun(tmp_path, mlp):
     import onnxruntime
 
     result = export_triton(mlp, tmp_path, "onnxruntime:cpu", name="mlp", instances=2)
+    assert result.config_text == (result.path / "config.pbtxt").read_text()
     config = _config(result.path)
     assert (config.platform, config.backend, config.max_batch_size) == ("onnxruntime_onnx", "onnxruntime", 8)
     assert [list(t.dims) for t in config.input] == [[64]] and [list(t.dims) for t in config.output] == [[10]]

@@ -104,7 +104,7 @@ class _Cell:
         return result
 
 
-def _feasible_nodes(placement: Placement, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
+def feasible_nodes(placement: Placement, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
     import ray
 
     return [n for n in ray.nodes() if n.get("Alive") and n["NodeID"] not in exclude
@@ -115,14 +115,14 @@ def _wait_for_a_node(cell: _Cell, timeout_s: float) -> bool:
     """Whether some live node fits the cell, waiting up to ``timeout_s`` for one to join."""
     end = time.monotonic() + timeout_s
     while True:
-        if _feasible_nodes(cell.placement):
+        if feasible_nodes(cell.placement):
             return True
         if time.monotonic() >= end:
             return False
         time.sleep(min(1.0, max(0.0, end - time.monotonic())))
 
 
-def _is_lost_worker(exc: BaseException) -> bool:
+def is_lost_worker(exc: BaseException) -> bool:
     import ray.exceptions as rex
 
     lost = tuple(getattr(rex, name) for name in ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError",
@@ -131,8 +131,8 @@ def _is_lost_worker(exc: BaseException) -> bool:
     return isinstance(exc, lost)
 
 
-def run_matrix_on_ray(cases: Iterable[Case], targets: Iterable[str], precisions: Sequence[Precision | str] | None = None,
-                      *, runs: int = 20, warmup: int = 3, budget_s: float = 5.0, timeout_s: float = 300.0,
+def run_matrix_on_ray(cases: Iterable[Case], targets: Iterable[str],
+                      precisions: Sequence[Precision | str] | None = None, *, runs: int = 20, warmup: int = 3, budget_s: float = 5.0, timeout_s: float = 300.0,
                       plugins: Sequence[str] = (), localize_failures: bool = True,
                       placement_timeout_s: float = DEFAULT_PLACEMENT_TIMEOUT_S,
                       accelerator_types: Mapping[str, str] | None = None,
@@ -191,10 +191,10 @@ def run_matrix_on_ray(cases: Iterable[Case], targets: Iterable[str], precisions:
                 if cell.timed_out:
                     finish(cell, cell.failed("timeout", f"timeout: over {timeout_s:g} s on node "
                                                         f"{_name(by_id, node_id)}; cancelled", by_id.get(node_id)))
-                elif _is_lost_worker(exc):
+                elif is_lost_worker(exc):
                     restarts += 1
                     cell.attempts.append(node_id or "?")
-                    others = _feasible_nodes(cell.placement, exclude=cell.attempts) if len(cell.attempts) == 1 else []
+                    others = feasible_nodes(cell.placement, exclude=cell.attempts) if len(cell.attempts) == 1 else []
                     if others:
                         submit(cell, others[0]["NodeID"])
                         continue

@@ -139,3 +139,25 @@ def test_ray_option_without_ray_names_the_extra(monkeypatch, tmp_path):
                                        "--ray", "local", "--out-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "pip install 'portarun[ray]'" in result.output
+
+
+@pytest.mark.slow
+def test_bench_with_ray_runs_the_sweep_on_the_node_that_offers_the_target(cluster):
+    import json
+
+    import ray
+    from click.testing import CliRunner
+
+    from portarun.cli import main
+
+    if "xla:cpu" not in {str(t) for t in portarun.available_targets()}:
+        pytest.skip("xla is not installed here")
+    result = CliRunner().invoke(main, ["bench", "builtin:mlp", "-t", "xla:cpu", "--batch", "1,4", "--runs", "2",
+                                       "--warmup", "0", "--ray", "auto", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [r["batch"] for r in document["rows"]] == [1, 4]
+    node = {n["NodeID"]: n for n in ray.nodes()}[document["node"]["node_id"]]
+    assert node["Resources"].get("portarun/xla:cpu") == 1
+    refused = CliRunner().invoke(main, ["bench", "builtin:mlp", "-t", "openvino:npu", "--ray", "auto"])
+    assert refused.exit_code == 2 and "no node offers openvino:npu" in refused.output

@@ -161,8 +161,12 @@ def _tensorrt(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
     else:
         filename = "model.plan"
     shutil.copyfile(engine, version / filename)
-    return {"platform": "tensorrt_plan", "backend": "tensorrt", "instance_kind": "KIND_GPU", "extra": extra}, \
-        "tensorrt"
+    settings: dict[str, Any] = {"platform": "tensorrt_plan", "backend": "tensorrt", "instance_kind": "KIND_GPU",
+                                "extra": extra}
+    profiles = extras.get("profiles") or {}
+    if profiles:  # the engine takes batches up to its optimization profile's largest first dim
+        settings["max_batch_limit"] = min(int(triple[2][0]) for triple in profiles.values())
+    return settings, "tensorrt"
 
 
 def _python(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
@@ -210,6 +214,16 @@ def _max_batch(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], aske
     return asked
 
 
+def _fit_engine(batch: int, limit: int | None, *, asked: int | None) -> int:
+    """``max_batch_size`` within what a prebuilt engine accepts (the default shrinks; an explicit ask fails)."""
+    if limit is None or batch <= limit:
+        return batch
+    if asked is not None:
+        raise UsageError(f"--max-batch-size {asked}: the TensorRT engine was built for batches up to {limit}",
+                         hint=f"use --max-batch-size {limit} or less, or rebuild the engine with a larger profile")
+    return limit
+
+
 def export_triton(model_or_artifact: Any, repo: str | os.PathLike, target: str | None = None,
                   precision: str = "fp32", *, name: str | None = None, max_batch_size: int | None = None,
                   instances: int = 1, from_bench: str | os.PathLike | None = None,
@@ -227,6 +241,7 @@ def export_triton(model_or_artifact: Any, repo: str | os.PathLike, target: str |
         version = staging / "1"
         version.mkdir()
         settings, backend = writer(source, version)
+        batch = _fit_engine(batch, settings.get("max_batch_limit"), asked=max_batch_size)
         on_gpu = settings["instance_kind"] == "KIND_GPU" and source.target.index is not None
         gpus = [source.target.index] if on_gpu else []
         config = triton_config.model_config(

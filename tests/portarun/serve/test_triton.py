@@ -144,14 +144,18 @@ def test_tensorrt_engine_is_filed_by_compute_capability(tmp_path, mlp):
         root = executable.save(tmp_path / "artifact")
     manifest = json.loads((root / "manifest.json").read_text())
     manifest.update(backend="tensorrt", target="tensorrt:cuda:0",
-                    payload={"engine": "model.engine", "engine_key": {"compute_capability": "9.0"}})
+                    payload={"engine": "model.engine", "engine_key": {"compute_capability": "9.0"},
+                             "profiles": {"x": [[1, 64], [4, 64], [4, 64]]}})  # the engine takes batches up to 4
     (root / "manifest.json").write_text(json.dumps(manifest))
     (root / "payload" / "model.engine").write_bytes(b"stand-in engine")
     result = export_triton(root, tmp_path / "repo", name="mlp_trt")
     config = _config(result.path)
     assert config.platform == "tensorrt_plan" and dict(config.cc_model_filenames) == {"9.0": "model_sm90.plan"}
+    assert config.max_batch_size == 4
     assert (result.path / "1" / "model_sm90.plan").read_bytes() == b"stand-in engine"
     assert triton_config.check_repository(result.path, mlp.inputs, mlp.outputs) == []
+    with pytest.raises(portarun.UsageError, match="batches up to 4"):
+        export_triton(root, tmp_path / "repo", name="mlp_trt8", max_batch_size=8)
     with pytest.raises(portarun.UsageError, match="export a tensorrt artifact"):
         export_triton(mlp, tmp_path / "repo", "tensorrt:cuda", name="x")
 

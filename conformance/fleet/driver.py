@@ -62,10 +62,13 @@ def _runner(plugins: tuple[str, ...]) -> InProcess:
 _references: dict[str, Any] = {}  # per worker process: a case's reference is computed once per node
 
 
-def _cell(tracker: Any, key: int, case: Case, target: str, precision: str, settings: dict[str, Any],
+def _cell(tracker: Any, key: str, case: Case, target: str, precision: str, settings: dict[str, Any],
           plugins: tuple[str, ...]) -> CaseResult:
+    import ray
+
     node = describe_here()
-    tracker.started.remote(key, node["node_id"])
+    # wait for the tracker to have it: a cell that kills its worker must not outrun the message
+    ray.get(tracker.started.remote(key, node["node_id"]))
     runner = _runner(plugins)
     if case.name not in _references:
         _references[case.name] = runner.call(reference_task, case)
@@ -78,12 +81,12 @@ class _Tracker:
     """Which node each cell started on, and when (cells tell it first thing)."""
 
     def __init__(self) -> None:
-        self.starts: dict[int, tuple[str, float]] = {}
+        self.starts: dict[str, tuple[str, float]] = {}
 
-    def started(self, key: int, node_id: str) -> None:
+    def started(self, key: str, node_id: str) -> None:
         self.starts[key] = (node_id, time.time())
 
-    def where(self) -> dict[int, tuple[str, float]]:
+    def where(self) -> dict[str, tuple[str, float]]:
         return dict(self.starts)
 
 
@@ -95,6 +98,11 @@ class _Cell:
         self.ref: Any = None
         self.result: CaseResult | None = None
         self.timed_out = False
+
+    @property
+    def token(self) -> str:
+        """The tracker's key for the current attempt (a retry's clock starts when the retry starts)."""
+        return f"{self.key}/{len(self.attempts)}"
 
     def failed(self, status: str, message: str, node: dict | None = None) -> CaseResult:
         tolerance, why = explain_tolerance(self.precision, backend=self.target.split(":")[0], case=self.case.name)
@@ -167,7 +175,7 @@ def run_matrix_on_ray(cases: Iterable[Case], targets: Iterable[str],
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        cell.ref = remote_cell.options(**options).remote(tracker, cell.key, cell.case, cell.target,
+        cell.ref = remote_cell.options(**options).remote(tracker, cell.token, cell.case, cell.target,
                                                          cell.precision.value, settings, tuple(plugins))
 
     restarts = 0
@@ -184,7 +192,7 @@ def run_matrix_on_ray(cases: Iterable[Case], targets: Iterable[str],
         starts = ray.get(tracker.where.remote())
         for ref in ready:
             cell = pending[ref]
-            node_id = starts.get(cell.key, (None, 0.0))[0]
+            node_id = starts.get(cell.token, (None, 0.0))[0]
             try:
                 finish(cell, ray.get(ref))
             except Exception as exc:
@@ -206,7 +214,7 @@ def run_matrix_on_ray(cases: Iterable[Case], targets: Iterable[str],
                     finish(cell, cell.failed("error", f"{type(exc).__name__}: {_last_line(exc)}", by_id.get(node_id)))
         now = time.time()
         for cell in pending.values():
-            started = starts.get(cell.key)
+            started = starts.get(cell.token)
             if cell.ref is not None and not cell.timed_out and started and now - started[1] > timeout_s:
                 cell.timed_out = True
                 ray.cancel(cell.ref, force=True)

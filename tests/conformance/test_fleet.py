@@ -7,6 +7,7 @@ come from tests/conformance/_backends.py, imported by each Ray worker as a plugi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,8 @@ def test_fleet_run_places_cells_by_resource_and_merges_one_report(cluster):
 
     crash = by_target["crashy:cpu"]  # killed its worker, was retried once on another node, died again
     assert crash.status == "crash" and "died again" in crash.message
+    first, second = re.search(r"died on (\S+), (\S+) \(", crash.message).groups()
+    assert first != second  # the retry ran on another node
     assert matrix.worker_restarts >= 2
     assert by_target["hangy:cpu"].status == "timeout"
     gpu, npu = by_target["onnxruntime:cuda"], by_target["openvino:npu"]

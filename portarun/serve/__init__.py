@@ -6,19 +6,10 @@ callable-module trick as ``portarun.quantize``). Ray and tritonclient are import
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
-
+from .._callable import make_module_callable
 from .api import ServeHandle, serve
 from .spec import ServeSpec
 
 __all__ = ["ServeHandle", "ServeSpec", "serve"]
 
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> ServeHandle:
-        return serve(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, serve)

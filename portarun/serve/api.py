@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailableError, CompileError, UsageError
@@ -102,10 +101,10 @@ def _precheck(spec: ServeSpec) -> None:
     from ..types import Precision
 
     if spec.is_artifact:
-        from ..artifact import read_manifest
+        from ..artifact import read_artifact
 
-        manifest = read_manifest(Path(spec.source))
-        backend = get_backend(manifest["backend"])
+        manifest = read_artifact(spec.source)
+        backend = get_backend(manifest.backend)
         reason = backend.artifact_incompatibility(manifest)
         if reason is not None:
             raise UsageError(f"cannot serve artifact '{spec.source}': {reason}",

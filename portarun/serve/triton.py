@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .._atomic import atomic_directory
-from ..artifact import PAYLOAD, SOURCE_MODEL, is_artifact, read_manifest
+from ..artifact import Manifest, is_artifact, read_artifact, source_model
 from ..errors import CheckFailedError, UnsupportedError, UsageError
 from ..model import Model, quantization_of
 from ..registry import get_backend
@@ -54,27 +54,24 @@ class TritonExport:
 
 @dataclass
 class _Source:
-    """The model to export: from a file/built-in, or from a portarun artifact (then ``artifact`` is set)."""
+    """The model to export: from a file/built-in, or from a portarun artifact (then ``manifest`` is set)."""
 
     model: Model
     target: Target
     precision: Precision
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    artifact: Path | None = None
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None  # set when exporting a portarun artifact
 
 
 def _resolve(model_or_artifact: Any, target: str | None, precision: str) -> _Source:
     from .. import api
 
     if not isinstance(model_or_artifact, Model) and is_artifact(model_or_artifact):
-        root = Path(model_or_artifact)
-        manifest = read_manifest(root)
-        model = Model.load(root / SOURCE_MODEL)
-        return _Source(model, Target.parse(manifest["target"]), Precision.parse(manifest["precision"]),
-                       tuple(TensorSpec.from_dict(s) for s in manifest["inputs"]),
-                       tuple(TensorSpec.from_dict(s) for s in manifest["outputs"]), root, manifest)
+        manifest = read_artifact(model_or_artifact)
+        return _Source(source_model(manifest), manifest.target, manifest.precision,
+                       tuple(TensorSpec.from_dict(s) for s in manifest.raw["inputs"]),
+                       tuple(TensorSpec.from_dict(s) for s in manifest.raw["outputs"]), manifest)
     if target is None:
         raise UsageError("a model needs a target (e.g. -t onnxruntime:cuda); an artifact carries its own")
     parsed = Target.parse(target)
@@ -120,14 +117,14 @@ def _onnxruntime(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
 
 
 def _artifact_payload(source: _Source) -> tuple[Path, dict[str, Any]]:
-    return source.artifact / PAYLOAD, source.manifest.get("payload") or {}
+    return source.manifest.payload_dir, source.manifest.extras
 
 
 def _openvino(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
     if source.target.device != "cpu":
         raise UnsupportedError(f"Triton's openvino backend runs on CPU; {source.target} is not", backend="openvino",
                                hint="export for openvino:cpu, or use --python-backend to run portarun there")
-    if source.artifact is None:  # portarun's OpenVINO backend writes the IR (NNCF-compressed when quantized)
+    if source.manifest is None:  # portarun's OpenVINO backend writes the IR (NNCF-compressed when quantized)
         from .. import api
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +132,7 @@ def _openvino(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
             with executable:
                 root = executable.save(Path(tmp) / "artifact")
             ir_source = _Source(source.model, source.target, source.precision, source.inputs, source.outputs,
-                                root, read_manifest(root))
+                                read_artifact(root))
             return _openvino(ir_source, version)
     payload, extras = _artifact_payload(source)
     xml = payload / extras.get("ir", "model.xml")
@@ -148,7 +145,7 @@ def _openvino(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
 
 
 def _tensorrt(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
-    if source.artifact is None:
+    if source.manifest is None:
         raise UsageError("a TensorRT engine is built for one GPU: export a tensorrt artifact",
                          hint=f"portarun compile MODEL -t {source.target} -o DIR, then export-triton DIR")
     payload, extras = _artifact_payload(source)
@@ -171,8 +168,8 @@ def _tensorrt(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
 
 def _python(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
     shutil.copyfile(PYTHON_MODEL, version / "model.py")
-    if source.artifact is not None:
-        shutil.copytree(source.artifact, version / "artifact")
+    if source.manifest is not None:
+        shutil.copytree(source.manifest.path, version / "artifact")
     else:
         from .. import api
 
@@ -230,7 +227,7 @@ def export_triton(model_or_artifact: Any, repo: str | os.PathLike, target: str |
                   python_backend: bool = False) -> TritonExport:
     """Write ``repo/NAME/config.pbtxt`` and ``repo/NAME/1/...`` for Triton; returns what was written."""
     source = _resolve(model_or_artifact, target, precision)
-    name = name or (source.manifest or {}).get("model_name") or default_name(model_or_artifact)
+    name = name or (source.manifest.model_name if source.manifest else None) or default_name(model_or_artifact)
     if instances < 1:
         raise UsageError(f"instances must be at least 1, got {instances}")
     batch = _max_batch(source.inputs, source.outputs, max_batch_size)

@@ -134,7 +134,8 @@ def run(config: ConformanceConfig, progress: Progress | None = None) -> Conforma
         matrix = _run_cells(config, cases, targets, progress)
     if config.suite in ("onnx-node", "all"):
         matrix.node_suite = _run_node_suite(config, targets, progress)
-    attach_costs(matrix, config.hardware, assumptions)
+    if not config.ray:  # on a fleet each cell was priced on its own node
+        attach_costs(matrix, config.hardware, assumptions)
     document = build_report(matrix, hardware=config.hardware, assumptions=assumptions)
     if old is not None:
         regressions = find_regressions(document, old, threshold=config.threshold)
@@ -153,14 +154,14 @@ def _run_cells(config: ConformanceConfig, cases: list[Case], targets: list[str],
             progress(ProgressEvent("cell", done, total, result=result))
 
     if config.ray:
-        return _run_cells_on_ray(config, cases, targets, cell_done)
+        return _run_cells_on_ray(config, cases, targets, cell_done, config.assumptions or default_assumptions())
     return run_matrix(cases, targets, list(config.precisions) or None, runs=config.runs, warmup=config.warmup,
                       timeout_s=config.timeout_s, isolate=config.isolate, plugins=config.plugins,
                       localize_failures=config.localize, progress=cell_done)
 
 
 def _run_cells_on_ray(config: ConformanceConfig, cases: list[Case], targets: list[str],
-                      cell_done: Callable[[CaseResult, int, int], None]) -> MatrixResult:
+                      cell_done: Callable[[CaseResult, int, int], None], assumptions: CostAssumptions) -> MatrixResult:
     """The model cells as Ray tasks (``fleet``); the node suite, when asked for, still runs here."""
     from .fleet import connect, import_ray, run_matrix_on_ray
 
@@ -169,7 +170,8 @@ def _run_cells_on_ray(config: ConformanceConfig, cases: list[Case], targets: lis
         return run_matrix_on_ray(cases, targets, list(config.precisions) or None, runs=config.runs,
                                  warmup=config.warmup, timeout_s=config.timeout_s, plugins=config.plugins,
                                  localize_failures=config.localize, placement_timeout_s=config.placement_timeout_s,
-                                 accelerator_types=dict(config.accelerator_types), progress=cell_done)
+                                 accelerator_types=dict(config.accelerator_types),
+                                 pricing=(config.hardware, assumptions), progress=cell_done)
     finally:
         if owns:
             import_ray().shutdown()

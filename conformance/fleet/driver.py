@@ -63,7 +63,7 @@ _references: dict[str, Any] = {}  # per worker process: a case's reference is co
 
 
 def _cell(tracker: Any, key: str, case: Case, target: str, precision: str, settings: dict[str, Any],
-          plugins: tuple[str, ...]) -> CaseResult:
+          plugins: tuple[str, ...], pricing: tuple[str | None, Any] | None) -> CaseResult:
     import ray
 
     node = describe_here()
@@ -74,6 +74,10 @@ def _cell(tracker: Any, key: str, case: Case, target: str, precision: str, setti
         _references[case.name] = runner.call(reference_task, case)
     result = _run_cell(runner, case, target, Precision.parse(precision), _references[case.name], **settings)
     result.node = node
+    if pricing is not None:  # priced here: a CPU target's profile is this node's CPU, not the driver's
+        from ..report import attach_costs
+
+        attach_costs(MatrixResult([result]), *pricing)
     return result
 
 
@@ -140,12 +144,17 @@ def is_lost_worker(exc: BaseException) -> bool:
 
 
 def run_matrix_on_ray(cases: Iterable[Case], targets: Iterable[str],
-                      precisions: Sequence[Precision | str] | None = None, *, runs: int = 20, warmup: int = 3, budget_s: float = 5.0, timeout_s: float = 300.0,
+                      precisions: Sequence[Precision | str] | None = None, *, runs: int = 20, warmup: int = 3,
+                      budget_s: float = 5.0, timeout_s: float = 300.0,
                       plugins: Sequence[str] = (), localize_failures: bool = True,
                       placement_timeout_s: float = DEFAULT_PLACEMENT_TIMEOUT_S,
                       accelerator_types: Mapping[str, str] | None = None,
+                      pricing: tuple[str | None, Any] | None = None,
                       progress: Callable[[CaseResult, int, int], None] | None = None) -> MatrixResult:
-    """Like ``run_matrix``, with every cell a Ray task on a node that offers its target (Ray must be connected)."""
+    """Like ``run_matrix``, with every cell a Ray task on a node that offers its target (Ray must be connected).
+
+    ``pricing`` (hardware profile name or None, CostAssumptions) prices each cell on its node.
+    """
     ray = import_ray()
     start = time.perf_counter()
     nodes = probe_nodes()
@@ -176,7 +185,7 @@ def run_matrix_on_ray(cases: Iterable[Case], targets: Iterable[str],
 
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
         cell.ref = remote_cell.options(**options).remote(tracker, cell.token, cell.case, cell.target,
-                                                         cell.precision.value, settings, tuple(plugins))
+                                                         cell.precision.value, settings, tuple(plugins), pricing)
 
     restarts = 0
     for cell in cells:

@@ -125,6 +125,8 @@ def test_conformance_command_with_ray_writes_one_report_with_nodes(cluster, tmp_
     cpu, npu = document["results"]
     assert cpu["status"] == "pass" and cpu["node"]["sdk_versions"]["onnxruntime"]
     assert cpu["node"]["hardware"]["devices"]
+    # priced on the node that ran it (here every node is this machine, so its profile is "local" too)
+    assert cpu["cost"]["profile"] == "local" and cpu["cost"]["usd_per_million"]["value"] > 0
     assert npu["status"] == "error" and "no node offers openvino:npu" in npu["message"]
     assert len(document["fleet"]["nodes"]) == 3
 

@@ -94,9 +94,15 @@ def _source_of(model_or_artifact: Any) -> tuple[str | bytes, bool]:
     return (os.path.abspath(text) if os.path.exists(text) else text), False
 
 
-def _precheck(spec: ServeSpec) -> None:
+# devices a replica needs a Ray GPU for (OpenVINO's "gpu" is an Intel GPU, which Ray does not count)
+_RAY_GPU_DEVICES = ("cuda", "tensorrt", "rocm", "migraphx", "gpu")
+
+
+def _precheck(spec: ServeSpec, *, local_devices: bool) -> Target:
     """What can be checked before deploying: Ray Serve hides a replica's own error behind
-    "Failed to update the deployments", so a wrong target, precision or option is caught here."""
+    "Failed to update the deployments", so a wrong target, precision or option is caught here.
+    ``local_devices``: the replicas run on this machine, so the device must exist here.
+    Returns the target the replicas will run."""
     from ..registry import get_backend, resolve_target
     from ..types import Precision
 
@@ -109,15 +115,19 @@ def _precheck(spec: ServeSpec) -> None:
         if reason is not None:
             raise UsageError(f"cannot serve artifact '{spec.source}': {reason}",
                              hint="recompile it for this machine with `portarun compile`")
-        return
+        return manifest.target
     target = resolve_target(spec.target)
     backend = get_backend(target.backend)
-    backend.resolve_target(target)  # the device must exist here
+    if local_devices:
+        target = backend.resolve_target(target)  # the device must exist here
+    else:  # the replicas run elsewhere in the cluster; only fill in the default device
+        target = Target(target.backend, target.device or backend.default_device, target.index)
     precision = Precision.parse(spec.precision)
     if precision not in backend.precisions:
         raise UsageError(f"{backend.name} does not support precision {precision}",
                          hint=f"supported: {', '.join(p.value for p in backend.precisions)}")
     backend.check_options(spec.options)
+    return target
 
 
 def _start_ray(ray_address: str | None, num_cpus: int | None) -> bool:
@@ -154,11 +164,10 @@ def serve(model_or_artifact: Any, target: Target | str | None = None, precision:
     spec = ServeSpec(source=source, target=None if target is None else str(target), precision=str(precision),
                      name=name or default_name(model_or_artifact), options=dict(options or {}),
                      max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms, is_artifact=artifact)
-    _precheck(spec)
+    target_here = _precheck(spec, local_devices=not ray_address)
     from .app import build_application
 
-    device = Target.parse(spec.target).device if spec.target else None
-    gpus = 1.0 if device in ("cuda", "gpu", "rocm") else 0.0
+    gpus = 1.0 if target_here.backend != "openvino" and target_here.device in _RAY_GPU_DEVICES else 0.0
     application = build_application(spec, replicas=replicas, autoscale=autoscale, num_cpus=replica_cpus,
                                      num_gpus=gpus)
     owns_ray = _start_ray(ray_address, num_cpus)

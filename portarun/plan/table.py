@@ -1,0 +1,80 @@
+"""Rows of the plan table from the plan document: shared by the terminal, Markdown and the plot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _num(value: Any, fmt: str = ".4g", prefix: str = "") -> str:
+    return "-" if value is None else f"{prefix}{value:{fmt}}"
+
+
+def latency_text(entry: dict[str, Any]) -> str:
+    if entry["kind"] == "decoder":
+        return f"{_num(entry['ttft_ms'], '.3g')} / {_num(entry['tpot_ms'], '.3g')}"
+    latency = entry.get("latency_ms") or {}
+    return f"{_num(latency.get('median'), '.3g')} / {_num(latency.get('p99'), '.3g')}"
+
+
+def verdict(entry: dict[str, Any]) -> str:
+    if entry["feasible"]:
+        return "RECOMMENDED" if entry["recommended"] else ("ok (migration)" if entry.get("migration") else "ok")
+    return "; ".join(r["text"] for r in entry["reasons"])
+
+
+def source_text(entry: dict[str, Any]) -> str:
+    source = entry["source"]
+    if source["kind"] == "measured":
+        return "here"
+    return f"{source.get('where') or '?'} @ {source.get('when') or '?'}"
+
+
+def headers(document: dict[str, Any]) -> list[str]:
+    metric = document["pareto"]["accuracy_metric"]
+    decoder = any(e["kind"] == "decoder" for e in document["candidates"])
+    unit = next((e["unit"] for e in document["candidates"]), "tokens")
+    return ["#", "target", "prec", "batch", "hardware", metric,
+            "TTFT / TPOT ms" if decoder else "median / p99 ms", "tokens/s", f"$/1M {unit}", "verdict", "measured"]
+
+
+def rows(document: dict[str, Any]) -> list[list[str]]:
+    metric = document["pareto"]["accuracy_metric"]
+    out = []
+    for entry in document["candidates"]:
+        per_second = entry["tokens_per_s"] if entry["unit"] == "tokens" else entry["items_per_s"]
+        out.append([str(entry["id"]), entry["target"], entry["precision"], str(entry["batch"]),
+                    entry["hardware"] or "-", _num(entry["accuracy"].get(metric), ".6g"), latency_text(entry),
+                    _num(per_second, ".4g"), _num(entry["usd_per_1m_tokens"], ".4g", "$"), verdict(entry),
+                    source_text(entry)])
+    return out
+
+
+def summary_lines(document: dict[str, Any]) -> list[str]:
+    """The recommendation, the migration option, the fleet, or the closest misses: a few lines of text."""
+    lines = []
+    rec, mig = document["recommended"], document["migration"]
+    if rec:
+        lines.append(f"recommended: #{rec['id']} {rec['label']} ({rec['why']})")
+    else:
+        misses = [document["candidates"][i] for i in document["closest_misses"]]
+        lines.append("no feasible candidate; closest misses:")
+        lines += [f"  #{e['id']} {e['target']} {e['precision']} b{e['batch']}: {verdict(e)}" for e in misses]
+    if mig:
+        lines.append(f"migration option: #{mig['id']} {mig['label']} ({mig['why']})")
+    elif rec:
+        lines.append("migration option: none (no feasible candidate on another backend or hardware)")
+    replicas = document.get("replicas")
+    if replicas:
+        monthly = replicas["monthly_usd"]
+        lines.append(f"for {replicas['requests_per_s']:g} requests/s: {replicas['replicas'] or '?'} replicas "
+                     f"({_num(replicas['per_replica_requests_per_s'], '.4g')} requests/s each), "
+                     f"{_num(monthly, ',.2f', '$')}/month" + (f" ({replicas['note']})" if replicas.get("note") else ""))
+    pareto = document["pareto"]
+    lines.append(f"Pareto front cost vs {pareto['accuracy_metric']}: "
+                 f"{', '.join('#' + str(i) for i in pareto['cost_vs_accuracy']) or '-'}; cost vs latency: "
+                 f"{', '.join('#' + str(i) for i in pareto['cost_vs_latency']) or '-'}")
+    lines += document.get("notes", [])
+    return lines
+
+
+__all__ = ["headers", "latency_text", "rows", "source_text", "summary_lines", "verdict"]

@@ -126,7 +126,7 @@ def evaluate(data: CascadeEval, rule: EscalationRule, floor: float | None = None
     cost = None
     if data.small_usd_per_1m is not None and data.large_usd_per_1m is not None:
         cost = data.small_usd_per_1m + rate * data.large_usd_per_1m
-    return CascadePoint(rule.text(), rule.threshold, rate, accuracy, percentile(list(latency), 95), cost,
+    return CascadePoint(rule.text(), rule.threshold, rate, accuracy, float(percentile(list(latency), 95)), cost,
                         None if floor is None else accuracy >= floor)
 
 
@@ -136,7 +136,7 @@ def alone(data: CascadeEval, which: str) -> CascadePoint:
                               else (data.large_outputs, data.large_latency_ms, data.large_usd_per_1m))
     accuracy = float(np.mean(np.argmax(probabilities(outputs), axis=1) == data.truth()))
     return CascadePoint(f"{which} alone", float("nan"), 1.0 if which == "large" else 0.0, accuracy,
-                        percentile(list(np.asarray(latency, dtype=np.float64)), 95), cost)
+                        float(percentile(list(np.asarray(latency, dtype=np.float64)), 95)), cost)
 
 
 def sweep_thresholds(data: CascadeEval, metric: str) -> list[float]:

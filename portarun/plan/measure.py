@@ -1,0 +1,176 @@
+"""Measure the candidates on this machine: every target x precision x batch of one model.
+
+For each precision the model is quantized once (portarun.quantize, calibrated on other
+random feeds than the eval set) and compiled once per target; accuracy is measured once
+per compiled model against the fp32 reference on the eval set, then each batch size is
+timed. A candidate that fails to quantize, compile or run stays in the table with the
+error as its reason. Cells run in this process (no worker isolation): a backend that
+aborts the process aborts the plan.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .._sysinfo import cpu_count, cpu_name
+from ..api import compile as compile_model
+from ..api import load
+from ..benchmark import reset_peak_memory
+from ..cost import weight_bytes
+from ..errors import PortarunError
+from ..generate import DecoderSignature
+from ..model import Model, quantization_of
+from ..registry import get_backend, resolve_target
+from ..types import Precision
+from .accuracy import accuracy_of
+from .candidates import Accuracy, Candidate, Source
+from .evalset import DEFAULT_SAMPLES, EvalSet, random_eval
+from .measure_decoder import decoder_accuracy, decoder_reference, measure_decoder, prompts
+from .measure_encoder import measure_encoder, symbolic_axes
+
+QUANTIZER_FLOORS = ("cosine", "top1", "max_abs")
+
+
+@dataclass
+class MeasureConfig:
+    model: str
+    targets: list[str]
+    precisions: list[str] | None = None  # None: fp32 + every quantized precision the backend declares
+    batches: list[int] = field(default_factory=lambda: [1])
+    dims: dict[str, int] = field(default_factory=dict)
+    runs: int = 10
+    warmup: int = 2
+    eval_set: EvalSet | None = None  # None: random feeds
+    eval_samples: int = DEFAULT_SAMPLES
+    prompt_tokens: int = 16
+    output_tokens: int = 16
+    decode_reps: int = 3
+    seed: int = 0
+    reference: str = "onnxruntime:cpu"
+    floors: dict[str, float] = field(default_factory=dict)  # passed on to the quantizer
+    options: dict[str, Any] = field(default_factory=dict)  # backend compile options
+
+
+def precisions_for(target: str, chosen: list[str] | None) -> list[str]:
+    if chosen:
+        return [Precision.parse(p).value for p in chosen]
+    declared = get_backend(resolve_target(target).backend).precisions
+    return ["fp32"] + [p.value for p in declared if p.is_quantized]
+
+
+def here() -> Source:
+    return Source("measured", f"{cpu_name()} ({cpu_count()} cores)",
+                  _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def _is_decoder(model: Model) -> bool:
+    names = {spec.name for spec in model.inputs}
+    return "input_ids" in names and any(n.startswith("past_key_values.") for n in names)
+
+
+class _Session:
+    """The model, its reference outputs on the eval set, and quantized variants made once each."""
+
+    def __init__(self, config: MeasureConfig):
+        self.config = config
+        self.model = load(config.model)
+        self.decoder = _is_decoder(self.model)
+        self.dims = {**_builtin_dims(config.model), **config.dims}
+        self.quantized: dict[str, tuple[Model, str]] = {}
+        with compile_model(self.model, config.reference, "fp32") as ref:
+            if self.decoder:
+                sig = DecoderSignature.of(ref)
+                self.eval_ids = (config.eval_set.feeds["input_ids"] if config.eval_set is not None
+                                 else prompts(sig, config.eval_samples, config.prompt_tokens, config.seed + 2))
+                self.reference = decoder_reference(ref, self.eval_ids, config.output_tokens)
+                self.eval_set = config.eval_set or EvalSet({"input_ids": self.eval_ids}, None, "random prompts")
+            else:
+                batch_axis, _ = symbolic_axes(self.model.inputs)
+                self.eval_set = config.eval_set or random_eval(self.model.inputs, samples=config.eval_samples,
+                                                               seed=config.seed, dims=self.dims, batch_axis=batch_axis)
+                self.reference = ref.run(self.eval_set.feeds)
+
+    def model_at(self, precision: str) -> tuple[Model, str]:
+        """The model to compile at ``precision`` and a note on how it was made (quantized once, cached)."""
+        if not Precision.parse(precision).is_quantized or quantization_of(self.model) is not None:
+            return self.model, ""
+        if precision not in self.quantized:
+            from ..quantize import quantize
+
+            floor = {k: v for k, v in self.config.floors.items() if k in QUANTIZER_FLOORS} or None
+            result = quantize(self.model, precision, dims=self.dims, seed=self.config.seed + 1, accuracy_floor=floor)
+            self.quantized[precision] = (result.model, f"quantized by portarun.quantize (floor {result.report.floor}: "
+                                         f"{'met' if result.floor_met else 'NOT met'})")
+        return self.quantized[precision]
+
+    def accuracy(self, exe: Any) -> Accuracy:
+        labels = self.eval_set.labels
+        if self.decoder:
+            return decoder_accuracy(exe, self.eval_ids, self.reference, self.config.output_tokens, labels)
+        outputs = exe.run(self.eval_set.feeds)
+        return accuracy_of(outputs, self.reference, labels=labels, samples=self.eval_set.samples)
+
+
+def _builtin_dims(source: str) -> dict[str, int]:
+    from pathlib import Path
+
+    from .. import models
+
+    bare = source[len("builtin:"):] if source.startswith("builtin:") else source
+    if bare in models.names() and (source.startswith("builtin:") or not Path(source).exists()):
+        return dict(models.get(bare).default_dims)
+    return {}
+
+
+def _measure_compiled(session: _Session, exe: Any, base: Candidate) -> list[Candidate]:
+    config = session.config
+    accuracy = session.accuracy(exe)
+    out = []
+    for batch in config.batches:
+        candidate = Candidate(**{**base.__dict__, "batch": batch, "accuracy": accuracy, "notes": list(base.notes)})
+        try:
+            if session.decoder:
+                measure_decoder(exe, candidate, prompt_tokens=config.prompt_tokens,
+                                output_tokens=config.output_tokens, reps=config.decode_reps, seed=config.seed)
+            else:
+                measure_encoder(exe, candidate, dims=session.dims, runs=config.runs, warmup=config.warmup,
+                                seed=config.seed)
+        except PortarunError as exc:
+            candidate.error = f"run failed: {str(exc).splitlines()[0]}"
+        out.append(candidate)
+    return out
+
+
+def measure_candidates(config: MeasureConfig,
+                       progress: Callable[[Candidate], None] | None = None) -> list[Candidate]:
+    """Every (target, precision, batch) of ``config`` measured here; unpriced (see ``pricing.price``)."""
+    session = _Session(config)
+    kind = "decoder" if session.decoder else "encoder"
+    candidates: list[Candidate] = []
+    for target in config.targets:
+        for precision in precisions_for(target, config.precisions):
+            base = Candidate(target, precision, config.batches[0], model=session.model.name, kind=kind,
+                             source=here())
+            started = time.perf_counter()
+            try:
+                reset_peak_memory()
+                model, note = session.model_at(precision)
+                base.weight_bytes = weight_bytes(model)
+                base.notes += [note] if note else []
+                with compile_model(model, target, precision, **config.options) as exe:
+                    cells = _measure_compiled(session, exe, base)
+            except PortarunError as exc:
+                base.error = str(exc).splitlines()[0]
+                cells = [Candidate(**{**base.__dict__, "batch": b}) for b in config.batches]
+            for cell in cells:
+                cell.notes.append(f"measured in {time.perf_counter() - started:.1f} s with its batch sweep")
+                candidates.append(cell)
+                if progress:
+                    progress(cell)
+    return candidates
+
+
+__all__ = ["MeasureConfig", "measure_candidates", "precisions_for"]

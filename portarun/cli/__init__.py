@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "bench": "bench_cmd:bench",
     "hardware": "hardware_cmd:hardware",
     "quantize": "quantize_cmd:quantize",
+    "plan": "plan_cmd:plan",
 }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_write_text
-from .table import headers, rows, summary_lines
+from .table import headers, rows, summary_lines, thinned
 
 
 def _cell(text: str) -> str:
@@ -17,12 +17,14 @@ def _cascade(cascade: dict[str, Any]) -> list[str]:
     lines = ["", f"### Cascade: {cascade['small_model']} -> {cascade['large_model']} ({cascade['metric']})", "",
              "| rule | escalated | accuracy | p95 ms | $/1M |", "|---|---|---|---|---|"]
     chosen = cascade.get("chosen") or {}
-    points = [cascade["small"], cascade["large"]] + cascade["points"]
+    points = [cascade["small"], cascade["large"]] + thinned(cascade["points"], chosen, 20)
     for p in points:
         mark = " **(chosen)**" if p is not None and chosen and p["rule"] == chosen["rule"] else ""
         cost = "-" if p["usd_per_1m"] is None else f"${p['usd_per_1m']:.4g}"
         lines.append(f"| {_cell(p['rule'])}{mark} | {p['escalation_rate']:.1%} | {p['accuracy']:.4f} | "
                      f"{p['p95_ms']:.3g} | {cost} |")
+    if len(cascade["points"]) > 20:
+        lines.append(f"\n{len(cascade['points'])} thresholds swept; 20 shown (the JSON has all).")
     if not chosen:
         lines.append(f"\nNo threshold meets the floor {cascade['floor']}.")
     return lines

@@ -29,11 +29,16 @@ def source_text(entry: dict[str, Any]) -> str:
     return f"{source.get('where') or '?'} @ {source.get('when') or '?'}"
 
 
+def _several_models(document: dict[str, Any]) -> bool:
+    return len({e.get("model") for e in document["candidates"]}) > 1
+
+
 def headers(document: dict[str, Any]) -> list[str]:
     metric = document["pareto"]["accuracy_metric"]
     decoder = any(e["kind"] == "decoder" for e in document["candidates"])
     unit = next((e["unit"] for e in document["candidates"]), "tokens")
-    return ["#", "target", "prec", "batch", "hardware", metric,
+    model = ["model"] if _several_models(document) else []
+    return ["#", *model, "target", "prec", "batch", "hardware", metric,
             "TTFT / TPOT ms" if decoder else "median / p99 ms", "tokens/s", f"$/1M {unit}", "verdict", "measured"]
 
 
@@ -42,7 +47,8 @@ def rows(document: dict[str, Any]) -> list[list[str]]:
     out = []
     for entry in document["candidates"]:
         per_second = entry["tokens_per_s"] if entry["unit"] == "tokens" else entry["items_per_s"]
-        out.append([str(entry["id"]), entry["target"], entry["precision"], str(entry["batch"]),
+        model = [entry.get("model") or "-"] if _several_models(document) else []
+        out.append([str(entry["id"]), *model, entry["target"], entry["precision"], str(entry["batch"]),
                     entry["hardware"] or "-", _num(entry["accuracy"].get(metric), ".6g"), latency_text(entry),
                     _num(per_second, ".4g"), _num(entry["usd_per_1m_tokens"], ".4g", "$"), verdict(entry),
                     source_text(entry)])
@@ -69,6 +75,7 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
         lines.append(f"for {replicas['requests_per_s']:g} requests/s: {replicas['replicas'] or '?'} replicas "
                      f"({_num(replicas['per_replica_requests_per_s'], '.4g')} requests/s each), "
                      f"{_num(monthly, ',.2f', '$')}/month" + (f" ({replicas['note']})" if replicas.get("note") else ""))
+    lines += cascade_lines(document.get("cascade"))
     pareto = document["pareto"]
     lines.append(f"Pareto front cost vs {pareto['accuracy_metric']}: "
                  f"{', '.join('#' + str(i) for i in pareto['cost_vs_accuracy']) or '-'}; cost vs latency: "
@@ -77,4 +84,31 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["headers", "latency_text", "rows", "source_text", "summary_lines", "verdict"]
+def cascade_lines(cascade: dict[str, Any] | None) -> list[str]:
+    """The chosen cascade threshold against each model alone."""
+    if not cascade:
+        return []
+    chosen, small, large = cascade["chosen"], cascade["small"], cascade["large"]
+    alone = (f"small alone {small['accuracy']:.4f} at {_num(small['usd_per_1m'], '.4g', '$')}, "
+             f"large alone {large['accuracy']:.4f} at {_num(large['usd_per_1m'], '.4g', '$')}")
+    if chosen is None:
+        return [f"cascade: no threshold meets the floor {cascade['floor']} ({alone})"]
+    saving = ""
+    if chosen["usd_per_1m"] is not None and large["usd_per_1m"]:
+        change = chosen["usd_per_1m"] / large["usd_per_1m"] - 1
+        saving = f", {abs(change):.0%} {'cheaper' if change < 0 else 'dearer'} than the large model alone"
+    return [f"cascade: escalate when {chosen['rule']}: {chosen['escalation_rate']:.1%} escalated, "
+            f"{cascade['metric']} {chosen['accuracy']:.4f}, p95 {chosen['p95_ms']:.3g} ms, "
+            f"{_num(chosen['usd_per_1m'], '.4g', '$')} per 1M{saving} ({alone})"]
+
+
+def thinned(points: list[dict[str, Any]], chosen: dict[str, Any] | None, limit: int = 12) -> list[dict[str, Any]]:
+    """At most ``limit`` sweep points, evenly spaced, always keeping the chosen one."""
+    if len(points) <= limit:
+        return list(points)
+    step = (len(points) - 1) / (limit - 1)
+    keep = {round(i * step) for i in range(limit)}
+    return [p for i, p in enumerate(points) if i in keep or (chosen and p["rule"] == chosen["rule"])]
+
+
+__all__ = ["cascade_lines", "thinned", "headers", "latency_text", "rows", "source_text", "summary_lines", "verdict"]

@@ -1,0 +1,185 @@
+"""`portarun plan`: the cheapest target x precision x batch (on which hardware) that meets an accuracy
+floor and a latency SLO, measured here and/or imported from reports; or a small/large cascade."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ._common import EXIT_FAILED, parse_dims, parse_options, table
+from .bench_cmd import _batches
+
+
+def _constraints(opts: dict[str, Any]) -> Any:
+    from ..plan import Constraints, parse_floor
+
+    if opts["slo_p99_ms"] is not None and (opts["ttft_ms"] is not None or opts["tpot_ms"] is not None):
+        raise click.UsageError("give either --slo-p99-ms (encoders) or --ttft-ms/--tpot-ms (decoders), not both")
+    floors = dict(parse_floor(text) for text in opts["floors"])
+    return Constraints(floors=floors, p99_ms=opts["slo_p99_ms"], ttft_ms=opts["ttft_ms"], tpot_ms=opts["tpot_ms"])
+
+
+def _profile_for(items: tuple[str, ...]) -> Any:
+    """--hardware TARGET=PROFILE (or PROFILE for every target) -> a function target -> profile."""
+    from portarun_conformance.hardware import get_profile, profile_for
+
+    by_target, every = {}, None
+    for item in items:
+        target, sep, name = item.rpartition("=")
+        if sep:
+            by_target[target] = get_profile(name)
+        else:
+            every = get_profile(name)
+    return lambda target: by_target.get(target) or every or profile_for(None, target)
+
+
+def _eval_set(opts: dict[str, Any]) -> Any:
+    if opts["labels"] and not opts["eval_path"]:
+        raise click.UsageError("--labels needs --eval FEEDS.npz (labels belong to given eval samples)")
+    if not opts["eval_path"]:
+        return None
+    from ..plan.evalset import load_eval
+
+    return load_eval(opts["eval_path"], opts["labels"])
+
+
+def _targets(opts: dict[str, Any]) -> list[str]:
+    from ..registry import available_targets, resolve_target
+
+    if opts["targets"]:
+        return [str(resolve_target(t)) for t in opts["targets"]]
+    found = [str(t) for t in available_targets() if t.backend != "reference"
+             and (t.device or "") not in ("auto", "multi", "hetero")]
+    if not found:
+        raise click.UsageError("no target available: `portarun backends` says why")
+    return found
+
+
+def _config(model: str | None, opts: dict[str, Any]) -> Any:
+    from portarun_conformance.hardware import default_assumptions
+
+    from ..plan.measure import MeasureConfig
+    from ..plan.run import CascadeConfig, PlanConfig
+
+    if opts["escalate"] and opts["escalate_sweep"]:
+        raise click.UsageError("give --escalate RULE or --escalate-sweep, not both")
+    if opts["cascade"] and not (opts["escalate"] or opts["escalate_sweep"]):
+        raise click.UsageError("--cascade needs --escalate 'max_prob<0.7' or --escalate-sweep")
+    eval_set, dims = _eval_set(opts), parse_dims(opts["dims"])
+    measure = cascade = None
+    if model:
+        measure = MeasureConfig(model, _targets(opts), list(opts["precisions"]) or None, _batches(opts["batch"]),
+                                dims, runs=opts["runs"], warmup=opts["warmup"], eval_set=eval_set,
+                                eval_samples=opts["samples"], prompt_tokens=opts["prompt_tokens"],
+                                output_tokens=opts["output_tokens"], seed=opts["seed"], reference=opts["reference"],
+                                options=parse_options(opts["options"]))
+    if opts["cascade"]:
+        precision = (list(opts["precisions"]) or ["fp32"])[0]
+        cascade = CascadeConfig(opts["cascade"][0], opts["cascade"][1], _targets(opts)[0], opts["escalate"],
+                                opts["escalate_sweep"], small_precision=precision, eval_set=eval_set,
+                                samples=max(opts["samples"], 2), dims=dims, seed=opts["seed"])
+    constraints = _constraints(opts)
+    if measure is not None:
+        measure.floors = dict(constraints.floors)
+    assumptions = default_assumptions(price_per_hour_usd=opts["price_per_hour"], utilization=opts["utilization"],
+                                      pue=opts["pue"], kwh_price_usd=opts["kwh_price"],
+                                      lifetime_years=opts["lifetime_years"], basis=opts["basis"])
+    return PlanConfig(constraints, assumptions, _profile_for(opts["hardware"]), measure, list(opts["reports"]),
+                      opts["requests_per_s"], cascade)
+
+
+def _emit(run: Any, opts: dict[str, Any]) -> None:
+    from ..plan.document import to_json, write_json
+    from ..plan.markdown import write_markdown
+    from ..plan.table import headers, rows, summary_lines
+
+    document = run.document
+    if opts["json_path"] == "-":
+        click.echo(to_json(document), nl=False)
+    else:
+        click.echo(table(headers(document), rows(document)))
+        for line in summary_lines(document):
+            click.echo(line)
+        click.echo(f"planned {len(document['candidates'])} candidates in {run.seconds:.1f} s")
+    if opts["json_path"] and opts["json_path"] != "-":
+        write_json(document, opts["json_path"])
+    if opts["markdown_path"]:
+        write_markdown(document, opts["markdown_path"])
+    if opts["plot_path"]:
+        from ..plan.plot import plot_plan
+
+        plot_plan(document, opts["plot_path"])
+
+
+def _progress(candidate: Any) -> None:
+    what = candidate.error or (f"TTFT {candidate.ttft_ms:.3g} ms, TPOT {candidate.tpot_ms:.3g} ms"
+                               if candidate.kind == "decoder" and candidate.ttft_ms is not None
+                               else f"p99 {candidate.latency_p99_ms:.3g} ms" if candidate.latency_p99_ms else "")
+    click.echo(f"measured {candidate.label()}: {what}", err=True)
+
+
+@click.command("plan")
+@click.argument("model", required=False)
+@click.option("-t", "--target", "targets", multiple=True, help="Target(s) to measure; default every available one.")
+@click.option("-p", "--precision", "precisions", multiple=True,
+              help="Precision(s); default fp32 + every quantized precision the target's backend declares.")
+@click.option("--batch", default="1,2,4,8", show_default=True, help="Batch sizes to sweep, e.g. 1,2,4,8,16.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", help="Size of a symbolic dim, e.g. seq=128.")
+@click.option("--slo-p99-ms", type=float, help="Encoders: p99 latency limit per batch.")
+@click.option("--ttft-ms", type=float, help="Decoders: time-to-first-token limit.")
+@click.option("--tpot-ms", type=float, help="Decoders: median time-per-output-token limit.")
+@click.option("--floor", "floors", multiple=True, metavar="METRIC=VALUE",
+              help="Accuracy floor vs fp32 (repeatable): cosine=0.999, top1=0.99, max_abs=0.01, exact=0.98 (labels).")
+@click.option("--eval", "eval_path", type=click.Path(exists=True, dir_okay=False),
+              help="Eval feeds (.npz, one array per input, samples on axis 0); default random feeds.")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False),
+              help="Labels (.npy): class ids (argmax compared) or a decoder's expected token ids.")
+@click.option("--samples", default=8, show_default=True, help="Random eval samples (64 at least for --cascade).")
+@click.option("--prompt-tokens", default=16, show_default=True, help="Decoders: prompt length.")
+@click.option("--output-tokens", default=16, show_default=True, help="Decoders: tokens generated per request.")
+@click.option("--requests-per-s", type=float, help="Load to size the fleet for: replicas and monthly cost.")
+@click.option("--from", "reports", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A conformance report or plan (--json) made on another machine (repeatable).")
+@click.option("--hardware", multiple=True, metavar="TARGET=PROFILE",
+              help="Profile to price a target with (or PROFILE for all); default this machine for CPU targets.")
+@click.option("--price-per-hour", type=float, help="USD per hour of the device; replaces capex + energy.")
+@click.option("--utilization", type=float, help="Fraction of hours an owned device is busy [default 0.6].")
+@click.option("--pue", type=float, help="Data-centre power usage effectiveness [default 1.25].")
+@click.option("--kwh-price", type=float, help="Electricity, USD per kWh [default 0.06].")
+@click.option("--lifetime-years", type=float, help="Depreciation period of an owned device [default 5].")
+@click.option("--basis", type=click.Choice(["auto", "cloud", "owned"]), default="auto", show_default=True,
+              help="Price a profile by its cloud $/hour or as owned (capex + energy).")
+@click.option("--cascade", nargs=2, metavar="SMALL LARGE", help="Measure a small -> large cascade instead.")
+@click.option("--escalate", metavar="RULE", help="Cascade rule on the small model: max_prob<0.7, margin<0.2, entropy>1.")
+@click.option("--escalate-sweep", is_flag=False, flag_value="max_prob", default=None, metavar="[METRIC]",
+              help="Cascade: sweep every threshold of max_prob (or margin, entropy); pick the cheapest meeting the floor.")
+@click.option("--runs", default=10, show_default=True, help="Timed runs per encoder candidate.")
+@click.option("--warmup", default=2, show_default=True, help="Untimed runs first.")
+@click.option("--seed", default=0, show_default=True, help="Seed of random eval and timing feeds.")
+@click.option("--reference", default="onnxruntime:cpu", show_default=True, help="Where the fp32 reference runs.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Backend compile option.")
+@click.option("--json", "json_path", metavar="PATH", help="Write the plan as JSON to PATH ('-': stdout only).")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Markdown summary for CI.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG: cost vs accuracy and latency.")
+@click.pass_context
+def plan(ctx: click.Context, model: str | None, **opts: Any) -> None:
+    """Find the cheapest deployment of MODEL that meets --floor and the SLO, from measurements.
+
+    Candidates are targets x precisions x batch sizes, measured here (accuracy vs fp32 on the
+    eval set, latency or TTFT/TPOT, throughput, memory, $/1M tokens) and/or imported with --from.
+    Exits 0 when a candidate is feasible, 1 when none is (the closest misses are listed).
+
+    \b
+    Examples:
+      portarun plan builtin:transformer -p fp32 -p int8 --batch 1,4 --slo-p99-ms 20 --floor cosine=0.999
+      portarun plan decoder-small -t onnxruntime:cpu --ttft-ms 200 --tpot-ms 50 --floor top1=0.9
+      portarun plan --from h100.json --from mi300x.json --floor cosine=0.999 --requests-per-s 500
+      portarun plan --cascade small.onnx large.onnx --eval x.npz --labels y.npy --escalate-sweep --floor exact=0.9
+    """
+    from ..plan.run import run_plan, succeeded
+
+    run = run_plan(_config(model, opts), progress=_progress)
+    _emit(run, opts)
+    if not succeeded(run):
+        ctx.exit(EXIT_FAILED)

@@ -73,15 +73,13 @@ def _config(model: str | None, opts: dict[str, Any]) -> Any:
                                 dims, runs=opts["runs"], warmup=opts["warmup"], eval_set=eval_set,
                                 eval_samples=opts["samples"], prompt_tokens=opts["prompt_tokens"],
                                 output_tokens=opts["output_tokens"], seed=opts["seed"], reference=opts["reference"],
-                                options=parse_options(opts["options"]))
+                                options=parse_options(opts["options"]), quantize_floor=opts["quantize_floor"])
     if opts["cascade"]:
         precision = (list(opts["precisions"]) or ["fp32"])[0]
         cascade = CascadeConfig(opts["cascade"][0], opts["cascade"][1], _targets(opts)[0], opts["escalate"],
                                 opts["escalate_sweep"], small_precision=precision, eval_set=eval_set,
                                 samples=max(opts["samples"], 2), dims=dims, seed=opts["seed"])
     constraints = _constraints(opts)
-    if measure is not None:
-        measure.floors = dict(constraints.floors)
     assumptions = default_assumptions(price_per_hour_usd=opts["price_per_hour"], utilization=opts["utilization"],
                                       pue=opts["pue"], kwh_price_usd=opts["kwh_price"],
                                       lifetime_years=opts["lifetime_years"], basis=opts["basis"])
@@ -154,6 +152,9 @@ def _progress(candidate: Any) -> None:
 @click.option("--escalate", metavar="RULE", help="Cascade rule on the small model: max_prob<0.7, margin<0.2, entropy>1.")
 @click.option("--escalate-sweep", is_flag=False, flag_value="max_prob", default=None, metavar="[METRIC]",
               help="Cascade: sweep every threshold of max_prob (or margin, entropy); pick the cheapest meeting the floor.")
+@click.option("--quantize-floor", metavar="METRIC=VALUE,...",
+              help="Floor of portarun.quantize's per-layer fallback (default: its per-precision default); "
+                   "cosine=0 quantizes every layer (fast, no fallback) and leaves the judging to --floor.")
 @click.option("--runs", default=10, show_default=True, help="Timed runs per encoder candidate.")
 @click.option("--warmup", default=2, show_default=True, help="Untimed runs first.")
 @click.option("--seed", default=0, show_default=True, help="Seed of random eval and timing feeds.")

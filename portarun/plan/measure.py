@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from .._sysinfo import cpu_count, cpu_name
@@ -31,9 +31,6 @@ from .evalset import DEFAULT_SAMPLES, EvalSet, random_eval
 from .measure_decoder import decoder_accuracy, decoder_reference, measure_decoder, prompts
 from .measure_encoder import measure_encoder, symbolic_axes
 
-QUANTIZER_FLOORS = ("cosine", "top1", "max_abs")
-
-
 @dataclass
 class MeasureConfig:
     model: str
@@ -50,7 +47,7 @@ class MeasureConfig:
     decode_reps: int = 3
     seed: int = 0
     reference: str = "onnxruntime:cpu"
-    floors: dict[str, float] = field(default_factory=dict)  # passed on to the quantizer
+    quantize_floor: str | None = None  # the quantizer's accuracy floor (None: its per-precision default)
     options: dict[str, Any] = field(default_factory=dict)  # backend compile options
 
 
@@ -100,8 +97,10 @@ class _Session:
         if precision not in self.quantized:
             from ..quantize import quantize
 
-            floor = {k: v for k, v in self.config.floors.items() if k in QUANTIZER_FLOORS} or None
-            result = quantize(self.model, precision, dims=self.dims, seed=self.config.seed + 1, accuracy_floor=floor)
+            # the quantizer's floor drives its per-layer fallback (each step a compile + eval: minutes on a
+            # 100M decoder); the plan's --floor is the gate afterwards, on the plan's own eval set
+            result = quantize(self.model, precision, dims=self.dims, seed=self.config.seed + 1,
+                              accuracy_floor=self.config.quantize_floor)
             self.quantized[precision] = (result.model, f"quantized by portarun.quantize (floor {result.report.floor}: "
                                          f"{'met' if result.floor_met else 'NOT met'})")
         return self.quantized[precision]
@@ -130,7 +129,7 @@ def _measure_compiled(session: _Session, exe: Any, base: Candidate) -> list[Cand
     accuracy = session.accuracy(exe)
     out = []
     for batch in config.batches:
-        candidate = Candidate(**{**base.__dict__, "batch": batch, "accuracy": accuracy, "notes": list(base.notes)})
+        candidate = replace(base, batch=batch, accuracy=accuracy, notes=list(base.notes))
         try:
             if session.decoder:
                 measure_decoder(exe, candidate, prompt_tokens=config.prompt_tokens,
@@ -164,7 +163,7 @@ def measure_candidates(config: MeasureConfig,
                     cells = _measure_compiled(session, exe, base)
             except PortarunError as exc:
                 base.error = str(exc).splitlines()[0]
-                cells = [Candidate(**{**base.__dict__, "batch": b}) for b in config.batches]
+                cells = [replace(base, batch=b, notes=list(base.notes)) for b in config.batches]
             for cell in cells:
                 cell.notes.append(f"measured in {time.perf_counter() - started:.1f} s with its batch sweep")
                 candidates.append(cell)

@@ -89,8 +89,10 @@ def _cascade(config: PlanConfig) -> tuple[list[Candidate], CascadeResult]:
     small.model, large.model = f"small: {spec.small}", f"large: {spec.large}"
     _price_here([small, large], config)
     data.small_usd_per_1m, data.large_usd_per_1m = small.usd_per_1m, large.usd_per_1m
+    # the cascade is judged on labels (exact) when given, else on agreement with the large model (top1)
     floors = config.constraints.floors
-    floor = floors.get("exact" if data.labels is not None else "top1", floors.get("exact", floors.get("top1")))
+    preferred = ("exact", "top1") if data.labels is not None else ("top1", "exact")
+    floor = next((floors[k] for k in preferred if k in floors), None)
     if spec.sweep_metric is not None and spec.sweep_metric not in RULE_METRICS:
         raise UsageError(f"cannot sweep '{spec.sweep_metric}'", hint=f"choose {', '.join(RULE_METRICS)}")
     result = run_cascade(data, rule=EscalationRule.parse(spec.rule) if spec.rule else None,

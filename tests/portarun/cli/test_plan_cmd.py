@@ -104,7 +104,7 @@ def test_from_two_reports_on_two_hardware_profiles(tmp_path):
         paths.append(str(write_json(document, tmp_path / f"{profile}.json")))
     result = plan("--from", paths[0], "--from", paths[1], "--floor", "cosine=0.999", "--json", "-")
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
+    document = json.loads(result.stdout)
     validate(document)
     assert {c["hardware"] for c in document["candidates"]} == {"xeon-8480", "epyc-9654"}
     assert {c["source"]["where"].split(" (")[0] for c in document["candidates"]} == {
@@ -159,5 +159,19 @@ def test_cascade_sweep_picks_the_cheapest_threshold_meeting_the_floor(tmp_path):
     assert 0 < cascade["small"]["accuracy"] < 1.0  # the student is imperfect: the cascade has work to do
     one = plan(*common, "--escalate", "max_prob<0.7", "--floor", "exact=0.5", "--json", "-")
     assert one.exit_code == 0, one.output
-    assert [p["rule"] for p in json.loads(one.output)["cascade"]["points"]] == ["max_prob<0.7"]
+    assert [p["rule"] for p in json.loads(one.stdout)["cascade"]["points"]] == ["max_prob<0.7"]
     assert plan("--cascade", small, large).exit_code == 2  # needs a rule or a sweep
+
+
+def test_user_eval_set_with_labels_gates_on_exact_match(tmp_path):
+    _, large, feeds, labels = _classifier_pair(tmp_path)
+    result = plan(large, "-t", "onnxruntime:cpu", "-p", "fp32", "-p", "int8", "--batch", "1", "--runs", "3",
+                  "--eval", feeds, "--labels", labels, "--floor", "exact=0.999", "--json", "-")
+    assert result.exit_code == 0, result.output
+    cells = {c["precision"]: c for c in json.loads(result.stdout)["candidates"]}
+    assert cells["fp32"]["accuracy"]["exact"] == 1.0 and cells["fp32"]["accuracy"]["samples"] == 64
+    int8 = cells["int8"]
+    assert int8["feasible"] == (int8["accuracy"]["exact"] >= 0.999)
+    if not int8["feasible"]:
+        assert int8["reasons"][0]["metric"] == "exact" and int8["reasons"][0]["limit"] == 0.999
+    assert plan(large, "--labels", labels).exit_code == 2  # labels without --eval

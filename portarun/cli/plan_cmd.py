@@ -7,8 +7,12 @@ from typing import Any
 
 import click
 
+from . import suite
 from ._common import EXIT_FAILED, parse_dims, parse_options, table
 from .bench_cmd import _batches
+from .hardware_cmd import assumptions_from
+from .options import (backend_options_option, dims_option, json_option, precision_option, runs_option, seed_option,
+                      target_option, warmup_option)
 
 
 def _constraints(opts: dict[str, Any]) -> Any:
@@ -22,8 +26,8 @@ def _constraints(opts: dict[str, Any]) -> Any:
 
 def _profile_for(items: tuple[str, ...]) -> Any:
     """--hardware TARGET=PROFILE (or PROFILE for every target) -> a function target -> profile."""
-    from portarun_conformance.hardware import get_profile, profile_for
-
+    hardware = suite.hardware()
+    get_profile, profile_for = hardware.get_profile, hardware.profile_for
     by_target, every = {}, None
     for item in items:
         target, sep, name = item.rpartition("=")
@@ -57,8 +61,6 @@ def _targets(opts: dict[str, Any]) -> list[str]:
 
 
 def _config(model: str | None, opts: dict[str, Any]) -> Any:
-    from portarun_conformance.hardware import default_assumptions
-
     from ..plan.measure import MeasureConfig
     from ..plan.run import CascadeConfig, PlanConfig
 
@@ -80,9 +82,8 @@ def _config(model: str | None, opts: dict[str, Any]) -> Any:
                                 opts["escalate_sweep"], small_precision=precision, eval_set=eval_set,
                                 samples=max(opts["samples"], 2), dims=dims, seed=opts["seed"])
     constraints = _constraints(opts)
-    assumptions = default_assumptions(price_per_hour_usd=opts["price_per_hour"], utilization=opts["utilization"],
-                                      pue=opts["pue"], kwh_price_usd=opts["kwh_price"],
-                                      lifetime_years=opts["lifetime_years"], basis=opts["basis"])
+    assumptions = assumptions_from(opts["price_per_hour"], opts["utilization"], opts["pue"], opts["kwh_price"],
+                                   opts["lifetime_years"], opts["basis"])
     return PlanConfig(constraints, assumptions, _profile_for(opts["hardware"]), measure, list(opts["reports"]),
                       opts["requests_per_s"], cascade)
 
@@ -117,52 +118,79 @@ def _progress(candidate: Any) -> None:
     click.echo(f"measured {candidate.label()}: {what}", err=True)
 
 
+CANDIDATE_OPTIONS = [
+    target_option(multiple=True, help="Target(s) to measure (repeatable); default every available one."),
+    precision_option(multiple=True, help="Precision(s) (repeatable); default fp32 + every quantized precision the "
+                                          "target's backend declares."),
+    click.option("--batch", default="1,2,4,8", show_default=True, help="Batch sizes to sweep, e.g. 1,2,4,8,16."),
+    dims_option("Size of a symbolic dim, e.g. seq=128 (repeatable)."),
+    click.option("--eval", "eval_path", type=click.Path(exists=True, dir_okay=False),
+                  help="Eval feeds (.npz, one array per input, samples on axis 0); default random feeds."),
+    click.option("--labels", type=click.Path(exists=True, dir_okay=False),
+                  help="Labels (.npy): class ids (argmax compared) or a decoder's expected token ids."),
+    click.option("--samples", default=8, show_default=True, help="Random eval samples (64 at least for --cascade)."),
+    click.option("--prompt-tokens", default=16, show_default=True, help="Decoders: prompt length."),
+    click.option("--output-tokens", default=16, show_default=True, help="Decoders: tokens generated per request."),
+    click.option("--quantize-floor", metavar="METRIC=VALUE,...",
+                  help="Floor of portarun.quantize's per-layer fallback (default: its per-precision default); "
+                       "cosine=0 quantizes every layer (fast, no fallback) and leaves the judging to --floor."),
+    runs_option(10, "Timed runs per encoder candidate after the warm-up."),
+    warmup_option(2),
+    seed_option("Seed of the random eval and timing feeds."),
+    click.option("--reference", default="onnxruntime:cpu", show_default=True, help="Where the fp32 reference runs."),
+    backend_options_option(),
+]
+
+LIMIT_OPTIONS = [
+    click.option("--slo-p99-ms", type=float, help="Encoders: p99 latency limit per batch."),
+    click.option("--ttft-ms", type=float, help="Decoders: time-to-first-token limit."),
+    click.option("--tpot-ms", type=float, help="Decoders: median time-per-output-token limit."),
+    click.option("--floor", "floors", multiple=True, metavar="METRIC=VALUE",
+                  help="Accuracy floor vs fp32 (repeatable): cosine=0.999, top1=0.99, max_abs=0.01, exact=0.98 (labels)."),
+    click.option("--requests-per-s", type=float, help="Load to size the fleet for: replicas and monthly cost."),
+    click.option("--from", "reports", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                  help="A conformance report or plan (--json) made on another machine (repeatable)."),
+]
+
+COST_OPTIONS = [
+    click.option("--hardware", multiple=True, metavar="TARGET=PROFILE",
+                  help="Profile to price a target with (or PROFILE for all); default this machine for CPU targets."),
+    click.option("--price-per-hour", type=float, help="USD per hour of the device; replaces capex + energy."),
+    click.option("--utilization", type=float, help="Fraction of hours an owned device is busy [default 0.6]."),
+    click.option("--pue", type=float, help="Data-centre power usage effectiveness [default 1.25]."),
+    click.option("--kwh-price", type=float, help="Electricity, USD per kWh [default 0.06]."),
+    click.option("--lifetime-years", type=float, help="Depreciation period of an owned device [default 5]."),
+    click.option("--basis", type=click.Choice(["auto", "cloud", "owned"]), default="auto", show_default=True,
+                  help="Price a profile by its cloud $/hour or as owned (capex + energy)."),
+]
+
+CASCADE_OPTIONS = [
+    click.option("--cascade", nargs=2, metavar="SMALL LARGE", help="Measure a small -> large cascade instead."),
+    click.option("--escalate", metavar="RULE", help="Cascade rule on the small model: max_prob<0.7, margin<0.2, entropy>1."),
+    click.option("--escalate-sweep", is_flag=False, flag_value="max_prob", default=None, metavar="[METRIC]",
+                  help="Cascade: sweep every threshold of max_prob (or margin, entropy); pick the cheapest meeting the floor."),
+]
+
+OUTPUT_OPTIONS = [
+    json_option("Write the plan as JSON to PATH ('-': stdout, instead of the table)."),
+    click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Markdown summary for CI."),
+    click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG: cost vs accuracy and latency."),
+]
+
+
+def _options(groups: list[list[Any]]) -> Any:
+    """Apply option groups in order (click shows them in the order given)."""
+
+    def decorate(function: Any) -> Any:
+        for option in reversed([o for g in groups for o in g]):
+            function = option(function)
+        return function
+    return decorate
+
+
 @click.command("plan")
 @click.argument("model", required=False)
-@click.option("-t", "--target", "targets", multiple=True, help="Target(s) to measure; default every available one.")
-@click.option("-p", "--precision", "precisions", multiple=True,
-              help="Precision(s); default fp32 + every quantized precision the target's backend declares.")
-@click.option("--batch", default="1,2,4,8", show_default=True, help="Batch sizes to sweep, e.g. 1,2,4,8,16.")
-@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", help="Size of a symbolic dim, e.g. seq=128.")
-@click.option("--slo-p99-ms", type=float, help="Encoders: p99 latency limit per batch.")
-@click.option("--ttft-ms", type=float, help="Decoders: time-to-first-token limit.")
-@click.option("--tpot-ms", type=float, help="Decoders: median time-per-output-token limit.")
-@click.option("--floor", "floors", multiple=True, metavar="METRIC=VALUE",
-              help="Accuracy floor vs fp32 (repeatable): cosine=0.999, top1=0.99, max_abs=0.01, exact=0.98 (labels).")
-@click.option("--eval", "eval_path", type=click.Path(exists=True, dir_okay=False),
-              help="Eval feeds (.npz, one array per input, samples on axis 0); default random feeds.")
-@click.option("--labels", type=click.Path(exists=True, dir_okay=False),
-              help="Labels (.npy): class ids (argmax compared) or a decoder's expected token ids.")
-@click.option("--samples", default=8, show_default=True, help="Random eval samples (64 at least for --cascade).")
-@click.option("--prompt-tokens", default=16, show_default=True, help="Decoders: prompt length.")
-@click.option("--output-tokens", default=16, show_default=True, help="Decoders: tokens generated per request.")
-@click.option("--requests-per-s", type=float, help="Load to size the fleet for: replicas and monthly cost.")
-@click.option("--from", "reports", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="A conformance report or plan (--json) made on another machine (repeatable).")
-@click.option("--hardware", multiple=True, metavar="TARGET=PROFILE",
-              help="Profile to price a target with (or PROFILE for all); default this machine for CPU targets.")
-@click.option("--price-per-hour", type=float, help="USD per hour of the device; replaces capex + energy.")
-@click.option("--utilization", type=float, help="Fraction of hours an owned device is busy [default 0.6].")
-@click.option("--pue", type=float, help="Data-centre power usage effectiveness [default 1.25].")
-@click.option("--kwh-price", type=float, help="Electricity, USD per kWh [default 0.06].")
-@click.option("--lifetime-years", type=float, help="Depreciation period of an owned device [default 5].")
-@click.option("--basis", type=click.Choice(["auto", "cloud", "owned"]), default="auto", show_default=True,
-              help="Price a profile by its cloud $/hour or as owned (capex + energy).")
-@click.option("--cascade", nargs=2, metavar="SMALL LARGE", help="Measure a small -> large cascade instead.")
-@click.option("--escalate", metavar="RULE", help="Cascade rule on the small model: max_prob<0.7, margin<0.2, entropy>1.")
-@click.option("--escalate-sweep", is_flag=False, flag_value="max_prob", default=None, metavar="[METRIC]",
-              help="Cascade: sweep every threshold of max_prob (or margin, entropy); pick the cheapest meeting the floor.")
-@click.option("--quantize-floor", metavar="METRIC=VALUE,...",
-              help="Floor of portarun.quantize's per-layer fallback (default: its per-precision default); "
-                   "cosine=0 quantizes every layer (fast, no fallback) and leaves the judging to --floor.")
-@click.option("--runs", default=10, show_default=True, help="Timed runs per encoder candidate.")
-@click.option("--warmup", default=2, show_default=True, help="Untimed runs first.")
-@click.option("--seed", default=0, show_default=True, help="Seed of random eval and timing feeds.")
-@click.option("--reference", default="onnxruntime:cpu", show_default=True, help="Where the fp32 reference runs.")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Backend compile option.")
-@click.option("--json", "json_path", metavar="PATH", help="Write the plan as JSON to PATH ('-': stdout only).")
-@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Markdown summary for CI.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG: cost vs accuracy and latency.")
+@_options([CANDIDATE_OPTIONS, LIMIT_OPTIONS, CASCADE_OPTIONS, COST_OPTIONS, OUTPUT_OPTIONS])
 @click.pass_context
 def plan(ctx: click.Context, model: str | None, **opts: Any) -> None:
     """Find the cheapest deployment of MODEL that meets --floor and the SLO, from measurements.

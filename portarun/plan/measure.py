@@ -20,16 +20,17 @@ from ..api import compile as compile_model
 from ..api import load
 from ..benchmark import reset_peak_memory
 from ..cost import weight_bytes
-from ..errors import PortarunError
+from ..errors import PortarunError, first_line
 from ..generate import DecoderSignature
 from ..model import Model, quantization_of
+from ..models import builtin_default_dims
 from ..registry import get_backend, resolve_target
 from ..types import Precision
 from .accuracy import accuracy_of
 from .candidates import Accuracy, Candidate, Source
 from .evalset import DEFAULT_SAMPLES, EvalSet, random_eval
 from .measure_decoder import decoder_accuracy, decoder_reference, measure_decoder, prompts
-from .measure_encoder import measure_encoder, symbolic_axes
+from .measure_encoder import batch_axis, measure_encoder
 
 @dataclass
 class MeasureConfig:
@@ -75,7 +76,7 @@ class _Session:
         self.config = config
         self.model = load(config.model)
         self.decoder = _is_decoder(self.model)
-        self.dims = {**_builtin_dims(config.model), **config.dims}
+        self.dims = {**builtin_default_dims(config.model), **config.dims}
         self.quantized: dict[str, tuple[Model, str]] = {}
         with compile_model(self.model, config.reference, "fp32") as ref:
             if self.decoder:
@@ -85,9 +86,9 @@ class _Session:
                 self.reference = decoder_reference(ref, self.eval_ids, config.output_tokens)
                 self.eval_set = config.eval_set or EvalSet({"input_ids": self.eval_ids}, None, "random prompts")
             else:
-                batch_axis, _ = symbolic_axes(self.model.inputs)
                 self.eval_set = config.eval_set or random_eval(self.model.inputs, samples=config.eval_samples,
-                                                               seed=config.seed, dims=self.dims, batch_axis=batch_axis)
+                                                               seed=config.seed, dims=self.dims,
+                                                               batch_axis=batch_axis(self.model.inputs))
                 self.reference = ref.run(self.eval_set.feeds)
 
     def model_at(self, precision: str) -> tuple[Model, str]:
@@ -113,34 +114,19 @@ class _Session:
         return accuracy_of(outputs, self.reference, labels=labels, samples=self.eval_set.samples)
 
 
-def _builtin_dims(source: str) -> dict[str, int]:
-    from pathlib import Path
-
-    from .. import models
-
-    bare = source[len("builtin:"):] if source.startswith("builtin:") else source
-    if bare in models.names() and (source.startswith("builtin:") or not Path(source).exists()):
-        return dict(models.get(bare).default_dims)
-    return {}
-
-
 def _measure_compiled(session: _Session, exe: Any, base: Candidate) -> list[Candidate]:
+    """Accuracy once for the compiled model, then every batch size timed."""
     config = session.config
-    accuracy = session.accuracy(exe)
-    out = []
-    for batch in config.batches:
-        candidate = replace(base, batch=batch, accuracy=accuracy, notes=list(base.notes))
-        try:
-            if session.decoder:
-                measure_decoder(exe, candidate, prompt_tokens=config.prompt_tokens,
-                                output_tokens=config.output_tokens, reps=config.decode_reps, seed=config.seed)
-            else:
-                measure_encoder(exe, candidate, dims=session.dims, runs=config.runs, warmup=config.warmup,
-                                seed=config.seed)
-        except PortarunError as exc:
-            candidate.error = f"run failed: {str(exc).splitlines()[0]}"
-        out.append(candidate)
-    return out
+    base = replace(base, accuracy=session.accuracy(exe))
+    try:
+        if not session.decoder:
+            return measure_encoder(exe, base, config.batches, dims=session.dims, runs=config.runs,
+                                   warmup=config.warmup, seed=config.seed)
+        return [measure_decoder(exe, replace(base, batch=b, notes=list(base.notes)),
+                                prompt_tokens=config.prompt_tokens, output_tokens=config.output_tokens,
+                                reps=config.decode_reps, seed=config.seed) for b in config.batches]
+    except PortarunError as exc:
+        return [replace(base, batch=b, error=f"run failed: {first_line(exc)}") for b in config.batches]
 
 
 def measure_candidates(config: MeasureConfig,
@@ -162,7 +148,7 @@ def measure_candidates(config: MeasureConfig,
                 with compile_model(model, target, precision, **config.options) as exe:
                     cells = _measure_compiled(session, exe, base)
             except PortarunError as exc:
-                base.error = str(exc).splitlines()[0]
+                base.error = first_line(exc)
                 cells = [replace(base, batch=b, notes=list(base.notes)) for b in config.batches]
             for cell in cells:
                 cell.notes.append(f"measured in {time.perf_counter() - started:.1f} s with its batch sweep")

@@ -11,12 +11,13 @@ import numpy as np
 
 from ..api import compile as compile_model
 from ..api import load
+from ..benchmark import SEQUENCE_AXES, symbolic_axis
 from ..cost import weight_bytes
 from .candidates import Accuracy, Candidate
 from .cascade import CascadeEval
 from .evalset import EvalSet, random_eval, sample
 from .measure import here
-from .measure_encoder import symbolic_axes
+from .measure_encoder import batch_axis
 
 WARMUP = 2
 
@@ -52,9 +53,10 @@ def measure_pair(small: str, large: str, target: str, *, small_precision: str = 
                  dims: dict[str, int] | None = None) -> tuple[CascadeEval, Candidate, Candidate]:
     """Both models on ``target``: outputs, per-query latencies, and a batch-1 candidate each (to be priced)."""
     small_model, large_model = load(small), load(large)
-    batch_axis, seq_axis = symbolic_axes(small_model.inputs)
+    seq_axis = symbolic_axis(small_model.inputs, SEQUENCE_AXES, None)
     if eval_set is None:
-        eval_set = random_eval(small_model.inputs, samples=samples, seed=seed, dims=dims, batch_axis=batch_axis)
+        eval_set = random_eval(small_model.inputs, samples=samples, seed=seed, dims=dims,
+                               batch_axis=batch_axis(small_model.inputs))
     seq = None
     if seq_axis:
         seq = int(next(a.shape[1] for a in eval_set.feeds.values() if a.ndim >= 2))

@@ -15,23 +15,27 @@ from portarun.plan.imports import import_report
 
 @pytest.fixture(scope="module")
 def two_reports(tmp_path_factory):
-    """A real conformance run of builtin:mlp on onnxruntime:cpu (in-process, 3 runs), reported twice:
-    priced as a Xeon share and as an EPYC share, the second made to look as if measured elsewhere."""
-    from portarun_conformance import builtin_cases, run_matrix
-    from portarun_conformance.report import attach_costs, build_report, validate as validate_report, write_json
+    """Real conformance runs (portarun_conformance.run, in-process, 3 runs) of builtin:mlp on
+    onnxruntime:cpu, priced as a Xeon share and as an EPYC share; the second is edited to say it was
+    measured on an EPYC on another day, as if it came from another machine."""
+    from portarun_conformance import ConformanceConfig, run
+    from portarun_conformance.report import validate as validate_report
 
     out = tmp_path_factory.mktemp("reports")
     paths = []
     for profile, cpu, created in (("xeon-8480", None, None),
                                   ("epyc-9654", "AMD EPYC 9654 96-Core Processor", "2026-11-30T09:00:00+00:00")):
-        matrix = run_matrix(builtin_cases(["mlp"]), ["onnxruntime:cpu"], ["fp32", "int8"], runs=3, warmup=1,
-                            isolate=False, localize_failures=False)
-        attach_costs(matrix, profile, CostAssumptions(kwh_price_usd=0.10))
-        document = build_report(matrix, hardware=profile, assumptions=CostAssumptions())
-        validate_report(json.loads(json.dumps(document, default=str)))
+        path = out / f"{profile}.json"
+        run(ConformanceConfig(models=["builtin:mlp"], targets=["onnxruntime:cpu"], precisions=["fp32", "int8"],
+                              suite="models", hardware=profile, assumptions=CostAssumptions(kwh_price_usd=0.10),
+                              runs=3, warmup=1, isolate=False, localize=False, out_dir=str(out / profile),
+                              json_path=str(path)))
+        document = json.loads(path.read_text())
+        validate_report(document)
         if cpu:
             document["environment"]["cpu"], document["created"] = cpu, created
-        paths.append(write_json(document, out / f"{profile}.json"))
+            path.write_text(json.dumps(document))
+        paths.append(path)
     return paths
 
 

@@ -149,7 +149,7 @@ LIMIT_OPTIONS = [
                   help="Accuracy floor vs fp32 (repeatable): cosine=0.999, top1=0.99, max_abs=0.01, exact=0.98 (labels)."),
     click.option("--requests-per-s", type=float, help="Load to size the fleet for: replicas and monthly cost."),
     click.option("--from", "reports", multiple=True, type=click.Path(exists=True, dir_okay=False),
-                  help="A conformance report or plan (--json) made on another machine (repeatable)."),
+                  help="A conformance report, plan or bench sweep (--json) made on another machine (repeatable)."),
 ]
 
 COST_OPTIONS = [

@@ -1,5 +1,7 @@
-"""Candidates from reports made on other machines: conformance reports (``portarun.conformance-report/1``)
-and earlier plans (``portarun.plan/1``). Each imported candidate keeps where and when it was measured.
+"""Candidates from reports made on other machines: conformance reports (``portarun.conformance-report/1``),
+earlier plans (``portarun.plan/1``) and ``portarun bench --json`` sweeps (latency and price only: bench
+measures no accuracy, so a floor marks them "unmeasured"). Each imported candidate keeps where and
+when it was measured.
 
 A report that embeds its hardware profile (conformance reports do, in each cell's
 ``cost.hardware_profile``; plans in ``cost.profile``) is re-priced with this plan's cost
@@ -20,6 +22,7 @@ from .pricing import price
 
 CONFORMANCE_SCHEMA = "portarun.conformance-report/1"
 PLAN_SCHEMA = "portarun.plan/1"
+BENCH = "portarun bench --json sweep"  # bench documents carry no schema id
 
 
 def _value(entry: Mapping[str, Any] | None, *keys: str) -> Any:
@@ -79,6 +82,35 @@ def _from_plan(document: Mapping[str, Any], path: str) -> list[Candidate]:
     return out
 
 
+def _bench_row(row: Mapping[str, Any], document: Mapping[str, Any], source: Source) -> Candidate:
+    provenance, hourly = document.get("provenance") or {}, document.get("hourly") or {}
+    bench, decoder = row.get("benchmark") or {}, row.get("decoder")
+    candidate = Candidate(
+        target=provenance.get("target", "?"), precision=provenance.get("precision", "fp32"), batch=int(row["batch"]),
+        model=document.get("model", ""), kind="decoder" if decoder else "encoder",
+        hardware=_value(hourly, "inputs", "profile"), weight_bytes=document.get("weight_bytes"),
+        usd_per_hour=hourly.get("usd_per_hour"), usd_per_1m=row.get("usd_per_million"), unit=row.get("unit", "items"),
+        cost={"basis": hourly.get("basis"), "note": hourly.get("note", ""), "inputs": hourly.get("inputs", {})},
+        source=source, notes=["from a `portarun bench` sweep: no accuracy was measured there"])
+    if decoder:
+        candidate.ttft_ms, candidate.tpot_ms = decoder.get("ttft_ms"), decoder.get("tpot_median_ms")
+        candidate.tpot_p99_ms, candidate.tokens_per_s = decoder.get("tpot_p99_ms"), row.get("per_second")
+    else:
+        candidate.latency_median_ms, candidate.latency_p99_ms = row.get("median_ms"), row.get("p99_ms")
+        candidate.items_per_s, candidate.tokens_per_s = bench.get("items_per_second"), bench.get("tokens_per_second")
+        candidate.peak_memory_bytes = bench.get("peak_memory_bytes")
+    return candidate
+
+
+def _from_bench(document: Mapping[str, Any], path: str) -> list[Candidate]:
+    """A `portarun bench --json` sweep (unversioned): where = the device it ran on, when = the file's time."""
+    import datetime as _dt
+
+    when = _dt.datetime.fromtimestamp(Path(path).stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
+    source = Source("imported", (document.get("provenance") or {}).get("device", ""), f"{when} (file time)", path)
+    return [_bench_row(row, document, source) for row in document.get("rows", [])]
+
+
 def _reprice(candidate: Candidate, assumptions: CostAssumptions | None) -> Candidate:
     """Price with this plan's assumptions and the profile the report embeds (this machine's --hardware
     does not apply: the candidate ran elsewhere)."""
@@ -99,10 +131,13 @@ def import_report(path: str | Path, *, assumptions: CostAssumptions | None = Non
     except (OSError, json.JSONDecodeError) as exc:
         raise UsageError(f"cannot read report '{path}': {exc}") from None
     kind = document.get("schema") if isinstance(document, dict) else None
-    readers = {CONFORMANCE_SCHEMA: _from_conformance, PLAN_SCHEMA: _from_plan}
+    if kind is None and isinstance(document, dict) and {"model", "provenance", "rows"} <= set(document):
+        kind = BENCH
+    readers = {CONFORMANCE_SCHEMA: _from_conformance, PLAN_SCHEMA: _from_plan, BENCH: _from_bench}
     if kind not in readers:
-        raise UsageError(f"'{path}' is a {kind!r} document; --from reads {' and '.join(readers)}",
-                         hint="give a `portarun conformance --json` report or a `portarun plan --json` plan")
+        raise UsageError(f"'{path}' is a {kind!r} document; --from reads {', '.join(readers)}",
+                         hint="give a `portarun conformance --json` report, a `portarun plan --json` plan or a "
+                              "`portarun bench --json` sweep")
     return [_reprice(c, assumptions) for c in readers[kind](document, str(path))]
 
 

@@ -71,3 +71,20 @@ def test_a_plan_can_be_imported_again_and_unknown_documents_are_refused(two_repo
     bad.write_text('{"schema": "something/9"}')
     with pytest.raises(UsageError, match="--from reads"):
         import_report(bad)
+
+
+def test_a_bench_sweep_imports_with_latency_and_price_but_no_accuracy(tmp_path):
+    from click.testing import CliRunner
+
+    from portarun.cli import main
+
+    path = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "builtin:mlp", "-t", "onnxruntime:cpu", "--batch", "1,2", "--runs",
+                                       "3", "--price-per-hour", "3.6", "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    candidates = import_report(path, assumptions=CostAssumptions())
+    assert [(c.target, c.batch) for c in candidates] == [("onnxruntime:cpu", 1), ("onnxruntime:cpu", 2)]
+    assert all(c.latency_p99_ms > 0 and c.usd_per_1m > 0 and c.source.when.endswith("(file time)")
+               for c in candidates)
+    plan = make_plan(candidates, Constraints(floors={"cosine": 0.99}))
+    assert plan.recommended is None and plan.ranked[0].reasons[0].kind == "unmeasured"

@@ -41,6 +41,9 @@ def render(document: dict[str, Any]) -> str:
              "| " + " | ".join(headers(document)) + " |", "|" + "---|" * len(headers(document))]
     lines += ["| " + " | ".join(_cell(x) for x in row) + " |" for row in rows(document)]
     lines += [""] + [f"- {_cell(line.strip())}" for line in summary_lines(document)]
+    evals = (document.get("inputs") or {}).get("eval")
+    if evals:
+        lines.append(f"- eval set: {_cell(evals)}")
     if document.get("cascade"):
         lines += _cascade(document["cascade"])
     return "\n".join(lines) + "\n"

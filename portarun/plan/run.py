@@ -127,7 +127,21 @@ def run_plan(config: PlanConfig, progress: Callable[[Candidate], None] | None = 
                                    else ", ".join(config.reports))
     document = build_document(plan, model=label, seconds=seconds, cascade=(
         (config.cascade.small, config.cascade.large, cascade) if cascade is not None else None))
+    document["inputs"] = _inputs(config)
     return PlanRun(plan, document, seconds, cascade)
+
+
+def _inputs(config: PlanConfig) -> dict[str, Any]:
+    """What the plan was made from: eval set, cost assumptions, imported reports (shown with the result)."""
+    measure, evals = config.measure, None
+    if measure is not None:
+        evals = (measure.eval_set.source if measure.eval_set is not None
+                 else f"random ({measure.eval_samples} samples or prompts, seed {measure.seed + 2})")
+    elif config.cascade is not None:
+        evals = config.cascade.eval_set.source if config.cascade.eval_set else f"random ({config.cascade.samples})"
+    return {"eval": evals, "assumptions": config.assumptions.to_dict(), "reports": list(config.reports),
+            "reference": measure.reference if measure is not None else None,
+            "quantize_floor": measure.quantize_floor if measure is not None else None}
 
 
 def succeeded(run: PlanRun) -> bool:

@@ -80,7 +80,24 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     lines.append(f"Pareto front cost vs {pareto['accuracy_metric']}: "
                  f"{', '.join('#' + str(i) for i in pareto['cost_vs_accuracy']) or '-'}; cost vs latency: "
                  f"{', '.join('#' + str(i) for i in pareto['cost_vs_latency']) or '-'}")
+    lines += price_lines(document)
     lines += document.get("notes", [])
+    return lines
+
+
+def price_lines(document: dict[str, Any]) -> list[str]:
+    """Which profile priced what, on which basis and at what $/hour, and the cost assumptions."""
+    seen: dict[tuple[Any, Any, Any], None] = {}
+    for entry in document["candidates"]:
+        cost = entry.get("cost") or {}
+        seen[(entry["hardware"], cost.get("basis"), entry["usd_per_hour"])] = None
+    prices = "; ".join(f"{h or 'no profile'}: {b or '?'} {_num(p, '.4g', '$')}/h" for h, b, p in seen)
+    lines = [f"priced with {prices}"] if seen else []
+    a = (document.get("inputs") or {}).get("assumptions")
+    if a:
+        lines.append(f"cost assumptions: utilization {a['utilization']}, PUE {a['pue']}, ${a['kwh_price_usd']}/kWh, "
+                     f"{a['lifetime_years']} years" + (f", price {a['price_per_hour_usd']} $/h"
+                                                         if a.get("price_per_hour_usd") is not None else ""))
     return lines
 
 
@@ -111,4 +128,4 @@ def thinned(points: list[dict[str, Any]], chosen: dict[str, Any] | None, limit: 
     return [p for i, p in enumerate(points) if i in keep or (chosen and p["rule"] == chosen["rule"])]
 
 
-__all__ = ["cascade_lines", "thinned", "headers", "latency_text", "rows", "source_text", "summary_lines", "verdict"]
+__all__ = ["cascade_lines", "price_lines", "thinned", "headers", "latency_text", "rows", "source_text", "summary_lines", "verdict"]

@@ -120,8 +120,9 @@ def _measure_compiled(session: _Session, exe: Any, base: Candidate) -> list[Cand
     base = replace(base, accuracy=session.accuracy(exe))
     try:
         if not session.decoder:
+            given = config.eval_set.feeds if config.eval_set is not None else None
             return measure_encoder(exe, base, config.batches, dims=session.dims, runs=config.runs,
-                                   warmup=config.warmup, seed=config.seed)
+                                   warmup=config.warmup, seed=config.seed, eval_feeds=given)
         return [measure_decoder(exe, replace(base, batch=b, notes=list(base.notes)),
                                 prompt_tokens=config.prompt_tokens, output_tokens=config.output_tokens,
                                 reps=config.decode_reps, seed=config.seed) for b in config.batches]

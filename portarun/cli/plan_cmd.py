@@ -75,7 +75,8 @@ def _config(model: str | None, opts: dict[str, Any]) -> Any:
                                 dims, runs=opts["runs"], warmup=opts["warmup"], eval_set=eval_set,
                                 eval_samples=opts["samples"], prompt_tokens=opts["prompt_tokens"],
                                 output_tokens=opts["output_tokens"], seed=opts["seed"], reference=opts["reference"],
-                                options=parse_options(opts["options"]), quantize_floor=opts["quantize_floor"])
+                                options=parse_options(opts["options"]), quantize_floor=opts["quantize_floor"],
+                                calibration=opts["calibration"])
     if opts["cascade"]:
         precision = (list(opts["precisions"]) or ["fp32"])[0]
         cascade = CascadeConfig(opts["cascade"][0], opts["cascade"][1], _targets(opts)[0], opts["escalate"],
@@ -134,6 +135,8 @@ CANDIDATE_OPTIONS = [
     click.option("--quantize-floor", metavar="METRIC=VALUE,...",
                   help="Floor of portarun.quantize's per-layer fallback (default: its per-precision default); "
                        "cosine=0 quantizes every layer (fast, no fallback) and leaves the judging to --floor."),
+    click.option("--calibration", type=click.Path(exists=True, dir_okay=False), metavar="FEEDS.npz",
+                 help="Calibration feeds for quantized precisions; default the --eval set, else random feeds."),
     runs_option(10, "Timed runs per encoder candidate after the warm-up."),
     warmup_option(2),
     seed_option("Seed of the random eval and timing feeds."),

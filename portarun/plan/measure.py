@@ -49,6 +49,7 @@ class MeasureConfig:
     seed: int = 0
     reference: str = "onnxruntime:cpu"
     quantize_floor: str | None = None  # the quantizer's accuracy floor (None: its per-precision default)
+    calibration: str | None = None  # .npz of calibration feeds (None: the eval set when given, else random)
     options: dict[str, Any] = field(default_factory=dict)  # backend compile options
 
 
@@ -100,11 +101,21 @@ class _Session:
 
             # the quantizer's floor drives its per-layer fallback (each step a compile + eval: minutes on a
             # 100M decoder); the plan's --floor is the gate afterwards, on the plan's own eval set
+            calibration, where = self._calibration()
             result = quantize(self.model, precision, dims=self.dims, seed=self.config.seed + 1,
-                              accuracy_floor=self.config.quantize_floor)
-            self.quantized[precision] = (result.model, f"quantized by portarun.quantize (floor {result.report.floor}: "
-                                         f"{'met' if result.floor_met else 'NOT met'})")
+                              accuracy_floor=self.config.quantize_floor, calibration=calibration)
+            self.quantized[precision] = (result.model, f"quantized by portarun.quantize, calibrated on {where} "
+                                         f"(floor {result.report.floor}: {'met' if result.floor_met else 'NOT met'})")
         return self.quantized[precision]
+
+    def _calibration(self) -> tuple[Any, str]:
+        """Calibration feeds: the user's file; else the user's eval set (real inputs, but calibrating on
+        the samples the plan then scores flatters int8 a little, so it says so); else random feeds."""
+        if self.config.calibration:
+            return self.config.calibration, self.config.calibration
+        if self.config.eval_set is not None and not self.decoder:
+            return dict(self.config.eval_set.feeds), f"the eval set {self.config.eval_set.source} (also scored)"
+        return None, f"random feeds (seed {self.config.seed + 1})"
 
     def accuracy(self, exe: Any) -> Accuracy:
         labels = self.eval_set.labels

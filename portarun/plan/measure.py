@@ -20,7 +20,7 @@ from ..api import compile as compile_model
 from ..api import load
 from ..benchmark import reset_peak_memory
 from ..cost import weight_bytes
-from ..errors import PortarunError, first_line
+from ..errors import InputError, PortarunError, first_line
 from ..generate import DecoderSignature
 from ..model import Model, quantization_of
 from ..models import builtin_default_dims
@@ -82,6 +82,9 @@ class _Session:
         with compile_model(self.model, config.reference, "fp32") as ref:
             if self.decoder:
                 sig = DecoderSignature.of(ref)
+                if config.eval_set is not None and "input_ids" not in config.eval_set.feeds:
+                    raise InputError(f"eval feeds {config.eval_set.source} have no 'input_ids' for the decoder "
+                                     f"'{self.model.name}'", hint="save the prompts as input_ids [samples, tokens]")
                 self.eval_ids = (config.eval_set.feeds["input_ids"] if config.eval_set is not None
                                  else prompts(sig, config.eval_samples, config.prompt_tokens, config.seed + 2))
                 self.reference = decoder_reference(ref, self.eval_ids, config.output_tokens)

@@ -49,12 +49,11 @@ def _eval_set(opts: dict[str, Any]) -> Any:
 
 
 def _targets(opts: dict[str, Any]) -> list[str]:
-    from ..registry import available_targets, resolve_target
+    from ..registry import resolve_target
 
     if opts["targets"]:
         return [str(resolve_target(t)) for t in opts["targets"]]
-    found = [str(t) for t in available_targets() if t.backend != "reference"
-             and (t.device or "") not in ("auto", "multi", "hetero")]
+    found = [str(t) for t in suite.conformance().default_targets()]  # the same default as conformance
     if not found:
         raise click.UsageError("no target available: `portarun backends` says why")
     return found
@@ -81,7 +80,7 @@ def _config(model: str | None, opts: dict[str, Any]) -> Any:
         precision = (list(opts["precisions"]) or ["fp32"])[0]
         cascade = CascadeConfig(opts["cascade"][0], opts["cascade"][1], _targets(opts)[0], opts["escalate"],
                                 opts["escalate_sweep"], small_precision=precision, eval_set=eval_set,
-                                samples=max(opts["samples"], 2), dims=dims, seed=opts["seed"])
+                                samples=max(opts["samples"], 64), dims=dims, seed=opts["seed"])
     constraints = _constraints(opts)
     assumptions = assumptions_from(opts["price_per_hour"], opts["utilization"], opts["pue"], opts["kwh_price"],
                                    opts["lifetime_years"], opts["basis"])

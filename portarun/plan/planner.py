@@ -51,8 +51,4 @@ def make_plan(candidates: Sequence[Candidate], constraints: Constraints, *,
     return plan
 
 
-def is_recommended(plan: Plan, judged: Judged) -> bool:
-    return plan.recommended is judged
-
-
-__all__ = ["Plan", "is_recommended", "make_plan"]
+__all__ = ["Plan", "make_plan"]

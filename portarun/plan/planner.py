@@ -11,6 +11,10 @@ from .ranking import Judged, accuracy_value, migration_option, pareto_front, ran
 from .replicas import Replicas, replicas_for
 
 
+# accuracies closer than this are the same accuracy on the Pareto front (backends differ by ~1e-8)
+ACCURACY_TOLERANCE = 1e-6
+
+
 @dataclass
 class Plan:
     constraints: Constraints
@@ -41,7 +45,8 @@ def make_plan(candidates: Sequence[Candidate], constraints: Constraints, *,
     measured = [c for c in candidates if not c.error]
     plan = Plan(constraints, ranked, recommended, migration_option(ranked, recommended),
                 why(recommended, ranked, constraints.floors) if recommended else "no candidate meets every limit",
-                pareto_front(measured, accuracy_value(metric), maximize=metric != "max_abs"),
+                pareto_front(measured, accuracy_value(metric), maximize=metric != "max_abs",
+                             tolerance=ACCURACY_TOLERANCE),
                 pareto_front(measured, lambda c: c.latency_for_slo, maximize=False),
                 requests_per_s=requests_per_s)
     if requests_per_s is not None and recommended is not None:

@@ -74,19 +74,22 @@ def why(recommended: Judged, ranked: Sequence[Judged], floors: dict[str, float])
 
 
 def pareto_front(candidates: Sequence[Candidate], value: Callable[[Candidate], float | None], *,
-                 maximize: bool) -> list[Candidate]:
+                 maximize: bool, tolerance: float = 0.0) -> list[Candidate]:
     """Candidates no other candidate beats on both cost (lower) and ``value`` (higher when
-    ``maximize``, else lower). Unpriced or unmeasured candidates are left out. Sorted by cost."""
+    ``maximize``, else lower). Values within ``tolerance`` count as equal (two backends' cosines that
+    differ by 1e-8 are the same accuracy). Unpriced or unmeasured candidates are left out. Sorted by cost."""
     points = [(c.usd_per_1m, value(c), c) for c in candidates
               if c.usd_per_1m is not None and value(c) is not None]
 
-    def better_or_equal(a: float, b: float) -> bool:
-        return a >= b if maximize else a <= b
+    def at_least(a: float, b: float) -> bool:  # a is as good as b
+        return a >= b - tolerance if maximize else a <= b + tolerance
+
+    def better(a: float, b: float) -> bool:
+        return a > b + tolerance if maximize else a < b - tolerance
 
     front = []
     for cost, v, c in points:
-        dominated = any(oc <= cost and better_or_equal(ov, v) and (oc < cost or ov != v)
-                        for oc, ov, _ in points)
+        dominated = any(oc <= cost and at_least(ov, v) and (oc < cost or better(ov, v)) for oc, ov, _ in points)
         if not dominated:
             front.append((cost, v, c))
     return [c for _, _, c in sorted(front, key=lambda t: (t[0], t[1]))]

@@ -98,6 +98,10 @@ def test_pareto_fronts():
     assert [(c.usd_per_1m, c.accuracy.cosine) for c in front] == [(2.0, 0.990), (3.0, 0.9999), (4.0, 1.0)]
     latency = pareto_front(TABLE, lambda c: c.latency_p99_ms, maximize=False)
     assert [(c.usd_per_1m, c.latency_p99_ms) for c in latency] == [(2.0, 5.0)]
+    # within a tolerance two accuracies are equal: the dearer one drops off the front
+    near = [enc("a:cpu", "fp32", 1, cost=1.0, cosine=0.99897468), enc("b:cpu", "fp32", 1, cost=2.0, cosine=0.99897469)]
+    assert len(pareto_front(near, accuracy_value("cosine"), maximize=True)) == 2
+    assert [c.target for c in pareto_front(near, accuracy_value("cosine"), maximize=True, tolerance=1e-6)] == ["a:cpu"]
     unpriced = TABLE + [enc("reference:cpu", "fp32", 1, cost=None)]
     assert len(pareto_front(unpriced, accuracy_value("cosine"), maximize=True)) == 3
 

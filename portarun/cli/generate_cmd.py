@@ -55,7 +55,7 @@ def generate(model: str, target: str | None, precision: str, options: tuple[str,
             raise click.BadParameter(f"must be at least 1, got {value}", param_hint=name)
     wanted = Precision.parse(precision)
     backend_options = parse_options(options)
-    loaded = decoder_model(SIZE_ALIASES.get(model, model), wanted, backend_options)
+    loaded = decoder_model(SIZE_ALIASES.get(model, model), target, wanted, backend_options)
     with compile_model(loaded, target, wanted, **backend_options) as executable:
         result, capacity = timed_generation(executable, batch, prompt_tokens, new_tokens, cache, bucket, warmup, seed)
         prov = executable.provenance
@@ -74,14 +74,16 @@ def generate(model: str, target: str | None, precision: str, options: tuple[str,
             click.echo("  " + " ".join(str(int(t)) for t in row))
 
 
-def decoder_model(source: str, wanted: Any, backend_options: dict[str, Any]) -> Any:
-    """The decoder to compile: quantized first (portarun.quantize) when a float model is asked for at a
-    quantized precision, unless a ``quantizer`` option (openvino: nncf) names the backend's own quantizer."""
+def decoder_model(source: str, target: str, wanted: Any, backend_options: dict[str, Any]) -> Any:
+    """The decoder to compile: quantized first (portarun.quantize, with decoder-sized calibration feeds) when
+    a float model is asked for at a quantized precision, unless the backend quantizes float models itself."""
     from ..api import load
     from ..model import quantization_of
+    from ..registry import get_backend, resolve_target
 
     loaded = load(source)
-    if wanted.is_quantized and quantization_of(loaded) is None and "quantizer" not in backend_options:
+    native = get_backend(resolve_target(target).backend).quantizes_float_models(backend_options)
+    if wanted.is_quantized and quantization_of(loaded) is None and not native:
         from .. import quantize
 
         click.echo(f"quantizing {loaded.name} to {wanted} (portarun.quantize) ...", err=True)

@@ -175,3 +175,20 @@ def test_user_eval_set_with_labels_gates_on_exact_match(tmp_path):
     if not int8["feasible"]:
         assert int8["reasons"][0]["metric"] == "exact" and int8["reasons"][0]["limit"] == 0.999
     assert plan(large, "--labels", labels).exit_code == 2  # labels without --eval
+
+
+def test_decoder_exact_match_against_token_labels(tmp_path):
+    """--eval prompts + --labels token ids: exact is the fraction of greedy tokens equal to the labels."""
+    prompts = np.random.default_rng(3).integers(0, 256, size=(4, 4)).astype(np.int64)
+    with portarun.compile(models.build("decoder-tiny"), "onnxruntime:cpu") as exe:
+        expected = portarun.generate(exe, prompts, 4).tokens
+    labels = expected.copy()
+    labels[0, :] = (labels[0, :] + 1) % 256  # one of four label rows is wrong on purpose
+    np.savez(tmp_path / "prompts.npz", input_ids=prompts)
+    np.save(tmp_path / "labels.npy", labels)
+    result = plan("builtin:decoder-tiny", "-t", "onnxruntime:cpu", "-p", "fp32", "--batch", "1", "--prompt-tokens",
+                  "4", "--output-tokens", "4", "--eval", str(tmp_path / "prompts.npz"), "--labels",
+                  str(tmp_path / "labels.npy"), "--floor", "exact=0.7", "--json", "-")
+    assert result.exit_code == 0, result.output
+    cell = json.loads(result.stdout)["candidates"][0]
+    assert cell["accuracy"]["exact"] == 0.75 and cell["accuracy"]["top1"] == 1.0

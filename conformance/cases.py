@@ -13,6 +13,7 @@ import numpy as np
 
 import portarun
 from portarun import Model, models
+from portarun.model import quantization_of
 
 # Models above this many weight elements are checked against onnxruntime:cpu at fp32,
 # because the reference evaluator (NumPy, op by op) becomes too slow for a CI run.
@@ -26,7 +27,7 @@ class Case:
     name: str
     source: str  # "builtin:NAME" or a path to an .onnx file
     dims: dict[str, int] = field(default_factory=dict)
-    reference: str | None = None  # None: chosen by model size (REFERENCE_SMALL / REFERENCE_LARGE)
+    reference: str | None = None  # None: REFERENCE_SMALL, or REFERENCE_LARGE for big models and ops it lacks
     seed: int = 0
     tokens_axis: str | None = None  # symbolic dim counted as tokens (tokens/s), e.g. "seq"
     batch_axis: str = "batch"
@@ -41,7 +42,13 @@ class Case:
         if self.reference:
             return self.reference
         params = sum(int(np.prod(t.dims)) for t in model.proto.graph.initializer)
-        return REFERENCE_LARGE if params > LARGE_MODEL_PARAMS else REFERENCE_SMALL
+        if params > LARGE_MODEL_PARAMS:
+            return REFERENCE_LARGE
+        # ops onnx's evaluator lacks (ZipMap, com.microsoft contrib ops): ONNX Runtime is the oracle
+        precision = quantization_of(model) or "fp32"  # the reference runs the model as written
+        if not portarun.get_backend(REFERENCE_SMALL.split(":")[0]).supports(model, REFERENCE_SMALL, precision):
+            return REFERENCE_LARGE
+        return REFERENCE_SMALL
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

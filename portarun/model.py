@@ -133,6 +133,28 @@ def _check_opsets(proto: onnx.ModelProto, where: str) -> None:
             )
 
 
+# ONNX Runtime registers these contrib kernels in the ONNX domain, and its transformer optimizer writes
+# them there (LayerNormalization also below opset 17, where onnx has none): onnx.checker rejects them.
+_ORT_ONNX_DOMAIN_OPS = {"LayerNormalization": 17, "SimplifiedLayerNormalization": None}
+
+
+def _ort_onnx_domain_ops_moved(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model to check: ORT's ONNX-domain contrib ops that onnx does not know moved to com.microsoft
+    (the model itself is unchanged; backends that cannot run them say so by name)."""
+    version = next((o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS), 1)
+    foreign = {op for op, since in _ORT_ONNX_DOMAIN_OPS.items() if since is None or version < since}
+    if not any(n.op_type in foreign and n.domain in STANDARD_DOMAINS for n in proto.graph.node):
+        return proto
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for node in copy.graph.node:
+        if node.op_type in foreign and node.domain in STANDARD_DOMAINS:
+            node.domain = "com.microsoft"
+    if not any(o.domain == "com.microsoft" for o in copy.opset_import):
+        copy.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return copy
+
+
 def _dims(type_proto: onnx.TypeProto) -> tuple | None:
     tensor_type = type_proto.tensor_type
     if not tensor_type.HasField("shape"):
@@ -233,8 +255,9 @@ class Model:
                                                hint="save it with external data first")
                 onnx.checker.check_model(str(self.path))
             else:
-                onnx.checker.check_model(self.proto)
-                onnx.shape_inference.infer_shapes(self.proto, check_type=True, strict_mode=True)
+                checked = _ort_onnx_domain_ops_moved(self.proto)
+                onnx.checker.check_model(checked)
+                onnx.shape_inference.infer_shapes(checked, check_type=True, strict_mode=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
             raise ModelValidationError(f"{where} fails ONNX validation: {first_line(exc)}",
                                        hint="fix the exporter output; `portarun inspect` shows the graph") from None

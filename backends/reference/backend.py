@@ -53,6 +53,10 @@ class ReferenceBackend(Backend):
                               "convert the model itself to compare another float precision")
         if precision is Precision.FP32 and carried is not None:
             return Support.no(f"the model is quantized ({carried}); use -p {carried}")
+        foreign = _foreign_ops(model.proto)
+        if foreign:  # e.g. com.microsoft contrib ops from ORT's optimizer or quantizer
+            return Support.no(f"onnx's reference evaluator has no implementation for {', '.join(foreign)}",
+                              missing_ops=tuple(foreign))
         return Support.yes()
 
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
@@ -64,3 +68,46 @@ class ReferenceBackend(Backend):
                                 providers=("onnx.reference",))
         return ReferenceExecutable(evaluator, backend=self, model=model, target=target, precision=precision,
                                    provenance=provenance, options=options)
+
+
+_REFERENCE_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training")
+
+
+def _reference_ml_ops() -> set[str]:
+    # onnx's evaluator implements only part of ai.onnx.ml (no ZipMap, CategoryMapper, ...)
+    try:
+        from onnx.reference.ops.aionnxml import _op_list
+    except ImportError:  # pragma: no cover - an onnx without the ml evaluator
+        return set()
+    return {name for name in dir(_op_list) if name[:1].isupper() and name not in ("Any", "OpFunction", "OpRun")}
+
+
+def _foreign_ops(proto: onnx.ModelProto) -> list[str]:
+    """domain::op of every node onnx's reference evaluator does not implement (subgraphs included)."""
+    local = {(f.domain, f.name) for f in proto.functions}
+    ml_ops = None
+    found: set[str] = set()
+
+    def check(node: onnx.NodeProto) -> None:
+        nonlocal ml_ops
+        if (node.domain, node.op_type) in local:
+            return
+        if node.domain not in _REFERENCE_DOMAINS:
+            found.add(f"{node.domain}::{node.op_type}")
+        elif node.domain == "ai.onnx.ml":
+            ml_ops = _reference_ml_ops() if ml_ops is None else ml_ops
+            if node.op_type not in ml_ops:
+                found.add(f"ai.onnx.ml::{node.op_type}")
+
+    def visit(graph: onnx.GraphProto) -> None:
+        for node in graph.node:
+            check(node)
+            for attr in node.attribute:
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    visit(sub)
+
+    visit(proto.graph)
+    for function in proto.functions:
+        for node in function.node:
+            check(node)
+    return sorted(found)

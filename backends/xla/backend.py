@@ -41,7 +41,7 @@ class XlaExecutable(Executable):
 
     def compile_for(self, feeds: dict[str, np.ndarray]) -> float:
         """Compile for the shapes of ``feeds`` without running; returns the seconds it took (0 if cached)."""
-        arrays, _ = self.program._bucketed(feeds)
+        arrays, _ = self.program._bucketed(self.program.encode_feeds(feeds))
         before = self.program.stats.compile_seconds
         self.program.compiled_for(arrays)
         self._update_provenance()
@@ -108,6 +108,9 @@ class XlaBackend(Backend):
             return Support.no(f"no XLA lowering for op type(s) {', '.join(missing)}", missing_ops=tuple(missing),
                               hint="run it on another backend (e.g. onnxruntime:cpu), or add the op(s) under "
                                    "backends/xla/ops/")
+        refused = string_input_refusal(model, graph)
+        if refused:
+            return Support.no(refused, hint="run it on onnxruntime:cpu, or encode the strings before the model")
         return Support.yes(prepared=graph)
 
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any],
@@ -180,5 +183,22 @@ def missing_ops(model: Model) -> list[str]:
     return sorted(model_graph(model.proto).missing)
 
 
+def string_input_refusal(model: Model, graph=None) -> str | None:
+    """Why a string input cannot enter the program (it feeds an op that cannot read codes), or None."""
+    strings = [vi.name for vi in model.proto.graph.input
+               if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type == 8]  # TensorProto.STRING
+    if not strings:
+        return None
+    from .hostvalues import StringInputError, string_vocabulary
+    from .lower import model_graph
 
-__all__ = ["XlaBackend", "XlaExecutable", "missing_ops"]
+    graph = graph if graph is not None else model_graph(model.proto)
+    for name in strings:
+        try:
+            string_vocabulary(graph, name)
+        except StringInputError as exc:
+            return str(exc)
+    return None
+
+
+__all__ = ["XlaBackend", "XlaExecutable", "missing_ops", "string_input_refusal"]

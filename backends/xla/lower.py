@@ -21,6 +21,7 @@ from onnx import helper, numpy_helper
 from portarun.plugin import CompileError, onnx_domain, opset_versions
 
 from . import ops as op_registry
+from .hostvalues import HOST_TYPES, call_with_strings
 
 
 class Unsupported(Exception):
@@ -231,6 +232,8 @@ def _call(node: Node, ctx: Context, env: dict, args: list) -> Any:
     n = NodeContext(node, ctx, env)
     if node.function is not None:
         return _call_function(node, ctx, args)
+    if any(isinstance(a, HOST_TYPES) for a in args):  # string tensors travel as codes (hostvalues)
+        return call_with_strings(node, node.fn, n, args)
     if node.fold and not ctx.eager and all(a is None or is_const(a) or _is_const_seq(a) for a in args):
         import jax
 

@@ -21,6 +21,8 @@ import numpy as np
 from portarun.plugin import CompileError, InputError, Precision, UsageError
 
 from . import jaxenv
+from .hostvalues import HostStrings, StringInputError, device_part, encode_strings, is_host_value, \
+    string_vocabulary
 from .narrowing import narrow_float
 from .lower import Context, Graph, model_graph, run_graph, tensor_to_numpy
 
@@ -96,6 +98,10 @@ class Program:
         self.output_names = list(self.graph.outputs)
         self.output_specs = {spec.name: spec for spec in model.outputs}
         self.input_specs = {spec.name: spec for spec in model.inputs}
+        self.string_inputs = self._string_inputs()
+        # output name -> host decoder (string labels, ZipMap dicts), recorded while tracing
+        self.decoders: dict[str, Any] = {}
+        self._traced = False
         feed_names = set(self.input_names)
         host_weights: dict[str, np.ndarray] = {}
         self.constants: dict[str, np.ndarray] = {}
@@ -121,6 +127,23 @@ class Program:
         self._lock = threading.Lock()
         self.stats = Stats()
 
+    def _string_inputs(self) -> dict[str, list[str]]:
+        """Graph inputs holding strings -> the vocabulary their codes index (see hostvalues)."""
+        found = {}
+        input_types = {vi.name: vi.type for vi in self.graph.proto.input}
+        for name in self.input_names:
+            proto_type = input_types.get(name)
+            if proto_type is None or not proto_type.HasField("tensor_type") \
+                    or proto_type.tensor_type.elem_type != 8:  # TensorProto.STRING
+                continue
+            try:
+                vocabulary = string_vocabulary(self.graph, name)
+            except StringInputError as exc:
+                raise CompileError(f"xla cannot lower '{self.model.name}': {exc}", backend="xla",
+                                   hint="run it on onnxruntime:cpu, or encode the strings before the model") from None
+            found[name] = vocabulary
+        return found
+
     # -- the traced function ------------------------------------------------------------
     def _context(self, eager: bool) -> Context:
         return Context(compute_dtype=self.compute_dtype, eager=eager)
@@ -135,9 +158,14 @@ class Program:
                     and value.dtype == jnp.float32:
                 value = narrow_float(value, self.compute_dtype)
             env[name] = list(value) if isinstance(value, (list, tuple)) else value
+            if name in self.string_inputs:
+                env[name] = HostStrings(value, np.asarray(list(self.string_inputs[name]) + [None], dtype=object))
         outputs = run_graph(self.graph, env, self._context(eager))
         results = []
         for name, value in zip(self.output_names, outputs):
+            if is_host_value(value):  # strings / ZipMap: codes leave the program, the host decodes
+                self.decoders[name] = value.decode
+                value = device_part(value)
             if isinstance(value, list):  # sequence outputs
                 results.append([jnp.asarray(v) for v in value])
                 continue
@@ -150,6 +178,7 @@ class Program:
                     and value.dtype != np.float32:
                 value = value.astype(np.float32)
             results.append(value)
+        self._traced = True
         return tuple(results)
 
     # -- compile cache ------------------------------------------------------------------
@@ -232,7 +261,26 @@ class Program:
                       for d in spec.shape)
         return value[index]
 
+    def encode_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """String inputs as int32 codes (the program cannot take strings)."""
+        if not self.string_inputs:
+            return feeds
+        encoded = dict(feeds)
+        for name, vocabulary in self.string_inputs.items():
+            encoded[name] = encode_strings(feeds[name], vocabulary)
+        return encoded
+
+    def _ensure_decoders(self, arrays: list) -> None:
+        # A program loaded from an artifact was never traced here: trace it once, abstractly,
+        # to learn how its string/ZipMap outputs decode.
+        if self._traced or not any(spec.dtype == np.dtype(object) for spec in self.output_specs.values()):
+            return
+        jax = jaxenv.jax_module()
+        with jaxenv.x64():
+            jax.eval_shape(self._forward, self.weights, tuple(_spec_of(a) for a in arrays))
+
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = self.encode_feeds(feeds)
         arrays, true_sizes = self._bucketed(feeds)
         entry = self.compiled_for(arrays)
         if entry.eager:
@@ -243,12 +291,15 @@ class Program:
         else:
             with jaxenv.x64():
                 outputs = entry.call(self.weights, tuple(arrays))
+        self._ensure_decoders(arrays)
         result = {}
         for name, value in zip(self.output_names, outputs):
             if isinstance(value, list):
                 result[name] = [np.asarray(v) for v in value]
             elif value is None:
                 result[name] = None
+            elif name in self.decoders:
+                result[name] = self.decoders[name](np.asarray(value))
             else:
                 result[name] = self._unbucket(name, np.asarray(value), true_sizes)
         return result

@@ -21,7 +21,6 @@ from portarun_conformance.node_suite import (
 # Ops with no XLA lowering yet, and why. Their cases error with a CompileError that
 # lists them; test_unsupported_list_is_honest keeps this list true.
 XLA_UNSUPPORTED = {
-    "ai.onnx.ml ops": ["ArrayFeatureExtractor", "Binarizer", "LabelEncoder", "TreeEnsemble"],
     "strings (XLA has no string type)": ["RegexFullMatch", "StringConcat", "StringNormalizer", "StringSplit",
                                          "TfIdfVectorizer"],
     "image decoding on the host": ["ImageDecoder"],

@@ -32,6 +32,7 @@ from portarun.plugin import onnx_domain
 FAMILIES = (
     "elementwise", "logical", "math", "reduce", "shape", "tensor", "nn", "norm", "pool", "conv",
     "control", "sequence", "quant", "rnn", "signal", "misc", "image", "detection",
+    "ml_trees", "ml_linear", "ml_preprocess", "contrib_ms", "contrib_qlinear", "contrib_rnn",
 )
 
 

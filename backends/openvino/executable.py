@@ -10,6 +10,7 @@ import numpy as np
 from portarun.backend import Executable
 
 from .devices import capabilities, core, sdk
+from .requests import RequestPool
 
 IR_XML = "model.xml"
 
@@ -27,7 +28,9 @@ class OpenVinoExecutable(Executable):
         self.ov_model = ov_model
         self.device = device
         self.compile_config = dict(compile_config)
-        self._request = compiled.create_infer_request()
+        # one infer request per concurrent caller (see requests.py): an Executable is shared across threads
+        self._requests = RequestPool(compiled)
+        self.provenance.details["infer_requests"] = self._requests.size
         # OpenVINO drops inputs the graph does not use; those are still accepted and ignored.
         self.fed_inputs = {name for port in compiled.inputs for name in port.get_names()}
         self._ports = {spec.name: compiled.output(spec.name) for spec in self.outputs}
@@ -38,8 +41,11 @@ class OpenVinoExecutable(Executable):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         inputs = {name: value for name, value in feeds.items() if name in self.fed_inputs}
-        results = self._request.infer(inputs)  # share_outputs=False: arrays are ours, not the request's buffers
-        return {name: results[port] for name, port in self._ports.items()}
+        with self._requests.request() as request:
+            # share_outputs=False copies the outputs out of the request's buffers before it goes back
+            # to the pool, where another thread's run would overwrite them
+            results = request.infer(inputs, share_inputs=False, share_outputs=False)
+            return {name: results[port] for name, port in self._ports.items()}
 
     def source_model(self):
         """The ``ov.Model`` this was compiled from (read again from the ONNX model when not kept)."""
@@ -80,6 +86,6 @@ class OpenVinoExecutable(Executable):
         return data
 
     def _close(self) -> None:
-        self._request = None
+        self._requests.close()
         self.compiled = None
         self.ov_model = None

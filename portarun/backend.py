@@ -88,6 +88,8 @@ def check_feeds(specs: tuple[TensorSpec, ...], feeds: Any) -> dict[str, np.ndarr
     checked = {}
     for spec in specs:
         array = _load_feed(spec.name, feeds[spec.name])
+        if not array.dtype.isnative and array.dtype.newbyteorder("=") == spec.dtype:
+            array = array.astype(spec.dtype)  # same numbers in the other byte order (a '>f4' file): SDKs want native
         if spec.dtype != np.dtype(object):
             spec.check(array, bound)
         checked[spec.name] = array

@@ -76,6 +76,9 @@ class Program:
             raise UsageError(f"xla: weight_layout must be 'nk' or 'kn', got {self.weight_layout!r}")
         proto = model.proto
         opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
+        from .guards import check as guard
+
+        guard(proto, model.name)  # graphs on which XLA would crash or run for minutes: refused first
         functions = prepare_functions(proto, opsets)
         self.graph = Graph(proto.graph, opsets, set(), functions)
         if self.graph.missing:

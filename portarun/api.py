@@ -9,7 +9,7 @@ from typing import Any
 import onnx
 
 from .backend import Executable
-from .errors import CheckFailedError, ModelNotFoundError, UnsupportedError
+from .errors import CheckFailedError, ModelNotFoundError, UnsupportedError, UsageError
 from .model import Model, quantization_of
 from .registry import get_backend, resolve_target
 from .types import Precision, Target
@@ -55,16 +55,24 @@ def load(source: "Model | onnx.ModelProto | str | os.PathLike", *, check: bool =
         raise
 
 
-def compile(model: "Model | str | os.PathLike", target: Target | str, precision: Precision | str = "fp32",
-            **options: Any) -> Executable:
+def compile(model: "Model | str | os.PathLike", target: Target | str, precision: Precision | str = "fp32", *,
+            isolate: bool = False, timeout: float | None = None, **options: Any) -> Executable:
     """Compile ``model`` for ``target`` (e.g. ``"onnxruntime:cpu"``) at ``precision``.
 
     Backend-specific ``options`` are listed by ``portarun backends`` and each backend's ``options``.
+    ``isolate=True`` compiles and runs the backend in a worker process (a crash becomes an error,
+    not the end of the caller); ``timeout=SECONDS`` bounds each compile and run, and implies
+    isolation (an SDK call cannot be interrupted in-process).
     """
     loaded = load(model)
     resolved = resolve_target(target)
     backend = get_backend(resolved.backend)
     precision = Precision.parse(precision)
+    if isolate or timeout is not None:
+        from .isolated import compile_isolated
+
+        backend.check_options(options)
+        return compile_isolated(loaded, backend, resolved, precision, options, timeout=_seconds(timeout))
     quantized = None
     # A ``quantizer`` option picks the backend's own quantizer (openvino: "nncf"): it takes the float model.
     native = options.get("quantizer") is not None
@@ -94,6 +102,19 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
             "note": "float model quantized implicitly with portarun.quantize defaults",
         }
     return executable
+
+
+def _seconds(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}",
+                         hint="e.g. timeout=60 (CLI: --timeout 60)")
+    return value
 
 
 def load_compiled(path: str | os.PathLike, target: Target | str | None = None, *,

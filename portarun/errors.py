@@ -101,6 +101,14 @@ class RunError(BackendError):
     pass
 
 
+class CompileTimeoutError(CompileError):
+    """A compile in a worker process overran its ``timeout``; the worker was killed."""
+
+
+class RunTimeoutError(RunError):
+    """A run in a worker process overran its ``timeout``; the worker was killed."""
+
+
 # --- artifacts ------------------------------------------------------------------
 class ArtifactError(PortarunError):
     exit_code = 2

@@ -28,6 +28,7 @@ from .errors import (
     UnsupportedError,
     UsageError,
 )
+from . import model_checks
 from .model import Model
 from .types import Device, Precision, Support, Target, TensorSpec
 
@@ -336,6 +337,11 @@ class Backend(ABC):
             raise UnsupportedError(f"{self.name} cannot compile '{model.name}' for {target} at {precision}: "
                                    f"{support.reason}", backend=self.name,
                                    hint="choose another target or precision; `portarun backends` lists them")
+        endless = model_checks.endless_loops(model.proto)
+        if endless:  # every backend would run it until killed: refuse it up front
+            raise CompileError(f"'{model.name}' can never finish: {', '.join(endless[:3])} has no trip count and a "
+                               "condition that is always true", backend=self.name,
+                               hint="give the Loop a trip count, or a condition its body can turn false")
         start = time.perf_counter()
         try:
             executable = self._compile(model, target, precision, dict(options))

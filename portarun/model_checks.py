@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import onnx
@@ -176,5 +177,78 @@ def _text(value: object) -> str:
     return str(value)
 
 
-__all__ = ["ADDRESSABLE_BYTES", "check_types_and_sizes", "external_location", "is_file", "iter_function_tensors",
+
+
+# A Loop this long with a condition that never turns false runs, for practical purposes, for ever.
+ENDLESS_TRIPS = 2**31
+
+
+def endless_loops(proto: onnx.ModelProto) -> list[str]:
+    """Loop nodes that provably never finish: no (or an astronomically large constant) trip count and
+    a condition that is always true (absent or constant true, passed through unchanged by the body)."""
+    found = []
+    bodies: list[Any] = [proto.graph, *proto.functions]
+    while bodies:
+        body = bodies.pop()
+        constants = _bool_and_int_constants(body)
+        for node in body.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    bodies.append(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    bodies.extend(attr.graphs)
+            if node.op_type != "Loop" or node.domain not in ("", "ai.onnx"):
+                continue
+            trips = node.input[0] if len(node.input) > 0 else ""
+            cond = node.input[1] if len(node.input) > 1 else ""
+            graph = next((a.g for a in node.attribute if a.name == "body"), None)
+            if graph is None:
+                continue
+            # a negative constant trip count is "no limit" to OpenVINO (ONNX does not define it)
+            bounded = trips != "" and not (trips in constants and not 0 <= int(constants[trips]) < ENDLESS_TRIPS)
+            if bounded or not (cond == "" or constants.get(cond) is True) or not _keeps_condition(graph):
+                continue
+            name = f"'{node.name}'" if node.name else f"(output '{node.output[0]}')" if node.output else ""
+            found.append(f"Loop node {name}".strip())
+    return found
+
+
+def _bool_and_int_constants(body: Any) -> dict[str, Any]:
+    tensors = {t.name: t for t in getattr(body, "initializer", ())}
+    for node in body.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+                    tensors[node.output[0]] = attr.t
+    values: dict[str, Any] = {}
+    for name, tensor in tensors.items():
+        if tensor.data_type in (onnx.TensorProto.BOOL, onnx.TensorProto.INT64, onnx.TensorProto.INT32) \
+                and len(tensor.dims) <= 1 and all(d == 1 for d in tensor.dims):
+            try:
+                value = onnx.numpy_helper.to_array(tensor).reshape(-1)
+            except Exception:
+                continue
+            if value.size == 1:
+                values[name] = bool(value[0]) if tensor.data_type == onnx.TensorProto.BOOL else int(value[0])
+    return values
+
+
+def _keeps_condition(body: onnx.GraphProto) -> bool:
+    """Does the body hand back its condition input unchanged (through Identity nodes) or constant true?"""
+    if len(body.output) < 1 or len(body.input) < 2:
+        return False
+    produced = {out: node for node in body.node for out in node.output}
+    constants = _bool_and_int_constants(body)
+    name, seen = body.output[0].name, set()
+    while name not in seen:
+        seen.add(name)
+        if name == body.input[1].name or constants.get(name) is True:
+            return True
+        node = produced.get(name)
+        if node is None or node.op_type != "Identity" or not node.input:
+            return False
+        name = node.input[0]
+    return False
+
+__all__ = ["ADDRESSABLE_BYTES", "check_types_and_sizes", "endless_loops", "external_location", "is_file", "iter_function_tensors",
            "resolve_inside"]

@@ -173,6 +173,9 @@ class OpenVinoBackend(Backend):
         return fit_to_device(config, supported, options)
 
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
+        from .guards import check as guard
+
+        guard(model.proto, model.name, str(target))  # graphs OpenVINO would compile for hours
         device = ov_device(target)
         start = time.perf_counter()
         ov_model, ir_hit = self._read_for_compile(model, self._cache_dir(options))

@@ -252,8 +252,59 @@ def m_versions(model, rng):
         model.ir_version = rng.choice([0, 1, 3, 7, 10, 11, 99])
 
 
+UNARY = ("Relu", "Neg", "Exp", "Log", "Sqrt", "Sigmoid", "Tanh", "Abs", "Reciprocal", "Floor", "Identity", "Softplus")
+
+
+def m_unary(model, rng):
+    """Swap a one-input op for another: the graph stays valid, the numbers go anywhere (NaN, inf)."""
+    nodes = [n for n in model.graph.node if n.op_type in UNARY]
+    if nodes:
+        rng.choice(nodes).op_type = rng.choice(UNARY)
+
+
+def m_wide(model, rng):
+    """Replace a node by a Sum of its first input many times over (valid, and hard on compilers)."""
+    nodes = [n for n in model.graph.node if n.input and n.input[0] and len(n.output) == 1]
+    if nodes:
+        node = rng.choice(nodes)
+        first = node.input[0]
+        node.op_type, node.domain = "Sum", ""
+        del node.attribute[:]
+        del node.input[:]
+        node.input.extend([first] * rng.choice([2, 64, 3000, 30000]))
+
+
+def m_chain(model, rng):
+    """Insert a chain of unary nodes after the first input (a long one stresses compile times)."""
+    graph = model.graph
+    if not graph.input:
+        return
+    source = graph.input[-1].name
+    length = rng.choice([2, 50, 1500, 20000])
+    op = rng.choice(UNARY) if length < 20000 else "Identity"  # 20,000 chained Relu: hours on OpenVINO
+    names = [f"{source}__c{i}" for i in range(length)]
+    chain = [helper.make_node(op, [source if i == 0 else names[i - 1]], [names[i]]) for i in range(length)]
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name == source:
+                node.input[index] = names[-1]
+    nodes = chain + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def relax_shapes(model: onnx.ModelProto) -> None:
+    """Forget declared output and intermediate shapes, so a mutated graph is judged by what it computes."""
+    del model.graph.value_info[:]
+    for index, output in enumerate(model.graph.output):
+        if output.type.HasField("tensor_type") and output.type.tensor_type.HasField("shape"):
+            for axis, dim in enumerate(output.type.tensor_type.shape.dim):
+                dim.dim_param = f"out{index}_{axis}"  # a fresh name matches whatever size comes out
+
+
 PROTO_MUTATIONS: tuple[Callable, ...] = (m_dim, m_elem_type, m_op_type, m_attribute, m_inputs, m_structure,
-                                         m_tensor, m_external, m_versions)
+                                         m_tensor, m_external, m_versions, m_unary, m_wide, m_chain, m_tensor,
+                                         m_unary)
 
 
 def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
@@ -306,12 +357,15 @@ def mutants(count: int, seed: int = 0) -> list[Mutant]:
             except (ValueError, TypeError, IndexError):  # protobuf refused the edit itself
                 continue
             applied.append(mutation.__name__[2:])
+        if rng.random() < 0.6:
+            relax_shapes(model)
+            applied.append("relax")
         try:
             data = model.SerializeToString()
         except Exception:
             data = pool[name][0].SerializeToString()
             applied = []
-        if rng.random() < 0.35:
+        if rng.random() < 0.25:
             data = mutate_bytes(data, rng)
             applied.append("bytes")
         made.append(Mutant(index, name, applied, data, dict(pool[name][1])))

@@ -4,7 +4,8 @@ OpenVINO's CPU plugin fuses chains of single-input nodes with a pass whose time 
 square of the chain: 1,000 chained Relu nodes compile in ~18 s, 3,000 in ~230 s, 20,000 chained
 Identity nodes in over 400 s (measured on a 2-core x86-64 machine, OpenVINO 2026.4). Real models
 have short chains (an activation or two between matmuls), so a chain longer than
-``MAX_CHAIN`` is refused as a CompileError naming its first node.
+``MAX_CHAIN`` is refused as a CompileError naming its first node; so is a node with more than
+``MAX_INPUTS`` inputs (a wide Sum becomes such a chain).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import onnx
 from portarun.plugin import CompileError
 
 MAX_CHAIN = 1024
+# a Sum of 3,000 inputs did not compile within 20 s (it becomes a chain of Adds); real models stay far below
+MAX_INPUTS = 1024
 
 
 def longest_chain(graph: onnx.GraphProto) -> tuple[int, str]:
@@ -40,6 +43,12 @@ def longest_chain(graph: onnx.GraphProto) -> tuple[int, str]:
 
 
 def check(model_proto: onnx.ModelProto, model_name: str, target: str) -> None:
+    for node in model_proto.graph.node:
+        if len(node.input) > MAX_INPUTS:
+            raise CompileError(f"openvino refuses '{model_name}' for {target}: {node.op_type} node "
+                               f"'{node.name or node.output[0] if node.output else ''}' has {len(node.input):,} "
+                               f"inputs (over {MAX_INPUTS:,} compile for minutes)", backend="openvino",
+                               hint="split it into a tree of smaller nodes, or run it on onnxruntime:cpu")
     size, start = longest_chain(model_proto.graph)
     if size > MAX_CHAIN:
         raise CompileError(f"openvino refuses '{model_name}' for {target}: a chain of {size:,} single-input nodes "
@@ -48,4 +57,4 @@ def check(model_proto: onnx.ModelProto, model_name: str, target: str) -> None:
                            hint="shorten the chain, or run it on onnxruntime:cpu")
 
 
-__all__ = ["MAX_CHAIN", "check", "longest_chain"]
+__all__ = ["MAX_CHAIN", "MAX_INPUTS", "check", "longest_chain"]

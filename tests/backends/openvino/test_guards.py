@@ -41,3 +41,12 @@ def test_a_value_with_two_consumers_breaks_the_chain():
     graph = model.proto.graph
     graph.node.append(helper.make_node("Neg", ["t5"], ["side"]))
     assert guards.longest_chain(graph)[0] == 5
+
+
+def test_a_node_with_thousands_of_inputs_is_refused():
+    graph = helper.make_graph([helper.make_node("Sum", ["x"] * 3000, ["y"], name="wide")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    model = portarun.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    with pytest.raises(CompileError, match="Sum node 'wide' has 3,000 inputs"):
+        portarun.compile(model, "openvino:cpu")

@@ -118,8 +118,16 @@ def _seconds(timeout: float | None) -> float | None:
 
 
 def load_compiled(path: str | os.PathLike, target: Target | str | None = None, *,
-                  rebuild: bool = False) -> Executable:
-    """Load an artifact written by ``Executable.save``; ``rebuild`` recompiles when it does not fit here."""
+                  rebuild: bool = False, isolate: bool = False, timeout: float | None = None) -> Executable:
+    """Load an artifact written by ``Executable.save``; ``rebuild`` recompiles when it does not fit here.
+
+    ``isolate`` / ``timeout`` as for ``compile``: the artifact is loaded and run in a worker process.
+    """
+    if isolate or timeout is not None:
+        from .isolated import load_isolated
+
+        return load_isolated(os.fspath(path), None if target is None else str(target), rebuild=rebuild,
+                             timeout=_seconds(timeout))
     from .artifact import load_artifact
 
     return load_artifact(path, target, rebuild=rebuild)

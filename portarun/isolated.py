@@ -75,6 +75,20 @@ def worker_compile(source: bytes | str, name: str, target: str, precision: str, 
             executable.precision.value, str(executable.target))
 
 
+def worker_load(path: str, target: str | None, rebuild: bool) -> tuple:
+    """Load a compiled artifact in the worker; the same reply as ``worker_compile``."""
+    from . import api
+
+    try:
+        executable = api.load_compiled(path, target, rebuild=rebuild)
+    except PortarunError as exc:
+        return ("raise", _pack(exc))
+    handle = next(_HANDLES)
+    _LIVE[handle] = executable
+    return ("ok", handle, executable.inputs, executable.outputs, executable.provenance.to_dict(),
+            executable.precision.value, str(executable.target), executable.model.serialized())
+
+
 def worker_run(handle: int, feeds: dict[str, np.ndarray]) -> tuple:
     try:
         return ("ok", _LIVE[handle].run(feeds, check=False))
@@ -160,8 +174,36 @@ def _reply(outcome: TaskOutcome, what: str, model_name: str, target: str, timeou
 
 def _compile_in(worker: IsolatedWorker, request: tuple, timeout: float | None, model_name: str,
                 target: str) -> tuple:
-    outcome = worker.call(worker_compile, *request, timeout_s=timeout)
+    """Compile (``request`` = compile arguments) or load (``("load", path, target, rebuild)``) in ``worker``."""
+    if request[0] == "load":
+        outcome = worker.call(worker_load, *request[1:], timeout_s=timeout)
+    else:
+        outcome = worker.call(worker_compile, *request, timeout_s=timeout)
     return _reply(outcome, "compile", model_name, target, timeout)[1:]
+
+
+def load_isolated(path: str, target: str | None, *, rebuild: bool, timeout: float | None) -> IsolatedExecutable:
+    """Load a compiled artifact in a fresh worker process; the returned Executable runs there too."""
+    from .registry import get_backend
+
+    request = ("load", str(path), None if target is None else str(target), rebuild)
+    worker = IsolatedWorker(name="portarun-artifact-worker")
+    try:
+        handle, inputs, outputs, provenance, precision_value, real_target, model_bytes = _compile_in(
+            worker, request, timeout, Path(path).name, str(target or "its target"))
+    except BaseException:
+        worker.close()
+        raise
+    import onnx
+
+    model = Model.from_proto(onnx.load_from_string(model_bytes), name=Path(path).name, check=False)
+    resolved = Target.parse(real_target)
+    provenance = Provenance(**{**provenance, "providers": tuple(provenance.get("providers") or ())})
+    provenance.details = {**provenance.details, "isolated": True, "worker_pid": worker.pid}
+    return IsolatedExecutable(worker=worker, request=request, handle=handle, backend=get_backend(resolved.backend),
+                              model=model, target=resolved, precision=Precision.parse(precision_value),
+                              provenance=provenance, inputs=tuple(inputs), outputs=tuple(outputs), options={},
+                              timeout=timeout)
 
 
 def compile_isolated(model: Model, backend: Any, target: Target, precision: Precision, options: dict[str, Any], *,
@@ -190,4 +232,4 @@ def compile_isolated(model: Model, backend: Any, target: Target, precision: Prec
                               options=dict(options), timeout=timeout)
 
 
-__all__ = ["IsolatedExecutable", "compile_isolated"]
+__all__ = ["IsolatedExecutable", "compile_isolated", "load_isolated"]

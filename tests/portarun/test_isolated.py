@@ -101,3 +101,19 @@ def test_a_compile_timeout(plugins):
 def test_a_timeout_must_be_positive_seconds(bad):
     with pytest.raises(UsageError):
         portarun.compile(models.build("mlp"), "onnxruntime:cpu", timeout=bad)
+
+
+def test_an_artifact_loads_and_runs_isolated(tmp_path):
+    model = models.build("mlp")
+    feeds = _feeds()
+    with portarun.compile(model, "onnxruntime:cpu") as exe:
+        expected = exe.run(feeds)
+        exe.save(tmp_path / "artifact")
+    with portarun.load_compiled(tmp_path / "artifact", isolate=True, timeout=120) as loaded:
+        got = loaded.run(feeds)
+        assert loaded.provenance.details["isolated"] is True
+        os.kill(loaded.worker.pid, signal.SIGKILL)  # the next run loads the artifact again in a new worker
+        loaded.worker._process.join(10)
+        again = loaded.run(feeds)
+    for name in expected:
+        assert got[name].tobytes() == expected[name].tobytes() == again[name].tobytes()

@@ -3,56 +3,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-import onnx
-
+from ._cache import cache_dir  # noqa: F401 - public as portarun.cache_dir
+from .artifact import load_artifact, read_artifact
 from .backend import Executable
-from .errors import CheckFailedError, ModelNotFoundError, UnsupportedError, UsageError
+from .errors import CheckFailedError, UnsupportedError, UsageError
+from .loading import BUILTIN_PREFIX, load  # noqa: F401 - public as portarun.load
 from .model import Model, quantization_of
 from .registry import get_backend, resolve_target
 from .types import Precision, Target
-
-BUILTIN_PREFIX = "builtin:"
-
-
-def cache_dir() -> Path:
-    """Where portarun keeps caches (EP engines, compiled kernels, generated test data).
-
-    ``PORTARUN_CACHE_DIR`` wins, then ``$XDG_CACHE_HOME/portarun``, then ``~/.cache/portarun``.
-    """
-    explicit = os.environ.get("PORTARUN_CACHE_DIR")
-    if explicit:
-        path = Path(explicit)
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        path = Path(base) / "portarun"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def load(source: "Model | onnx.ModelProto | str | os.PathLike", *, check: bool = True) -> Model:
-    """A validated Model from a path, an ``onnx.ModelProto``, or a built-in name (``builtin:mlp``).
-
-    A bare built-in name (``mlp``) works too when no file of that name exists.
-    """
-    if isinstance(source, Model):
-        return source
-    if isinstance(source, onnx.ModelProto):
-        return Model.from_proto(source, check=check)
-    text = os.fspath(source)
-    from . import models
-
-    if text.startswith(BUILTIN_PREFIX):
-        return models.build(text[len(BUILTIN_PREFIX):])
-    if not Path(text).exists() and text in models.names():
-        return models.build(text)
-    try:
-        return Model.load(text, check=check)
-    except ModelNotFoundError as exc:
-        exc.hint = f"check the path; built-in models are {', '.join(BUILTIN_PREFIX + n for n in models.names())}"
-        raise
 
 
 def compile(model: "Model | str | os.PathLike", target: Target | str, precision: Precision | str = "fp32", *,
@@ -68,16 +28,13 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
     resolved = resolve_target(target)
     backend = get_backend(resolved.backend)
     precision = Precision.parse(precision)
-    if isolate or timeout is not None:
-        from .isolated import compile_isolated
-
-        backend.check_options(options)
-        return compile_isolated(loaded, backend, resolved, precision, options, timeout=_seconds(timeout))
+    backend.check_options(options)  # before any quantizing: a wrong option fails at once
+    seconds = _seconds(timeout)
     quantized = None
-    # A ``quantizer`` option picks the backend's own quantizer (openvino: "nncf"): it takes the float model.
-    native = options.get("quantizer") is not None
+    # A backend that quantizes float models itself (openvino with quantizer="nncf") takes the float model.
+    native = backend.quantizes_float_models(options)
     if precision.is_quantized and quantization_of(loaded) is None and not native \
-            and not backend.supports(loaded, resolved, precision):
+            and not backend.supports(loaded, resolved, precision, options):
         # A float model at a quantized precision: quantize it first with the defaults (and say so),
         # unless the backend quantizes float models itself (its own native path).
         if precision not in backend.precisions:
@@ -92,7 +49,13 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
                                    f"floor only as {carried or 'float'}",
                                    hint=f"compile with -p {carried}, or run `portarun quantize` with a lower floor")
         loaded = quantized.model
-    executable = backend.compile(loaded, resolved, precision, **options)
+    if isolate or seconds is not None:
+        # the backend compiles and runs in a worker process (portarun's own quantizing above stays here)
+        from .isolated import compile_isolated
+
+        executable = compile_isolated(loaded, backend, resolved, precision, options, timeout=seconds)
+    else:
+        executable = backend.compile(loaded, resolved, precision, **options)
     if quantized is not None:
         report = quantized.report
         executable.provenance.details["quantized_by_portarun"] = {
@@ -128,6 +91,7 @@ def load_compiled(path: str | os.PathLike, target: Target | str | None = None, *
 
         return load_isolated(os.fspath(path), None if target is None else str(target), rebuild=rebuild,
                              timeout=_seconds(timeout))
-    from .artifact import load_artifact
-
-    return load_artifact(path, target, rebuild=rebuild)
+    manifest = read_artifact(path)
+    backend = get_backend(manifest.backend)
+    return load_artifact(manifest, backend, resolve_target(target) if target is not None else None,
+                         rebuild=rebuild)

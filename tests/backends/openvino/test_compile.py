@@ -138,3 +138,8 @@ def test_a_missing_precision_hint_is_refused():
     assert check_precision(Precision.FP32, {"INFERENCE_PRECISION_HINT": "f32"}, "openvino:cpu") is Precision.FP32
     with pytest.raises(CompileError, match="bf16"):
         check_precision(Precision.FP32, {"INFERENCE_PRECISION_HINT": "bf16"}, "openvino:cpu")
+
+
+def test_provenance_lists_property_reads_that_failed(builtin_models):
+    details = portarun.compile(builtin_models["mlp"], "openvino:cpu").provenance.details
+    assert details["unreadable_properties"] == {}  # the CPU plugin reads every property it is asked for

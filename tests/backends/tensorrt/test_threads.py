@@ -37,6 +37,6 @@ def test_concurrent_callers_each_get_an_execution_context(fake_stack, tmp_path):
         assert single.keys() == expected[0].keys()
         report = hammer(exe, feeds, threads=8, runs_per_thread=6, join_timeout=120,
                         expected=[exe.run(f) for f in feeds])
-        lanes = exe.runner.lane_count
+        lanes = len(exe.runner._lanes)  # one execution context per caller that found all others busy
     assert report.ok, report.summary()
     assert 1 <= lanes <= 8

@@ -88,13 +88,14 @@ class Comparison:
         return min((o.cosine for o in self.outputs), default=1.0)
 
     def summary(self) -> str:
-        if not self.outputs:
-            return "no outputs compared"
         if self.undefined:
-            agree = all(o.passed for o in self.outputs)
-            return (f"DIVERGENCE ({'outputs agree' if agree else 'outputs differ'}, but the result is undefined): "
+            agree = "no outputs compared" if not self.outputs else \
+                "outputs agree" if all(o.passed for o in self.outputs) else "outputs differ"
+            return (f"DIVERGENCE ({agree}, but the result is undefined): "
                     + "; ".join(self.undefined[:3]) + (f"; and {len(self.undefined) - 3} more"
                                                        if len(self.undefined) > 3 else ""))
+        if not self.outputs:
+            return "no outputs compared"
         verdict = "PASS" if self.passed else "FAIL"
         worst = self.worst
         text = (f"{verdict} max_abs={self.max_abs:.3g} max_rel={self.max_rel:.3g} "

@@ -20,7 +20,7 @@ import numpy as np
 from portarun.plugin import (
     PROTOBUF_LIMIT, Backend, CompileError, Device, Executable, Manifest, Model, Precision, Provenance, Support,
     Target, UnsupportedError, UsageError, backend_cache_dir, cpu_name, first_line, import_sdk,
-    quantization_support,
+    payload_file, quantization_support,
 )
 
 from .providers import EP_BY_DEVICE, ExecutionProviderChoice, choose_providers
@@ -257,7 +257,7 @@ class OnnxRuntimeBackend(Backend):
         choice = self.choose_providers(target, precision, options)
         # The payload is already optimized for this EP and hardware: do not optimize again.
         so = self.session_options({**options, "graph_optimization_level": "disable"})
-        payload = payload_dir / manifest.extras.get("optimized_model", OPTIMIZED_MODEL)
+        payload = payload_file(payload_dir, manifest.extras.get("optimized_model", OPTIMIZED_MODEL))
         session = self.create_session(str(payload), so, choice, target, f"artifact '{manifest.path}'")
         provenance = Provenance(**{**manifest.provenance, "providers": tuple(session.get_providers())})
         provenance.details = {**provenance.details, "loaded_from": str(manifest.path)}

@@ -16,7 +16,7 @@ from typing import Any
 
 from portarun.plugin import (
     PROTOBUF_LIMIT, Backend, CompileError, Device, Executable, Manifest, Model, Precision, Provenance, Support,
-    Target, UsageError, backend_cache_dir, first_line, quantization_of, quantization_support,
+    Target, UsageError, backend_cache_dir, first_line, payload_file, quantization_of, quantization_support,
 )
 
 from . import ir_cache, nncf_quantizer, qdq_forms
@@ -236,7 +236,7 @@ class OpenVinoBackend(Backend):
         return None
 
     def _read_ir(self, payload_dir: Path, manifest: Manifest):
-        return core().read_model(str(payload_dir / manifest.extras.get("ir", IR_XML)))
+        return core().read_model(str(payload_file(payload_dir, manifest.extras.get("ir", IR_XML))))
 
     @staticmethod
     def _kept_details(manifest: Manifest) -> dict[str, Any]:
@@ -255,7 +255,7 @@ class OpenVinoBackend(Backend):
         compiled, how = None, "IR"
         if payload.get("blob") and payload.get("blob_device") == device:
             config = dict(payload.get("compile_config") or {})  # the precision hint must be given again
-            blob = (payload_dir / payload["blob"]).read_bytes()
+            blob = payload_file(payload_dir, payload["blob"]).read_bytes()
             try:
                 compiled = core().import_model(blob, device, config)
                 how = "exported blob"

@@ -280,7 +280,8 @@ def m_chain(model, rng):
     if not graph.input:
         return
     source = graph.input[-1].name
-    length = rng.choice([2, 50, 1500, 20000])
+    # 20,000 is refused by the guards (Identity); 1,500 Sigmoids compile ~20 s on XLA: a CI timeout, not a bug
+    length = rng.choice([2, 50, 300, 20000])
     op = rng.choice(UNARY) if length < 20000 else "Identity"  # 20,000 chained Relu: hours on OpenVINO
     names = [f"{source}__c{i}" for i in range(length)]
     chain = [helper.make_node(op, [source if i == 0 else names[i - 1]], [names[i]]) for i in range(length)]

@@ -42,19 +42,45 @@ def longest_chain(graph: onnx.GraphProto) -> tuple[int, str]:
     return best
 
 
+def _graphs(model_proto: onnx.ModelProto) -> list[onnx.GraphProto]:
+    """The main graph and every subgraph (If/Loop/Scan bodies), functions' bodies as graphs."""
+    graphs, stack = [], [model_proto.graph]
+    for function in model_proto.functions:
+        body = onnx.GraphProto()
+        body.node.extend(function.node)
+        stack.append(body)
+    while stack:
+        graph = stack.pop()
+        graphs.append(graph)
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    stack.append(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(attr.graphs)
+    return graphs
+
+
 def check(model_proto: onnx.ModelProto, model_name: str, target: str) -> None:
-    for node in model_proto.graph.node:
-        if len(node.input) > MAX_INPUTS:
-            raise CompileError(f"openvino refuses '{model_name}' for {target}: {node.op_type} node "
-                               f"'{node.name or node.output[0] if node.output else ''}' has {len(node.input):,} "
-                               f"inputs (over {MAX_INPUTS:,} compile for minutes)", backend="openvino",
-                               hint="split it into a tree of smaller nodes, or run it on onnxruntime:cpu")
-    size, start = longest_chain(model_proto.graph)
-    if size > MAX_CHAIN:
-        raise CompileError(f"openvino refuses '{model_name}' for {target}: a chain of {size:,} single-input nodes "
-                           f"from {start} (OpenVINO's compile time grows with the square of it; over "
-                           f"{MAX_CHAIN:,} takes minutes to hours)", backend="openvino",
-                           hint="shorten the chain, or run it on onnxruntime:cpu")
+    where = f"openvino refuses '{model_name}' for {target}"
+    for value in list(model_proto.graph.input) + list(model_proto.graph.output):
+        for dim in value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else ():
+            if dim.HasField("dim_value") and dim.dim_value < -1:
+                # OpenVINO reads -1 as dynamic, and died of SIGFPE on a -5 in the fuzz
+                raise CompileError(f"{where}: '{value.name}' declares dimension {dim.dim_value}",
+                                   backend="openvino", hint="declare a dynamic axis with a dim_param name (or -1)")
+    for graph in _graphs(model_proto):
+        for node in graph.node:
+            if len(node.input) > MAX_INPUTS:
+                name = node.name or (node.output[0] if node.output else "")
+                raise CompileError(f"{where}: {node.op_type} node '{name}' has {len(node.input):,} inputs "
+                                   f"(over {MAX_INPUTS:,} compile for minutes)", backend="openvino",
+                                   hint="split it into a tree of smaller nodes, or run it on onnxruntime:cpu")
+        size, start = longest_chain(graph)
+        if size > MAX_CHAIN:
+            raise CompileError(f"{where}: a chain of {size:,} single-input nodes from {start} (OpenVINO's "
+                               f"compile time grows with the square of it; over {MAX_CHAIN:,} takes minutes to "
+                               "hours)", backend="openvino", hint="shorten the chain, or run it on onnxruntime:cpu")
 
 
 __all__ = ["MAX_CHAIN", "MAX_INPUTS", "check", "longest_chain"]

@@ -50,3 +50,31 @@ def test_a_node_with_thousands_of_inputs_is_refused():
     model = portarun.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     with pytest.raises(CompileError, match="Sum node 'wide' has 3,000 inputs"):
         portarun.compile(model, "openvino:cpu")
+
+
+def test_a_wide_node_inside_a_loop_body_is_refused_too():
+    body = helper.make_graph([helper.make_node("Identity", ["cond"], ["cond_out"]),
+                              helper.make_node("Sum", ["acc"] * 2000, ["acc_out"], name="deep")], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("acc", TensorProto.FLOAT, [4])],
+                             [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [4])])
+    graph = helper.make_graph([helper.make_node("Loop", ["m", "c", "x"], ["y"], body=body)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4]),
+                               helper.make_tensor_value_info("m", TensorProto.INT64, []),
+                               helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    model = portarun.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    with pytest.raises(CompileError, match="Sum node 'deep' has 2,000 inputs"):
+        portarun.compile(model, "openvino:cpu")
+
+
+def test_a_negative_declared_dim_is_refused_before_openvino_sees_it():
+    # dim -5 killed an OpenVINO worker with SIGFPE in the fuzz (mutant 290, seed 7)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = portarun.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), check=False)
+    with pytest.raises(CompileError, match="declares dimension -5"):
+        portarun.compile(model, "openvino:cpu")

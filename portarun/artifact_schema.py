@@ -146,7 +146,7 @@ def _check_provenance(raw: dict[str, Any], precision: Precision, where: str) -> 
 def _parse(where: str, field: str, parse: Any) -> Any:
     try:
         return parse()
-    except (PortarunError, KeyError, TypeError, ValueError) as exc:
+    except (PortarunError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _corrupt(where, f"'{field}' does not parse ({exc})") from None
 
 

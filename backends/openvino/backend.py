@@ -51,6 +51,19 @@ def _sdk_message(exc: Exception) -> str:
     return (useful or lines or [type(exc).__name__])[0]
 
 
+def _check_fingerprint(compiled, payload: dict[str, Any], source_model: Model, fallback: str | None):
+    """(compiled, fallback): the imported blob, or None and why, when it no longer computes what it did."""
+    from .fingerprint import digest
+
+    saved = payload.get("blob_fingerprint")
+    if not saved:
+        return compiled, fallback
+    fed = {name for port in compiled.inputs for name in port.get_names()}
+    if digest(compiled, source_model.inputs, fed) == saved:
+        return compiled, fallback
+    return None, "blob -> IR: the exported blob computes other outputs than when it was saved (altered, corrupt, or another CPU)"
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
     description = "OpenVINO runtime (Intel CPU, GPU, NPU, AUTO), NNCF as its native quantizer"
@@ -252,17 +265,23 @@ class OpenVinoBackend(Backend):
         precision = manifest.precision
         ov_model = self._read_ir(payload_dir, manifest)
         start = time.perf_counter()
-        compiled, how = None, "IR"
+        compiled, how, fallback = None, "IR", None
+        if payload.get("blob") and payload.get("blob_device") != device:
+            fallback = f"blob exported for {payload.get('blob_device')}, loading on {device}: compiled the IR"
         if payload.get("blob") and payload.get("blob_device") == device:
             config = dict(payload.get("compile_config") or {})  # the precision hint must be given again
             blob = payload_file(payload_dir, payload["blob"]).read_bytes()
             try:
                 compiled = core().import_model(blob, device, config)
                 how = "exported blob"
+                compiled, fallback = _check_fingerprint(compiled, payload, source_model, fallback)
+                if compiled is None:
+                    how = "IR (the exported blob computes other outputs than when it was saved)"
             except Exception as exc:
                 # same OpenVINO and device, yet the plugin refuses the blob (e.g. another CPU generation):
                 # the IR holds the same model, so compile it, and say so in provenance
                 how = f"IR (the exported blob was refused: {_sdk_message(exc)})"
+                fallback = f"blob -> IR: the exported blob was refused ({_sdk_message(exc)})"
         if compiled is None:
             config = self._config(device, precision, options)
             try:
@@ -273,6 +292,8 @@ class OpenVinoBackend(Backend):
         details = self._kept_details(manifest)
         details.update({"loaded_from": str(manifest.path), "loaded_as": how,
                         "load_seconds": round(time.perf_counter() - start, 4)})
+        if fallback:  # the artifact did not load the way it was saved: say so where provenance is read
+            details["fallback"] = fallback
         executable = self._executable(compiled, ov_model, source_model, target, precision, config, options, details)
         executable.provenance.compile_seconds = details["load_seconds"]
         return executable

@@ -75,6 +75,8 @@ def _cost(cost: dict[str, Any] | None) -> dict[str, Any] | None:
     hourly = priced["hourly"]
     return {
         "profile": cost["profile"]["name"] if cost["profile"] else None,
+        # the whole profile (sourced values), so `portarun plan --from` can re-price and check memory
+        "hardware_profile": cost["profile"],
         "unit": unit,
         "usd_per_million": q(priced["usd_per_million"], f"USD/1M {unit}"),
         "energy_usd_per_million": q(priced["energy_usd_per_million"], f"USD/1M {unit}"),
@@ -116,6 +118,7 @@ def result_entry(result: CaseResult) -> dict[str, Any]:
         "provenance": result.provenance or None, "provenance_ok": result.provenance_ok,
         "localization": result.localization, "weight_bytes": q(result.weight_bytes, "bytes"),
         "notes": result.notes, "wall_time": q(result.seconds, "s"),
+        "node": result.node,
     }
 
 
@@ -136,6 +139,7 @@ def build_report(matrix: MatrixResult, *, hardware: str | None, assumptions: Cos
         "results": [result_entry(r) for r in matrix.results],
         "node_suite": matrix.node_suite,
         "baseline": baseline,
+        "fleet": matrix.fleet,
     }
 
 

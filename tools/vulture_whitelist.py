@@ -39,6 +39,11 @@ _.energy_usd_per_million
 _.capital_usd_per_million
 _.bytes_per_pass
 _.fallback_steps
+_.tpot_p99_ms  # portarun.plan Candidate: in the plan JSON (plan.schema.json)
+_.energy_j_per_run  # portarun.plan Candidate: in the plan JSON
+_.meets_floor  # portarun.plan CascadePoint: in the plan JSON, read by the tests
+_.per_replica_requests_per_s  # portarun.plan Replicas: in the plan JSON and its summary line
+_.monthly_usd  # portarun.plan Replicas: in the plan JSON and its summary line
 
 # public helpers called only by the tests that pin their behaviour
 _.by_status  # conformance NodeSuiteResult: tests/conformance/test_node_suite.py
@@ -46,3 +51,12 @@ _.unregister  # portarun.registry: tests/portarun/test_registry.py (test plugins
 _.is_dynamic  # portarun.types.TensorSpec: tests/portarun/test_types.py
 lower_int4_matmuls  # backends/onnxruntime/lowering.py: tests/backends/onnxruntime/test_lowering.py
 profile_from_dict  # backends/tensorrt/profiles.py, inverse of profile_to_dict: tests/backends/tensorrt
+
+# Triton's python backend loads portarun/serve/triton_python_model.py (copied as 1/model.py) and calls these
+TritonPythonModel
+_.initialize
+_.execute
+_.finalize
+
+# portarun.serve.triton.TritonExport: the written config text, for callers (tests/portarun/serve/test_triton.py)
+_.config_text

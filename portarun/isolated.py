@@ -165,6 +165,9 @@ def _reply(outcome: TaskOutcome, what: str, model_name: str, target: str, timeou
     if outcome.status == "timeout":
         raise timed_out(f"{what} of '{model_name}' on {target} timed out after {timeout:g} s (worker killed)",
                         backend=backend, hint=TIMEOUT_HINT)
+    if outcome.status == "crash" and outcome.message.endswith("while starting"):
+        raise crashed(f"the worker process for {target} could not start ({outcome.message})", backend=backend,
+                      hint="its stderr says why; a spawned worker must be able to import the calling script")
     if outcome.status == "crash":
         raise crashed(f"{backend} crashed during {what} of '{model_name}' on {target}: {outcome.message}",
                       backend=backend, hint=CRASH_HINT)

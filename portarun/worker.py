@@ -14,6 +14,7 @@ imports before serving, each of which may call ``portarun.registry.default_regis
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import multiprocessing
@@ -24,7 +25,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 ENV_PLUGINS = "PORTARUN_PLUGINS"
 STARTUP_TIMEOUT_S = 120.0
@@ -100,6 +101,22 @@ def _serve(conn: Any, plugins: Sequence[str], memory_limit: int | None = None) -
             conn.send(("error", None, f"result could not be sent back: {type(exc).__name__}: {exc}"))
 
 
+@contextlib.contextmanager
+def _main_without_missing_file() -> Iterator[None]:
+    """A spawned child re-runs the parent's ``__main__`` file; a script fed on stdin has the name
+    '<stdin>', which the child cannot open. Hide such a name while the child starts."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    hide = isinstance(path, str) and not os.path.exists(path)
+    if hide:
+        del main.__file__
+    try:
+        yield
+    finally:
+        if hide:
+            main.__file__ = path
+
+
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "worker vanished"
@@ -141,7 +158,8 @@ class IsolatedWorker:
         parent, child = self._context.Pipe()
         process = self._context.Process(target=_serve, args=(child, self.plugins, self.memory_limit), daemon=True,
                                         name=self.name)
-        process.start()
+        with _main_without_missing_file():
+            process.start()
         self.starts += 1
         child.close()
         self._process, self._conn = process, parent

@@ -117,3 +117,16 @@ def test_an_artifact_loads_and_runs_isolated(tmp_path):
         again = loaded.run(feeds)
     for name in expected:
         assert got[name].tobytes() == expected[name].tobytes() == again[name].tobytes()
+
+
+def test_isolation_works_from_a_script_fed_on_stdin():
+    # a spawned worker re-runs the caller's __main__ file; '<stdin>' is not one it can open
+    import subprocess
+    import sys
+
+    script = ("import portarun\nfrom portarun import models\n"
+              "exe = portarun.compile(models.build('mlp'), 'onnxruntime:cpu', isolate=True)\n"
+              "print(sorted(exe.run(portarun.random_feeds(exe.inputs, seed=0))))\nexe.close()\n")
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "['logits']" in done.stdout

@@ -102,19 +102,27 @@ def _serve(conn: Any, plugins: Sequence[str], memory_limit: int | None = None) -
 
 
 @contextlib.contextmanager
-def _main_without_missing_file() -> Iterator[None]:
-    """A spawned child re-runs the parent's ``__main__`` file; a script fed on stdin has the name
-    '<stdin>', which the child cannot open. Hide such a name while the child starts."""
+def _main_hidden() -> Iterator[None]:
+    """Start the child without re-running the caller's ``__main__``.
+
+    ``spawn`` re-imports the parent's main script in the child; a user's script without an
+    ``if __name__ == "__main__":`` guard would then compile again and spawn again (multiprocessing
+    refuses that), and a script fed on stdin ('<stdin>') cannot be re-read at all. A worker needs
+    only portarun and the plugins it is given, so the main module's file and spec are hidden while
+    the child starts (tasks must come from importable modules, which they already must for pickling).
+    """
     main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    hide = isinstance(path, str) and not os.path.exists(path)
-    if hide:
-        del main.__file__
+    saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if hasattr(main, name)}
+    for name in saved:
+        if name == "__file__":
+            delattr(main, name)
+        else:
+            setattr(main, name, None)
     try:
         yield
     finally:
-        if hide:
-            main.__file__ = path
+        for name, value in saved.items():
+            setattr(main, name, value)
 
 
 def describe_exit(code: int | None) -> str:
@@ -158,7 +166,7 @@ class IsolatedWorker:
         parent, child = self._context.Pipe()
         process = self._context.Process(target=_serve, args=(child, self.plugins, self.memory_limit), daemon=True,
                                         name=self.name)
-        with _main_without_missing_file():
+        with _main_hidden():
             process.start()
         self.starts += 1
         child.close()

@@ -119,14 +119,23 @@ def test_an_artifact_loads_and_runs_isolated(tmp_path):
         assert got[name].tobytes() == expected[name].tobytes() == again[name].tobytes()
 
 
-def test_isolation_works_from_a_script_fed_on_stdin():
-    # a spawned worker re-runs the caller's __main__ file; '<stdin>' is not one it can open
+SCRIPT = ("import portarun\nfrom portarun import models\n"
+          "exe = portarun.compile(models.build('mlp'), 'onnxruntime:cpu', isolate=True)\n"
+          "print(sorted(exe.run(portarun.random_feeds(exe.inputs, seed=0))))\nexe.close()\n")
+
+
+@pytest.mark.parametrize("how", ["stdin", "unguarded script"])
+def test_isolation_works_from_plain_scripts(tmp_path, how):
+    # spawn re-runs the caller's __main__ in the child: '<stdin>' cannot be re-read, and a script
+    # without an `if __name__ == "__main__":` guard would compile and spawn again
     import subprocess
     import sys
 
-    script = ("import portarun\nfrom portarun import models\n"
-              "exe = portarun.compile(models.build('mlp'), 'onnxruntime:cpu', isolate=True)\n"
-              "print(sorted(exe.run(portarun.random_feeds(exe.inputs, seed=0))))\nexe.close()\n")
-    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
+    if how == "stdin":
+        command, stdin = [sys.executable, "-"], SCRIPT
+    else:
+        (tmp_path / "script.py").write_text(SCRIPT)
+        command, stdin = [sys.executable, str(tmp_path / "script.py")], None
+    done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "['logits']" in done.stdout
+    assert done.stdout.count("['logits']") == 1

@@ -41,28 +41,48 @@ class CrossCheck:
 
 def compare_targets(model: str, actual_target: str, precision: Precision | str = "fp32", *,
                     expected_target: str = DEFAULT_EXPECTED, dims: Mapping[str, int] | None = None, seed: int = 0,
-                    rtol: float | None = None, atol: float | None = None, localize: bool = False) -> CrossCheck:
+                    rtol: float | None = None, atol: float | None = None, localize: bool = False,
+                    feeds: Mapping[str, Any] | None = None, isolate: bool = False,
+                    timeout: float | None = None) -> CrossCheck:
     """Compare ``model`` on ``actual_target`` at ``precision`` with ``expected_target``, within the
-    precision's tolerance (``rtol``/``atol`` override it)."""
+    precision's tolerance (``rtol``/``atol`` override it). ``feeds`` default to seeded random ones;
+    feeds on which the result is undefined (``portarun.undefined_behaviour``) make it a divergence.
+    ``isolate`` / ``timeout`` run both sides in worker processes (``portarun.compile``)."""
     actual_target = str(resolve_target(actual_target))
     case = case_for(model, dict(dims or {}))
     loaded = case.load()
-    feeds = portarun.random_feeds(loaded.inputs, seed=seed, dims=case.dims)
+    if feeds is None:
+        feeds = portarun.random_feeds(loaded.inputs, seed=seed, dims=case.dims)
+    feeds = dict(feeds)
+    isolation = {"isolate": isolate, "timeout": timeout}
     wanted = Precision.parse(precision)
     tolerance = tolerance_for(wanted, backend=resolve_target(actual_target).backend, case=case.name)
     if rtol is not None or atol is not None:
         tolerance = replace(tolerance, rtol=tolerance.rtol if rtol is None else rtol,
                             atol=tolerance.atol if atol is None else atol)
-    with portarun.compile(loaded, expected_target, quantization_of(loaded) or "fp32") as exe:
-        expected, expected_provenance = exe.run(feeds), exe.provenance.to_dict()
-    with portarun.compile(loaded, actual_target, wanted) as exe:
-        actual, actual_provenance = exe.run(feeds), exe.provenance.to_dict()
+    undefined = portarun.undefined_behaviour(loaded, feeds)
+    with portarun.compile(loaded, expected_target, quantization_of(loaded) or "fp32", **isolation) as exe:
+        expected, expected_provenance = _run_side(exe, feeds, undefined)
+    with portarun.compile(loaded, actual_target, wanted, **isolation) as exe:
+        actual, actual_provenance = _run_side(exe, feeds, undefined)
     result = CrossCheck(case.name, expected_provenance, actual_provenance, tolerance,
-                        portarun.compare(actual, expected, tolerance))
+                        portarun.compare(actual, expected, tolerance, undefined=undefined))
     if localize:
         result.localization = localize_divergence(loaded, actual_target, wanted, feeds, reference=expected_target,
                                                   tolerance=tolerance)
     return result
+
+
+def _run_side(exe: Any, feeds: dict[str, Any], undefined: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One side's outputs and provenance; on undefined feeds a side that refuses to run (onnxruntime
+    raises on an out-of-range Gather) is part of the divergence, not the end of the comparison."""
+    try:
+        return exe.run(feeds), exe.provenance.to_dict()
+    except portarun.RunError as exc:
+        if not undefined:
+            raise
+        undefined.append(f"{exe.target} refused to run: {exc.message}")
+        return {}, exe.provenance.to_dict()
 
 
 __all__ = ["CrossCheck", "DEFAULT_EXPECTED", "compare_targets"]

@@ -1,198 +1,36 @@
 """Run tasks in a separate worker process with a timeout, so a backend that crashes or hangs fails
 one case and the run goes on.
 
-One worker serves tasks one after another (starting a Python with numpy, onnx and
-a vendor SDK costs about a second, too much to pay per case on 2 cores); when a
-task crashes the worker (segfault, ``os._exit``) or overruns its timeout, the
-worker is killed and the next task gets a fresh one. Workers start with the
-``spawn`` method: no state (threads, SDK handles, CUDA contexts) leaks from the
-parent.
-
-A spawned worker knows only what it imports. Backends registered at run time
-(tests, third-party experiments) reach it through ``plugins``: module names or
-``.py`` paths the worker imports before serving, each of which may call
-``portarun.registry.default_registry.register(...)``. ``PORTARUN_CONFORMANCE_PLUGINS``
-(os.pathsep-separated) adds more from the environment.
+The worker itself is ``portarun.worker.IsolatedWorker`` (the same one behind
+``portarun.compile(..., isolate=True)``): one worker serves tasks one after another, and one that
+crashes or overruns its timeout is killed and replaced for the next task. Here it also imports the
+plugins named in ``PORTARUN_CONFORMANCE_PLUGINS`` (os.pathsep-separated), so backends registered
+at run time (tests, third-party experiments) exist in the worker too.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import multiprocessing
-import os
-import signal
-import sys
 import time
-import traceback
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from portarun import worker as _worker
+from portarun.worker import TaskOutcome, import_plugin
+
 ENV_PLUGINS = "PORTARUN_CONFORMANCE_PLUGINS"
-STARTUP_TIMEOUT_S = 120.0
-
-
-@dataclass
-class TaskOutcome:
-    """What became of one task: ``ok`` (value set), ``error`` (it raised), ``crash`` or ``timeout``."""
-
-    status: str
-    value: Any = None
-    message: str = ""
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+STARTUP_TIMEOUT_S = _worker.STARTUP_TIMEOUT_S
 
 
 def env_plugins() -> list[str]:
-    return [p for p in os.environ.get(ENV_PLUGINS, "").split(os.pathsep) if p.strip()]
+    return _worker.env_plugins(ENV_PLUGINS)
 
 
-def import_plugin(spec: str) -> None:
-    """Import a module by name, or a ``.py`` file by path (under a stable module name)."""
-    if spec.endswith(".py") or os.sep in spec:
-        path = Path(spec).resolve()
-        name = "portarun_plugin_" + "_".join(path.with_suffix("").parts[-3:]).replace("-", "_").replace(".", "_")
-        if name in sys.modules:
-            return
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise ImportError(f"cannot import plugin file {path}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
-    else:
-        importlib.import_module(spec)
-
-
-def _serve(conn: Any, plugins: Sequence[str]) -> None:
-    """Worker main loop: import plugins, then answer (function, args, kwargs) messages until None."""
-    try:
-        for plugin in plugins:
-            import_plugin(plugin)
-        conn.send(("ready", None, ""))
-    except BaseException as exc:  # the parent reports it for every task
-        conn.send(("error", None, f"plugin import failed: {type(exc).__name__}: {exc}"))
-        return
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
-        if message is None:
-            return
-        function, args, kwargs = message
-        try:
-            reply = ("ok", function(*args, **kwargs), "")
-        except BaseException as exc:  # report, keep serving
-            reply = ("error", None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
-        try:
-            conn.send(reply)
-        except Exception as exc:  # an unpicklable result is the task's failure, not the worker's
-            conn.send(("error", None, f"result could not be sent back: {type(exc).__name__}: {exc}"))
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "worker vanished"
-    if code < 0:
-        try:
-            return f"worker killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"worker killed by signal {-code}"
-    return f"worker exited with code {code}"
-
-
-class IsolatedWorker:
-    """A reusable worker process; ``call`` runs one task in it with a timeout."""
+class IsolatedWorker(_worker.IsolatedWorker):
+    """``portarun.worker.IsolatedWorker`` that also imports the conformance plugins from the environment."""
 
     def __init__(self, plugins: Sequence[str] = (), *, method: str = "spawn"):
-        self.plugins = list(plugins) + [p for p in env_plugins() if p not in plugins]
-        self._context = multiprocessing.get_context(method)
-        self._process: Any = None
-        self._conn: Any = None
-        self.starts = 0
-
-    @property
-    def restarts(self) -> int:
-        """How many times a worker had to be replaced after a crash or timeout."""
-        return max(self.starts - 1, 0)
-
-    def _start(self) -> TaskOutcome | None:
-        parent, child = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(child, self.plugins), daemon=True,
-                                        name="portarun-conformance-worker")
-        process.start()
-        self.starts += 1
-        child.close()
-        self._process, self._conn = process, parent
-        if not parent.poll(STARTUP_TIMEOUT_S):
-            self._kill()
-            return TaskOutcome("timeout", message=f"worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
-        try:
-            status, _, message = parent.recv()
-        except EOFError:
-            code = self._kill()
-            return TaskOutcome("crash", message=f"{_describe_exit(code)} while starting")
-        if status != "ready":
-            self._kill()
-            return TaskOutcome("error", message=message)
-        return None
-
-    def _kill(self) -> int | None:
-        process, self._process = self._process, None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if process is None:
-            return None
-        if process.is_alive():
-            process.kill()
-        process.join(10)
-        return process.exitcode
-
-    def call(self, function: Callable[..., Any], *args: Any, timeout_s: float = 300.0, **kwargs: Any) -> TaskOutcome:
-        """Run ``function(*args, **kwargs)`` in the worker. ``function`` must be importable by name."""
-        if self._process is None or not self._process.is_alive():
-            if self._process is not None:
-                self._kill()
-            failed = self._start()
-            if failed is not None:
-                return failed
-        start = time.perf_counter()
-        try:
-            self._conn.send((function, args, kwargs))
-        except (BrokenPipeError, OSError) as exc:
-            code = self._kill()
-            return TaskOutcome("crash", message=f"{_describe_exit(code)} ({exc})")
-        if not self._conn.poll(timeout_s):
-            self._kill()
-            return TaskOutcome("timeout", message=f"no answer within {timeout_s:g} s; worker killed",
-                               seconds=time.perf_counter() - start)
-        try:
-            status, value, message = self._conn.recv()
-        except (EOFError, ConnectionResetError, OSError):
-            code = self._kill()
-            return TaskOutcome("crash", message=_describe_exit(code), seconds=time.perf_counter() - start)
-        return TaskOutcome(status, value, message, time.perf_counter() - start)
-
-    def close(self) -> None:
-        if self._process is not None and self._process.is_alive() and self._conn is not None:
-            try:
-                self._conn.send(None)
-                self._process.join(5)
-            except (BrokenPipeError, OSError):
-                pass
-        self._kill()
-
-    def __enter__(self) -> "IsolatedWorker":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        plugins = list(plugins)
+        super().__init__(plugins + [p for p in env_plugins() if p not in plugins], method=method,
+                         name="portarun-conformance-worker")
 
 
 class InProcess:
@@ -218,3 +56,6 @@ class InProcess:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+__all__ = ["ENV_PLUGINS", "InProcess", "IsolatedWorker", "TaskOutcome", "env_plugins", "import_plugin"]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 import portarun
-from portarun import Model, Precision, PortarunError, Target, Tolerance
+from portarun import Model, Precision, PortarunError, Target, Tolerance, undefined_behaviour
 from portarun.benchmark import benchmark_executable, reset_peak_memory
 from portarun.cost import weight_bytes
 from portarun.model import quantization_of
@@ -101,7 +101,10 @@ def case_task(case: Case, target: str, precision: str, reference_outputs: dict[s
         with portarun.compile(model, requested, precision_enum, **(options or {})) as exe:
             result["provenance"] = exe.provenance.to_dict()
             outputs = exe.run(feeds)
-            comparison = portarun.compare(outputs, reference_outputs, Tolerance(**tolerance))
+            comparison = portarun.compare(outputs, reference_outputs, Tolerance(**tolerance),
+                                          undefined=undefined_behaviour(model, feeds))
+            if comparison.divergent:
+                result["divergence"] = list(comparison.undefined)
             result["comparison"] = comparison.to_dict()
             result["summary"] = comparison.summary()
             mismatch = check_provenance(requested, result["provenance"], precision_enum)

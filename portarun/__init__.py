@@ -21,12 +21,13 @@ from . import quantize  # a callable module: portarun.quantize(model, precision,
 from .quantize import AccuracyFloor, QuantizedModel, RandomCalibration
 from .registry import BackendInfo, available_targets, get_backend, list_backends
 from .types import Device, Precision, Support, Target, TensorSpec
+from .undefined import undefined_behaviour
 
 __all__ = [
     "__version__", "Backend", "BackendInfo", "Comparison", "Device", "Executable", "Model", "PortarunError",
     "Precision", "Provenance", "Support", "Target", "TensorSpec", "Tolerance", "available_targets", "cache_dir",
     "compare", "compile", "get_backend", "list_backends", "load", "load_compiled", "random_feeds",
-    "AccuracyFloor", "QuantizedModel", "RandomCalibration", "models", "quantize",
+    "AccuracyFloor", "QuantizedModel", "RandomCalibration", "models", "quantize", "undefined_behaviour",
 ]
 
 

@@ -8,24 +8,28 @@ from typing import Any
 from ._cache import cache_dir  # noqa: F401 - public as portarun.cache_dir
 from .artifact import load_artifact, read_artifact
 from .backend import Executable
-from .errors import CheckFailedError, UnsupportedError
+from .errors import CheckFailedError, UnsupportedError, UsageError
 from .loading import BUILTIN_PREFIX, load  # noqa: F401 - public as portarun.load
 from .model import Model, quantization_of
 from .registry import get_backend, resolve_target
 from .types import Precision, Target
 
 
-def compile(model: "Model | str | os.PathLike", target: Target | str, precision: Precision | str = "fp32",
-            **options: Any) -> Executable:
+def compile(model: "Model | str | os.PathLike", target: Target | str, precision: Precision | str = "fp32", *,
+            isolate: bool = False, timeout: float | None = None, **options: Any) -> Executable:
     """Compile ``model`` for ``target`` (e.g. ``"onnxruntime:cpu"``) at ``precision``.
 
     Backend-specific ``options`` are listed by ``portarun backends`` and each backend's ``options``.
+    ``isolate=True`` compiles and runs the backend in a worker process (a crash becomes an error,
+    not the end of the caller); ``timeout=SECONDS`` bounds each compile and run, and implies
+    isolation (an SDK call cannot be interrupted in-process).
     """
     loaded = load(model)
     resolved = resolve_target(target)
     backend = get_backend(resolved.backend)
     precision = Precision.parse(precision)
     backend.check_options(options)  # before any quantizing: a wrong option fails at once
+    seconds = _seconds(timeout)
     quantized = None
     # A backend that quantizes float models itself (openvino with quantizer="nncf") takes the float model.
     native = backend.quantizes_float_models(options)
@@ -45,7 +49,13 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
                                    f"floor only as {carried or 'float'}",
                                    hint=f"compile with -p {carried}, or run `portarun quantize` with a lower floor")
         loaded = quantized.model
-    executable = backend.compile(loaded, resolved, precision, **options)
+    if isolate or seconds is not None:
+        # the backend compiles and runs in a worker process (portarun's own quantizing above stays here)
+        from .isolated import compile_isolated
+
+        executable = compile_isolated(loaded, backend, resolved, precision, options, timeout=seconds)
+    else:
+        executable = backend.compile(loaded, resolved, precision, **options)
     if quantized is not None:
         report = quantized.report
         executable.provenance.details["quantized_by_portarun"] = {
@@ -57,9 +67,30 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
     return executable
 
 
+def _seconds(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}",
+                         hint="e.g. timeout=60 (CLI: --timeout 60)")
+    return value
+
+
 def load_compiled(path: str | os.PathLike, target: Target | str | None = None, *,
-                  rebuild: bool = False) -> Executable:
-    """Load an artifact written by ``Executable.save``; ``rebuild`` recompiles when it does not fit here."""
+                  rebuild: bool = False, isolate: bool = False, timeout: float | None = None) -> Executable:
+    """Load an artifact written by ``Executable.save``; ``rebuild`` recompiles when it does not fit here.
+
+    ``isolate`` / ``timeout`` as for ``compile``: the artifact is loaded and run in a worker process.
+    """
+    if isolate or timeout is not None:
+        from .isolated import load_isolated
+
+        return load_isolated(os.fspath(path), None if target is None else str(target), rebuild=rebuild,
+                             timeout=_seconds(timeout))
     manifest = read_artifact(path)
     backend = get_backend(manifest.backend)
     return load_artifact(manifest, backend, resolve_target(target) if target is not None else None,

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._atomic import atomic_directory
 from ._version import __version__
-from .errors import ArtifactCorruptError, ArtifactIncompatibleError, InvalidTargetError
+from . import artifact_schema
+from .errors import ArtifactCorruptError, ArtifactError, ArtifactIncompatibleError, InvalidTargetError
 from .model import Model
 from .types import Precision, Target, TensorSpec
 
@@ -60,6 +61,38 @@ def _hash_tree(root: Path) -> dict[str, str]:
 
 
 def save_artifact(executable: "Executable", path: Path) -> Path:
+    """Write ``executable`` as an artifact at ``path`` (atomically). A destination that cannot take it
+    (a file, a symlink, a read-only or full disk) is an ArtifactError naming the path and the fix, and
+    nothing is left behind."""
+    path = Path(path)
+    if path.is_symlink():
+        raise ArtifactError(f"cannot save an artifact at '{path}': it is a symlink",
+                            hint="remove the link or choose another path (artifacts are written as real directories)")
+    if path.exists() and not path.is_dir():
+        raise ArtifactError(f"cannot save an artifact at '{path}': a file is in the way",
+                            hint="remove the file or choose another -o path")
+    try:
+        return _save(executable, path)
+    except OSError as exc:
+        raise _save_error(path, exc) from exc
+
+
+def _save_error(path: Path, exc: OSError) -> ArtifactError:
+    import errno
+
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some space on that disk, or save to another one"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = f"'{path.parent}' is not writable: choose another -o path or fix its permissions"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        hint = "something that is not a directory is in the way: remove it or choose another path"
+    else:
+        hint = "check the destination path"
+    return ArtifactError(f"cannot save an artifact at '{path}': {reason}", hint=hint)
+
+
+def _save(executable: "Executable", path: Path) -> Path:
     with atomic_directory(path) as staging:
         executable.model.save(staging / SOURCE_MODEL)
         payload = staging / PAYLOAD
@@ -94,40 +127,80 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ArtifactCorruptError(f"artifact '{path}' does not exist", hint="check the path")
     manifest_path = path / MANIFEST
+    if manifest_path.is_symlink():
+        raise ArtifactCorruptError(f"{manifest_path} is a symlink", hint="an artifact holds its own files; recompile it")
     if not path.is_dir() or not manifest_path.is_file():
         raise ArtifactCorruptError(f"'{path}' is not a portarun artifact (no {MANIFEST})",
                                    hint="create one with `portarun compile ... -o DIR`")
     try:
         manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactCorruptError(f"cannot read {manifest_path}: {exc}", hint="recompile the artifact") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise ArtifactCorruptError(f"cannot read {manifest_path}: {type(exc).__name__}: {str(exc)[:200]}",
+                                   hint="recompile the artifact") from None
     if not isinstance(manifest, dict):
         raise ArtifactCorruptError(f"{manifest_path} is not a JSON object", hint="recompile the artifact")
     schema = manifest.get("schema")
-    if schema != SCHEMA:
+    if isinstance(schema, str) and schema != SCHEMA:
         raise ArtifactIncompatibleError(f"artifact '{path}' has schema {schema!r}; this portarun reads {SCHEMA}",
                                         hint="recompile it with this portarun version")
-    for key in ("backend", "target", "precision", "files", "inputs", "outputs", "sdk_version"):
-        if key not in manifest:
-            raise ArtifactCorruptError(f"{manifest_path} lacks '{key}'", hint="recompile the artifact")
-    return manifest
+    return artifact_schema.validate(manifest, str(manifest_path))
 
 
 def verify_files(path: Path, manifest: dict[str, Any]) -> None:
+    """Every listed file is a plain file inside the artifact with its recorded sha256, and every file
+    in the artifact is listed: no symlinks, nothing outside, nothing extra."""
     files = manifest["files"]
     if not isinstance(files, dict) or SOURCE_MODEL not in files:
         raise ArtifactCorruptError(f"artifact '{path}' lists no files", hint="recompile the artifact")
     root = path.resolve()
+    present = _tree(path)
     for rel, digest in files.items():
         candidate = (root / rel).resolve()
         if root not in candidate.parents:
             raise ArtifactCorruptError(f"artifact '{path}' lists '{rel}', outside the artifact",
                                        hint="the manifest was tampered with; recompile")
-        if not candidate.is_file():
+        if rel not in present:
             raise ArtifactCorruptError(f"artifact '{path}' is missing '{rel}'", hint="recompile the artifact")
         if file_sha256(candidate) != digest:
             raise ArtifactCorruptError(f"artifact '{path}': '{rel}' does not match its recorded sha256 "
                                        "(modified or corrupt)", hint="recompile the artifact")
+    unlisted = sorted(set(present) - set(files) - {MANIFEST})
+    if unlisted:
+        raise ArtifactCorruptError(f"artifact '{path}' holds {len(unlisted)} file(s) its manifest does not list "
+                                   f"(e.g. '{unlisted[0]}')", hint="an artifact is closed: recompile it instead of "
+                                                                    "adding files")
+
+
+def _tree(path: Path) -> set[str]:
+    """Relative names of the regular files under ``path``; any symlink is ArtifactCorruptError."""
+    found = set()
+    for folder, dirs, names in os.walk(path, followlinks=False):
+        for name in dirs + names:
+            entry = Path(folder) / name
+            rel = entry.relative_to(path).as_posix()
+            if entry.is_symlink():
+                raise ArtifactCorruptError(f"artifact '{path}' holds a symlink '{rel}'",
+                                           hint="an artifact holds its own files; recompile it")
+            if name in names:
+                if not entry.is_file():
+                    raise ArtifactCorruptError(f"artifact '{path}' holds '{rel}', which is not a regular file",
+                                               hint="recompile the artifact")
+                found.add(rel)
+    return found
+
+
+def payload_file(payload_dir: Path, name: Any) -> Path:
+    """The payload file ``name`` (as a backend's manifest extras give it) inside ``payload_dir``.
+
+    Refuses anything but a relative path that stays in the payload: an edited manifest must not
+    make a backend read another artifact's (or any other) file.
+    """
+    artifact_schema.relative_name(name, f"payload of '{payload_dir.parent}'")
+    candidate = (payload_dir / name).resolve()
+    if payload_dir.resolve() not in candidate.parents:
+        raise ArtifactCorruptError(f"artifact '{payload_dir.parent}' names payload file '{name}' outside its "
+                                   "payload", hint="the manifest was tampered with; recompile")
+    return candidate
 
 
 @dataclass(frozen=True)
@@ -215,9 +288,25 @@ def load_artifact(manifest: Manifest, backend: "Backend", target: Target | None 
         if not rebuild:
             raise ArtifactIncompatibleError(f"cannot load '{root}': {reason}",
                                             hint="recompile it, or load with rebuild=True (--rebuild)")
-        return backend._rebuild(root / PAYLOAD, source_model(manifest), manifest, wanted)
-    executable = backend._load_payload(root / PAYLOAD, source_model(manifest), manifest, wanted)
+        model = source_model(manifest)
+        _check_precision_claim(manifest, model)
+        return backend._rebuild(root / PAYLOAD, model, manifest, wanted)
+    model = source_model(manifest)
+    _check_precision_claim(manifest, model)
+    executable = backend._load_payload(root / PAYLOAD, model, manifest, wanted)
     executable.model.name = manifest.model_name or executable.model.name
     executable.inputs = tuple(TensorSpec.from_dict(s) for s in manifest.raw["inputs"])
     executable.outputs = tuple(TensorSpec.from_dict(s) for s in manifest.raw["outputs"])
     return executable
+
+
+def _check_precision_claim(manifest: Manifest, model: Model) -> None:
+    """A quantized precision must be carried by the stored model, unless the backend quantized it
+    itself (an NNCF-compressed OpenVINO IR has a float model.onnx and ``options.quantizer``)."""
+    from .model import quantization_of
+
+    precision = manifest.precision
+    carried = quantization_of(model)
+    if precision.is_quantized and carried != precision.value and not manifest.options.get("quantizer"):
+        raise ArtifactCorruptError(f"artifact '{manifest.path}' says precision {precision}, but its model is "
+                                   f"{carried or 'float'}", hint="the manifest was edited or is corrupt; recompile")

@@ -30,6 +30,7 @@ from .errors import (
     UsageError,
     first_line,
 )
+from . import model_checks
 from .artifact import Manifest, save_artifact
 from .model import Model
 from .types import Device, Precision, Support, Target, TensorSpec
@@ -91,6 +92,8 @@ def check_feeds(specs: tuple[TensorSpec, ...], feeds: Any) -> dict[str, np.ndarr
     checked = {}
     for spec in specs:
         array = _load_feed(spec.name, feeds[spec.name])
+        if not array.dtype.isnative and array.dtype.newbyteorder("=") == spec.dtype:
+            array = array.astype(spec.dtype)  # same numbers in the other byte order (a '>f4' file): SDKs want native
         if spec.dtype != np.dtype(object):
             spec.check(array, bound)
         checked[spec.name] = array
@@ -351,6 +354,11 @@ class Backend(ABC):
             raise error(f"{self.name} cannot compile '{model.name}' for {target} at {precision}: {support.reason}",
                         backend=self.name, reason=support.reason, missing_ops=support.missing_ops,
                         hint=support.hint or "choose another target or precision; `portarun backends` lists them")
+        endless = model_checks.endless_loops(model.proto)
+        if endless:  # every backend would run it until killed: refuse it up front
+            raise CompileError(f"'{model.name}' can never finish: {', '.join(endless[:3])} has no trip count and a "
+                               "condition that is always true", backend=self.name,
+                               hint="give the Loop a trip count, or a condition its body can turn false")
         prepared = {} if support.prepared is None else {"prepared": support.prepared}
         start = time.perf_counter()
         try:

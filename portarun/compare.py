@@ -9,7 +9,7 @@ class scores, top-1 agreement.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -54,10 +54,17 @@ class OutputComparison:
 class Comparison:
     tolerance: Tolerance
     outputs: list[OutputComparison] = field(default_factory=list)
+    # why the feeds make the result undefined (portarun.undefined): then agreement proves nothing and
+    # disagreement is expected, so the comparison is a divergence, never a silent pass
+    undefined: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return all(o.passed for o in self.outputs)
+        return all(o.passed for o in self.outputs) and not self.undefined
+
+    @property
+    def divergent(self) -> bool:
+        return bool(self.undefined)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -81,6 +88,12 @@ class Comparison:
         return min((o.cosine for o in self.outputs), default=1.0)
 
     def summary(self) -> str:
+        if self.undefined:
+            agree = "no outputs compared" if not self.outputs else \
+                "outputs agree" if all(o.passed for o in self.outputs) else "outputs differ"
+            return (f"DIVERGENCE ({agree}, but the result is undefined): "
+                    + "; ".join(self.undefined[:3]) + (f"; and {len(self.undefined) - 3} more"
+                                                       if len(self.undefined) > 3 else ""))
         if not self.outputs:
             return "no outputs compared"
         verdict = "PASS" if self.passed else "FAIL"
@@ -93,7 +106,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "tolerance": self.tolerance.to_dict(),
-                "outputs": [o.to_dict() for o in self.outputs]}
+                "outputs": [o.to_dict() for o in self.outputs], "undefined": list(self.undefined)}
 
 
 def compare_arrays(name: str, actual: Any, expected: Any, tolerance: Tolerance) -> OutputComparison:
@@ -156,10 +169,14 @@ def compare_arrays(name: str, actual: Any, expected: Any, tolerance: Tolerance) 
 
 
 def compare(actual: Mapping[str, Any], expected: Mapping[str, Any],
-            tolerance: Tolerance | None = None) -> Comparison:
-    """Compare every output of ``expected`` with the same-named output of ``actual``."""
+            tolerance: Tolerance | None = None, *, undefined: Sequence[str] = ()) -> Comparison:
+    """Compare every output of ``expected`` with the same-named output of ``actual``.
+
+    ``undefined``: reasons the result is undefined on these feeds (``portarun.undefined_behaviour``);
+    any makes the comparison a divergence that does not pass.
+    """
     tolerance = tolerance or Tolerance()
-    result = Comparison(tolerance)
+    result = Comparison(tolerance, undefined=list(undefined))
     for name, reference in expected.items():
         if name not in actual:
             result.outputs.append(OutputComparison(name, False, reason="missing from actual outputs"))

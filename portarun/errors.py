@@ -122,6 +122,14 @@ class UnsupportedOpsError(UnsupportedError, CompileError):
     exit_code = 1
 
 
+class CompileTimeoutError(CompileError):
+    """A compile in a worker process overran its ``timeout``; the worker was killed."""
+
+
+class RunTimeoutError(RunError):
+    """A run in a worker process overran its ``timeout``; the worker was killed."""
+
+
 # --- artifacts ------------------------------------------------------------------
 class ArtifactError(PortarunError):
     exit_code = 2

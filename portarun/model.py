@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ from google.protobuf.message import DecodeError, EncodeError
 from onnx import external_data_helper
 
 from .errors import (
+    ModelError,
     ModelLoadError,
     ModelNotFoundError,
     ModelValidationError,
@@ -31,6 +33,7 @@ from .errors import (
     UnsupportedOpsetError,
     first_line,
 )
+from . import model_checks
 from .types import TensorSpec
 
 # Protobuf cannot serialize a message over 2 GiB; bigger models keep weights outside.
@@ -74,17 +77,14 @@ def _iter_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 
 
 def _external_location(tensor: onnx.TensorProto) -> tuple[str, int, int | None]:
-    info = {entry.key: entry.value for entry in tensor.external_data}
-    location = info.get("location", "")
-    offset = int(info.get("offset", 0) or 0)
-    length = info.get("length")
-    return location, offset, int(length) if length not in (None, "") else None
+    return model_checks.external_location(tensor)
 
 
 def _check_external_data(proto: onnx.ModelProto, base_dir: Path) -> None:
     """Refuse external data that escapes ``base_dir`` or points past a file's end."""
     base = base_dir.resolve()
-    for tensor in _iter_tensors(proto.graph):
+    # model-local functions hold tensors too (Constant values): the same rules apply to them
+    for tensor in itertools.chain(_iter_tensors(proto.graph), model_checks.iter_function_tensors(proto)):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         location, offset, length = _external_location(tensor)
@@ -96,13 +96,13 @@ def _check_external_data(proto: onnx.ModelProto, base_dir: Path) -> None:
                 f"tensor '{tensor.name}' points its external data at '{location}', outside the model's folder",
                 hint="external data must be a relative path inside the model's folder; re-save the model",
             )
-        resolved = (base / rel).resolve()
+        resolved = model_checks.resolve_inside(base, location, tensor.name)
         if resolved != base and base not in resolved.parents:
             raise UnsafeModelError(
                 f"tensor '{tensor.name}' external data '{location}' resolves to {resolved}, outside {base}",
                 hint="external data (and links to it) must stay inside the model's folder",
             )
-        if not resolved.is_file():
+        if not model_checks.is_file(resolved, tensor.name):
             raise ModelNotFoundError(
                 f"external data file '{location}' for tensor '{tensor.name}' not found next to the model",
                 hint=f"copy it into {base}",
@@ -204,6 +204,19 @@ class Model:
     # -- construction --------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, *, check: bool = True) -> "Model":
+        try:
+            return cls._load(path, check=check)
+        except ModelError:
+            raise
+        except (Exception, RecursionError) as exc:  # untrusted input: whatever the parser trips on is ours to name
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"cannot load '{os.fsdecode(path) if isinstance(path, bytes) else path}': "
+                                 f"{type(exc).__name__}: {text[:200]}",
+                                 hint="the file is malformed; re-export it (onnx.checker.check_model tells more)") \
+                from None
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike, *, check: bool) -> "Model":
         source = Path(path)
         if not source.exists():
             raise ModelNotFoundError(f"model file '{source}' does not exist", hint="check the path")
@@ -227,10 +240,11 @@ class Model:
             raise ModelLoadError(f"'{source}' parses but holds no ONNX model (no graph, IR version or opset)",
                                  hint="the file is not an ONNX model")
         _check_opsets(proto, f"'{source}'")
+        model_checks.check_types_and_sizes(proto, f"'{source}'")
         _check_external_data(proto, source.parent)
         try:
             external_data_helper.load_external_data_for_model(proto, str(source.parent))
-        except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        except (OSError, ValueError, TypeError, RuntimeError, onnx.checker.ValidationError) as exc:
             raise ModelLoadError(f"cannot read external data of '{source}': {exc}") from None
         model = cls(proto, path=source)
         if check:
@@ -240,6 +254,7 @@ class Model:
     @classmethod
     def from_proto(cls, proto: onnx.ModelProto, *, name: str | None = None, check: bool = True) -> "Model":
         _check_opsets(proto, f"model '{name or proto.graph.name}'")
+        model_checks.check_types_and_sizes(proto, f"model '{name or proto.graph.name}'")
         model = cls(proto, name=name)
         if check:
             model.validate()
@@ -258,7 +273,9 @@ class Model:
                 checked = _ort_onnx_domain_ops_moved(self.proto)
                 onnx.checker.check_model(checked)
                 onnx.shape_inference.infer_shapes(checked, check_type=True, strict_mode=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError,
+                # the checker decodes strings as UTF-8 and converts types: a malformed file trips those too
+                UnicodeDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
             raise ModelValidationError(f"{where} fails ONNX validation: {first_line(exc)}",
                                        hint="fix the exporter output; `portarun inspect` shows the graph") from None
 

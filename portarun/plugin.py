@@ -15,7 +15,7 @@ from __future__ import annotations
 from ._atomic import atomic_directory, atomic_file, atomic_write_bytes, atomic_write_text
 from ._cache import backend_cache_dir, cache_dir
 from ._sysinfo import cpu_count, cpu_name, environment
-from .artifact import Manifest
+from .artifact import Manifest, payload_file
 from .backend import Backend, Executable, Provenance, check_feeds, import_sdk, quantization_support
 from .errors import (
     ArtifactCorruptError,
@@ -45,7 +45,8 @@ from .types import Device, Precision, Support, Target, TensorSpec, np_dtype
 
 __all__ = [
     # base classes and the hooks' helpers
-    "Backend", "Executable", "Manifest", "Provenance", "check_feeds", "import_sdk", "quantization_support",
+    "Backend", "Executable", "Manifest", "Provenance", "check_feeds", "import_sdk", "payload_file",
+    "quantization_support",
     # models and types
     "Model", "PROTOBUF_LIMIT", "onnx_domain", "opset_versions", "quantization_of",
     "Device", "Precision", "Support", "Target", "TensorSpec", "np_dtype",

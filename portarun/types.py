@@ -150,7 +150,7 @@ class TensorSpec:
         """
         if array.dtype != self.dtype:
             raise InputError(
-                f"input '{self.name}': expected dtype {self.dtype.name}, got {array.dtype.name}",
+                f"input '{self.name}': expected dtype {self.dtype.name}, got {_dtype_text(array.dtype)}",
                 hint=f"cast it, e.g. array.astype(numpy.{self.dtype.name})",
             )
         if self.shape is None:
@@ -174,6 +174,13 @@ class TensorSpec:
                         f"input '{self.name}': dim {axis} '{want}' is {got}, but input "
                         f"'{seen[1]}' gave '{want}' = {seen[0]}"
                     )
+
+
+def _dtype_text(dtype: np.dtype) -> str:
+    """A dtype's name, with its byte order when that is not the machine's ('>f4 big-endian')."""
+    if dtype.isnative:
+        return dtype.name
+    return f"{dtype.str} {'big' if dtype.byteorder == '>' else 'little'}-endian"
 
 
 @dataclass(frozen=True)

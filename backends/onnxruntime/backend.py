@@ -10,6 +10,7 @@ the EPs the session really has.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 from portarun.plugin import (
     PROTOBUF_LIMIT, Backend, CompileError, Device, Executable, Manifest, Model, Precision, Provenance, Support,
     Target, UnsupportedError, UsageError, backend_cache_dir, cpu_name, first_line, import_sdk,
-    quantization_support,
+    payload_file, quantization_support,
 )
 
 from .providers import EP_BY_DEVICE, ExecutionProviderChoice, choose_providers
@@ -32,8 +33,26 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
 OPTIMIZED_MODEL = "optimized.onnx"
 
 
+# ORT prints its own coloured "[E:onnxruntime:...]" lines for errors portarun already reports as one
+# clear line. They are silenced (fatal only) unless PORTARUN_SDK_LOG asks for them back:
+# 1 / warning = ORT's own default (its error lines included), info, verbose.
+SDK_LOG_ENV = "PORTARUN_SDK_LOG"
+_SEVERITY = {"0": 4, "": 4, "fatal": 4, "1": 2, "on": 2, "warning": 2, "error": 2, "info": 1, "verbose": 0}
+_logging_set = False
+
+
+def sdk_log_severity() -> int:
+    """ORT's minimum log severity for PORTARUN_SDK_LOG (unset: fatal only)."""
+    return _SEVERITY.get(os.environ.get(SDK_LOG_ENV, "").strip().lower(), 2)
+
+
 def _ort():
-    return import_sdk("onnxruntime", backend="onnxruntime", hint=INSTALL_HINT)
+    global _logging_set
+    ort = import_sdk("onnxruntime", backend="onnxruntime", hint=INSTALL_HINT)
+    if not _logging_set:
+        ort.set_default_logger_severity(sdk_log_severity())
+        _logging_set = True
+    return ort
 
 
 class OnnxRuntimeExecutable(Executable):
@@ -139,7 +158,7 @@ class OnnxRuntimeBackend(Backend):
             so.intra_op_num_threads = int(options["threads"])
         if options.get("inter_op_threads"):
             so.inter_op_num_threads = int(options["inter_op_threads"])
-        so.log_severity_level = 3  # errors only; warnings are reported through provenance
+        so.log_severity_level = sdk_log_severity()  # portarun reports errors itself; warnings go to provenance
         for key, value in dict(options.get("session_config") or {}).items():
             so.add_session_config_entry(str(key), str(value))
         if options.get("matmulnbits_accuracy_level") is not None:
@@ -238,7 +257,7 @@ class OnnxRuntimeBackend(Backend):
         choice = self.choose_providers(target, precision, options)
         # The payload is already optimized for this EP and hardware: do not optimize again.
         so = self.session_options({**options, "graph_optimization_level": "disable"})
-        payload = payload_dir / manifest.extras.get("optimized_model", OPTIMIZED_MODEL)
+        payload = payload_file(payload_dir, manifest.extras.get("optimized_model", OPTIMIZED_MODEL))
         session = self.create_session(str(payload), so, choice, target, f"artifact '{manifest.path}'")
         provenance = Provenance(**{**manifest.provenance, "providers": tuple(session.get_providers())})
         provenance.details = {**provenance.details, "loaded_from": str(manifest.path)}

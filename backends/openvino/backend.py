@@ -16,7 +16,7 @@ from typing import Any
 
 from portarun.plugin import (
     PROTOBUF_LIMIT, Backend, CompileError, Device, Executable, Manifest, Model, Precision, Provenance, Support,
-    Target, UsageError, backend_cache_dir, first_line, quantization_of, quantization_support,
+    Target, UsageError, backend_cache_dir, first_line, payload_file, quantization_of, quantization_support,
 )
 
 from . import ir_cache, nncf_quantizer, qdq_forms
@@ -49,6 +49,19 @@ def _sdk_message(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith(("Exception from", "Check ", "FrontEnd API failed"))]
     return (useful or lines or [type(exc).__name__])[0]
+
+
+def _check_fingerprint(compiled, payload: dict[str, Any], source_model: Model, fallback: str | None):
+    """(compiled, fallback): the imported blob, or None and why, when it no longer computes what it did."""
+    from .fingerprint import digest
+
+    saved = payload.get("blob_fingerprint")
+    if not saved:
+        return compiled, fallback
+    fed = {name for port in compiled.inputs for name in port.get_names()}
+    if digest(compiled, source_model.inputs, fed) == saved:
+        return compiled, fallback
+    return None, "blob -> IR: the exported blob computes other outputs than when it was saved (altered, corrupt, or another CPU)"
 
 
 class OpenVinoBackend(Backend):
@@ -163,6 +176,9 @@ class OpenVinoBackend(Backend):
         return keyed_cache(fit_to_device(config, supported, options))
 
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
+        from .guards import check as guard
+
+        guard(model.proto, model.name, str(target))  # graphs OpenVINO would compile for hours
         device = ov_device(target)
         start = time.perf_counter()
         ov_model, ir_hit = self._read_for_compile(model, self._cache_dir(options))
@@ -233,7 +249,7 @@ class OpenVinoBackend(Backend):
         return None
 
     def _read_ir(self, payload_dir: Path, manifest: Manifest):
-        return core().read_model(str(payload_dir / manifest.extras.get("ir", IR_XML)))
+        return core().read_model(str(payload_file(payload_dir, manifest.extras.get("ir", IR_XML))))
 
     @staticmethod
     def _kept_details(manifest: Manifest) -> dict[str, Any]:
@@ -249,17 +265,23 @@ class OpenVinoBackend(Backend):
         precision = manifest.precision
         ov_model = self._read_ir(payload_dir, manifest)
         start = time.perf_counter()
-        compiled, how = None, "IR"
+        compiled, how, fallback = None, "IR", None
+        if payload.get("blob") and payload.get("blob_device") != device:
+            fallback = f"blob exported for {payload.get('blob_device')}, loading on {device}: compiled the IR"
         if payload.get("blob") and payload.get("blob_device") == device:
             config = dict(payload.get("compile_config") or {})  # the precision hint must be given again
-            blob = (payload_dir / payload["blob"]).read_bytes()
+            blob = payload_file(payload_dir, payload["blob"]).read_bytes()
             try:
                 compiled = core().import_model(blob, device, config)
                 how = "exported blob"
+                compiled, fallback = _check_fingerprint(compiled, payload, source_model, fallback)
+                if compiled is None:
+                    how = "IR (the exported blob computes other outputs than when it was saved)"
             except Exception as exc:
                 # same OpenVINO and device, yet the plugin refuses the blob (e.g. another CPU generation):
                 # the IR holds the same model, so compile it, and say so in provenance
                 how = f"IR (the exported blob was refused: {_sdk_message(exc)})"
+                fallback = f"blob -> IR: the exported blob was refused ({_sdk_message(exc)})"
         if compiled is None:
             config = self._config(device, precision, options)
             try:
@@ -270,6 +292,8 @@ class OpenVinoBackend(Backend):
         details = self._kept_details(manifest)
         details.update({"loaded_from": str(manifest.path), "loaded_as": how,
                         "load_seconds": round(time.perf_counter() - start, 4)})
+        if fallback:  # the artifact did not load the way it was saved: say so where provenance is read
+            details["fallback"] = fallback
         executable = self._executable(compiled, ov_model, source_model, target, precision, config, options, details)
         executable.provenance.compile_seconds = details["load_seconds"]
         return executable

@@ -10,6 +10,8 @@ import numpy as np
 from portarun.plugin import Executable
 
 from .devices import capabilities, core, sdk
+from . import fingerprint
+from .requests import RequestPool
 
 IR_XML = "model.xml"
 
@@ -27,7 +29,9 @@ class OpenVinoExecutable(Executable):
         self.ov_model = ov_model
         self.device = device
         self.compile_config = dict(compile_config)
-        self._request = compiled.create_infer_request()
+        # one infer request per concurrent caller (see requests.py): an Executable is shared across threads
+        self._requests = RequestPool(compiled)
+        self.provenance.details["infer_requests"] = self._requests.size
         # OpenVINO drops inputs the graph does not use; those are still accepted and ignored.
         self.fed_inputs = {name for port in compiled.inputs for name in port.get_names()}
         self._ports = {spec.name: compiled.output(spec.name) for spec in self.outputs}
@@ -38,8 +42,11 @@ class OpenVinoExecutable(Executable):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         inputs = {name: value for name, value in feeds.items() if name in self.fed_inputs}
-        results = self._request.infer(inputs)  # share_outputs=False: arrays are ours, not the request's buffers
-        return {name: results[port] for name, port in self._ports.items()}
+        with self._requests.request() as request:
+            # share_outputs=False copies the outputs out of the request's buffers before it goes back
+            # to the pool, where another thread's run would overwrite them
+            results = request.infer(inputs, share_inputs=False, share_outputs=False)
+            return {name: results[port] for name, port in self._ports.items()}
 
     def source_model(self):
         """The ``ov.Model`` this was compiled from (read again from the ONNX model when not kept)."""
@@ -50,10 +57,10 @@ class OpenVinoExecutable(Executable):
         # compress_to_fp16 defaults to True and would silently halve the weights' precision.
         ov.save_model(self.source_model(), str(payload_dir / IR_XML), compress_to_fp16=False)
         config = {k: v for k, v in self.compile_config.items() if k != "CACHE_DIR"}
-        blob, skipped = None, None
+        blob, skipped, fingerprint = None, None, None
         if "EXPORT_IMPORT" in capabilities(self.device):
             try:
-                data = self._export(config)
+                data, fingerprint = self._export(config)
             except Exception as exc:  # the IR still makes a complete artifact; say why there is no blob
                 skipped = f"export_model failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
             else:
@@ -63,9 +70,9 @@ class OpenVinoExecutable(Executable):
             skipped = f"{self.device} does not support EXPORT_IMPORT"
         return {"ir": IR_XML, "blob": blob, "blob_device": self.device if blob else None,
                 "blob_device_name": self.provenance.device if blob else None, "blob_skipped": skipped,
-                "openvino_version": ov.get_version(), "compile_config": config}
+                "blob_fingerprint": fingerprint, "openvino_version": ov.get_version(), "compile_config": config}
 
-    def _export(self, config: dict[str, Any]) -> bytes:
+    def _export(self, config: dict[str, Any]) -> tuple[bytes, str | None]:
         """The compiled model as a blob that ``import_model`` accepts, checked by importing it once.
 
         OpenVINO 2026.4 writes an unreadable blob for a model that was itself loaded from the
@@ -76,10 +83,10 @@ class OpenVinoExecutable(Executable):
         if self.provenance.details.get("loaded_from_cache") or self.provenance.details.get("loaded_as"):
             compiled = ov_core.compile_model(self.source_model(), self.device, config)
         data = compiled.export_model().getvalue()
-        ov_core.import_model(data, self.device, config)
-        return data
+        imported = ov_core.import_model(data, self.device, config)
+        return data, fingerprint.digest(imported, self.inputs, self.fed_inputs)
 
     def _close(self) -> None:
-        self._request = None
+        self._requests.close()
         self.compiled = None
         self.ov_model = None

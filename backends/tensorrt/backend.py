@@ -12,7 +12,7 @@ from typing import Any
 
 from portarun.plugin import (
     Backend, CompileError, Device, Executable, Manifest, Model, PortarunError, Precision, Provenance, Support, Target,
-    UnsupportedError, backend_cache_dir, quantization_support,
+    UnsupportedError, backend_cache_dir, payload_file, quantization_support,
 )
 
 from .builder import BuildSettings, build_engine
@@ -166,8 +166,8 @@ class TensorRtBackend(Backend):
         gpu = self.gpu(target)
         payload = manifest.extras
         model = source_model
-        engine = (payload_dir / payload.get("engine", ENGINE_FILE)).read_bytes()
-        timing_file = payload_dir / payload.get("timing_cache", TIMING_FILE)
+        engine = payload_file(payload_dir, payload.get("engine", ENGINE_FILE)).read_bytes()
+        timing_file = payload_file(payload_dir, payload.get("timing_cache", TIMING_FILE))
         timing = timing_file.read_bytes() if timing_file.is_file() else None
         key = EngineKey.from_dict(payload["engine_key"])
         profile = derive_profile(model.inputs, shapes=payload["profiles"])

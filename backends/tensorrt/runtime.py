@@ -9,7 +9,10 @@ Outputs whose shape depends on the data (NonZero, ...) get an ``IOutputAllocator
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +68,22 @@ def _make_output_allocator(trt: Any, cuda: Any) -> Any:
     return OutputAllocator()
 
 
+class _Lane:
+    """One caller's execution state: an execution context, a stream and its own device buffers.
+
+    A TensorRT execution context (and the buffers bound to it) serves one caller at a time;
+    concurrent callers each get a lane, all sharing the one deserialized engine.
+    """
+
+    def __init__(self, runner: "EngineRunner", context: Any):
+        self.context = context
+        self.stream = runner.cuda.stream()
+        self.buffers: dict[str, DeviceBuffer] = {}
+        self.allocator = None
+
+
 class EngineRunner:
-    """One deserialized engine, an execution context, a stream and reusable device buffers."""
+    """One deserialized engine and a pool of lanes (execution context, stream, reusable device buffers)."""
 
     def __init__(self, trt: Any, cuda: Any, engine_bytes: bytes, logger: Any, device_index: int):
         self.trt = trt
@@ -80,11 +97,6 @@ class EngineRunner:
             raise CompileError(f"TensorRT could not deserialize the engine: {logger.errors() or 'no reason logged'}",
                                backend=BACKEND, hint="the engine was built by another TensorRT version or for "
                                                      "another GPU; recompile it")
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise CompileError(f"TensorRT could not create an execution context: {logger.errors()}", backend=BACKEND,
-                               hint="the GPU may be out of memory")
-        self.stream = cuda.stream()
         self.inputs: list[str] = []
         self.outputs: list[str] = []
         for index in range(self.engine.num_io_tensors):
@@ -94,73 +106,109 @@ class EngineRunner:
             else:
                 self.outputs.append(name)
         self.dtypes = {name: numpy_dtype(trt, self.engine.get_tensor_dtype(name)) for name in self.inputs + self.outputs}
-        self.buffers: dict[str, DeviceBuffer] = {}
-        self.allocator = None
+        self._lock = threading.Lock()  # guards the free list; lanes themselves are never shared
+        self._free: list[_Lane] = []
+        self._lanes: list[_Lane] = []
+        self._free.append(self._new_lane())  # the first context up front: out-of-memory shows at compile
 
-    def _buffer(self, name: str, nbytes: int) -> DeviceBuffer:
-        current = self.buffers.get(name)
+    def _new_lane(self) -> _Lane:
+        context = self.engine.create_execution_context()
+        if context is None:
+            raise CompileError(f"TensorRT could not create an execution context: {self.logger.errors()}",
+                               backend=BACKEND, hint="the GPU may be out of memory")
+        lane = _Lane(self, context)
+        with self._lock:
+            self._lanes.append(lane)
+        return lane
+
+    @property
+    def context(self) -> Any:
+        """The first lane's execution context (what a single caller uses)."""
+        return self._lanes[0].context if self._lanes else None
+
+    @contextlib.contextmanager
+    def _lane(self) -> Iterator[_Lane]:
+        with self._lock:
+            lane = self._free.pop() if self._free else None
+        if lane is None:  # every lane is busy: this caller gets its own context
+            lane = self._new_lane()
+        try:
+            yield lane
+        finally:
+            with self._lock:
+                self._free.append(lane)
+
+    def _buffer(self, lane: _Lane, name: str, nbytes: int) -> DeviceBuffer:
+        current = lane.buffers.get(name)
         if current is None or current.nbytes < nbytes:
             if current is not None:
                 self.cuda.free(current)
-            current = self.buffers[name] = self.cuda.alloc(nbytes)
+            current = lane.buffers[name] = self.cuda.alloc(nbytes)
         return current
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        trt, cuda, context = self.trt, self.cuda, self.context
+        with self._lane() as lane:
+            return self._run_on(lane, feeds)
+
+    def _run_on(self, lane: _Lane, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        trt, cuda, context = self.trt, self.cuda, lane.context
         cuda.set_device(self.device_index)  # another executable may have switched the current GPU
         for name in self.inputs:
             array = np.ascontiguousarray(feeds[name], dtype=self.dtypes[name])
             if not context.set_input_shape(name, tuple(array.shape)):
                 raise RunError(f"TensorRT refused shape {list(array.shape)} for input '{name}': "
                                f"{self.logger.errors()}", backend=BACKEND)
-            buffer = self._buffer(name, array.nbytes)
-            cuda.to_device(buffer, array, self.stream)
+            buffer = self._buffer(lane, name, array.nbytes)
+            cuda.to_device(buffer, array, lane.stream)
             context.set_tensor_address(name, buffer.ptr)
             feeds[name] = array  # keep the host copy alive until the stream is synchronized
         shapes: dict[str, tuple[int, ...]] = {}
         for name in self.outputs:
             shape = tuple(context.get_tensor_shape(name))
             if any(d < 0 for d in shape):  # data-dependent: TensorRT asks for memory while it runs
-                if self.allocator is None:
-                    self.allocator = _make_output_allocator(trt, cuda)
-                context.set_output_allocator(name, self.allocator)
+                if lane.allocator is None:
+                    lane.allocator = _make_output_allocator(trt, cuda)
+                context.set_output_allocator(name, lane.allocator)
                 continue
             shapes[name] = shape
             nbytes = int(np.prod(shape, dtype=np.int64)) * self.dtypes[name].itemsize
-            context.set_tensor_address(name, self._buffer(name, nbytes).ptr)
-        if not context.execute_async_v3(cuda.stream_handle(self.stream)):
+            context.set_tensor_address(name, self._buffer(lane, name, nbytes).ptr)
+        if not context.execute_async_v3(cuda.stream_handle(lane.stream)):
             raise RunError(f"TensorRT failed to execute: {self.logger.errors() or 'no reason logged'}",
                            backend=BACKEND)
         results: dict[str, np.ndarray] = {}
         for name in self.outputs:
             if name in shapes:
-                buffer = self.buffers[name]
+                buffer = lane.buffers[name]
                 shape = shapes[name]
             else:  # shape and memory came through the output allocator
-                cuda.synchronize(self.stream)
-                shape = self.allocator.shapes[name]
-                buffer = self.allocator.buffers[name]
+                cuda.synchronize(lane.stream)
+                shape = lane.allocator.shapes[name]
+                buffer = lane.allocator.buffers[name]
             host = np.empty(shape, dtype=self.dtypes[name])
-            cuda.to_host(host, buffer, self.stream)
+            cuda.to_host(host, buffer, lane.stream)
             results[name] = host
-        cuda.synchronize(self.stream)
+        cuda.synchronize(lane.stream)  # the host copies are complete before the lane goes back
         return results
 
     def close(self) -> None:
-        buffers = list(self.buffers.values())
-        if self.allocator is not None:
-            buffers += list(self.allocator.buffers.values())
-        for buffer in buffers:
+        with self._lock:
+            lanes, self._lanes, self._free = self._lanes, [], []
+        for lane in lanes:
+            buffers = list(lane.buffers.values())
+            if lane.allocator is not None:
+                buffers += list(lane.allocator.buffers.values())
+            for buffer in buffers:
+                try:
+                    self.cuda.free(buffer)
+                except Exception:
+                    pass
+            lane.buffers.clear()
             try:
-                self.cuda.free(buffer)
+                self.cuda.destroy_stream(lane.stream)
             except Exception:
                 pass
-        self.buffers.clear()
-        try:
-            self.cuda.destroy_stream(self.stream)
-        except Exception:
-            pass
-        self.context = None
+            lane.context = None
         self.engine = None
         self.runtime = None
 

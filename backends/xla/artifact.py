@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from portarun.plugin import ArtifactCorruptError, atomic_file
+from portarun.plugin import ArtifactCorruptError, atomic_file, payload_file
 
 from . import jaxenv
 from .program import Compiled
@@ -54,17 +54,20 @@ def load_exports(program, directory: Path, payload: dict[str, Any]) -> int:
     jax = jaxenv.jax_module()
     from jax import export
 
-    index_path = directory / payload.get("index", INDEX)
+    index_path = payload_file(directory, payload.get("index", INDEX))
     try:
         entries = json.loads(index_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("inputs"), list)
+                                                    for e in entries):
+            raise ValueError("not a list of {file, inputs} entries")
+    except (OSError, ValueError, RecursionError) as exc:
         raise ArtifactCorruptError(f"cannot read {index_path}: {exc}", hint="recompile the artifact") from None
     loaded = 0
     for entry in entries:
         key = tuple((tuple(shape), dtype) for shape, dtype in entry["inputs"])
         if key in program._cache:
             continue
-        data = (directory / entry["file"]).read_bytes()
+        data = payload_file(directory, entry.get("file")).read_bytes()
         start = time.perf_counter()
         exported = export.deserialize(bytearray(data))
         specs = tuple(jax.ShapeDtypeStruct(shape, exported.in_avals[len(program.weights) + i].dtype)

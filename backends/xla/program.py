@@ -82,6 +82,9 @@ class Program:
         except ValueError as exc:
             raise UsageError(f"xla: {exc}", hint="quantized_matmul='auto' picks by device kind") from None
         proto = model.proto
+        from .guards import check as guard
+
+        guard(proto, model.name)  # graphs on which XLA would crash or run for minutes: refused first
         # ``graph``: the one XlaBackend._supports prepared for this compile (rewrites below change it)
         self.graph = graph if graph is not None else model_graph(proto)
         if self.graph.missing:

@@ -13,8 +13,8 @@ from . import suite
 from ._common import parse_dims, parse_options, table
 from .fleet_options import fleet_options, parse_accelerator_types
 from .hardware_cmd import assumptions_from, cost_options
-from .options import (backend_options_option, dims_option, emit_json, json_option, precision_option, runs_option,
-                      seed_option, target_option, warmup_option)
+from .options import (backend_options_option, dims_option, emit_json, isolate_option, json_option, precision_option,
+                      runs_option, seed_option, target_option, timeout_option, warmup_option)
 
 __all__ = ["bench", "choose_batch"]  # choose_batch: re-exported for older imports; it lives in portarun.benchmark
 
@@ -29,19 +29,20 @@ def _batches(text: str) -> list[int]:
     return values
 
 
-def open_executable(source: str, target: str | None, precision: str, options: tuple[str, ...]) -> Any:
-    """A compiled artifact as stored, or a model compiled for ``target``."""
+def open_executable(source: str, target: str | None, precision: str, options: tuple[str, ...], *,
+                    isolate: bool = False, timeout: float | None = None) -> Any:
+    """A compiled artifact as stored, or a model compiled for ``target`` (in a worker with ``isolate``)."""
     from ..api import compile as compile_model
     from ..api import load, load_compiled
     from ..artifact import is_artifact
 
     if is_artifact(source):
-        return load_compiled(source, target)
+        return load_compiled(source, target, isolate=isolate, timeout=timeout)
     if not target:
         from ..errors import UsageError
 
         raise UsageError("--target is required for a model (e.g. -t onnxruntime:cpu)")
-    return compile_model(load(source), target, precision, **parse_options(options))
+    return compile_model(load(source), target, precision, isolate=isolate, timeout=timeout, **parse_options(options))
 
 
 @click.command("bench")
@@ -62,12 +63,14 @@ def open_executable(source: str, target: str | None, precision: str, options: tu
 @json_option("Write the results as JSON to PATH ('-': stdout).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG of latency and cost vs batch.")
 @fleet_options
+@isolate_option()
+@timeout_option()
 def bench(model_or_artifact: str, target: str | None, precision: str, options: tuple[str, ...], batch_text: str,
           seq: int | None, dims: tuple[str, ...], runs: int, warmup: int, seed: int, max_latency_ms: float | None,
           new_tokens: int, hardware: str | None, price_per_hour: float | None, utilization: float | None,
           pue: float | None, kwh_price: float | None, lifetime_years: float | None, basis: str,
           json_path: str | None, plot_path: str | None, ray: str | None, placement_timeout_s: float,
-          accelerator_types: tuple[str, ...]) -> None:
+          accelerator_types: tuple[str, ...], isolate: bool, timeout: float | None) -> None:
     """Measure MODEL_OR_ARTIFACT on TARGET: warm-up, then median/p99 latency, items/s, tokens/s,
     peak memory, energy (RAPL/NVML when readable) and $/1M tokens for each batch size.
 
@@ -90,7 +93,8 @@ def bench(model_or_artifact: str, target: str | None, precision: str, options: t
             hardware=hardware, assumptions=assumptions, placement_timeout_s=placement_timeout_s,
             accelerator_types=parse_accelerator_types(accelerator_types))
     else:
-        with open_executable(model_or_artifact, target, precision, options) as exe:
+        with open_executable(model_or_artifact, target, precision, options, isolate=isolate,
+                             timeout=timeout) as exe:
             profile = suite.hardware().profile_for(hardware, str(exe.target))
             result = sweep(exe, config, profile=profile, assumptions=assumptions)
     if not emit_json({**result.to_dict(), **({"node": node} if node else {})}, json_path):

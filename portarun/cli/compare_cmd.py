@@ -10,7 +10,8 @@ import click
 
 from . import suite
 from ._common import EXIT_FAILED, parse_dims, table
-from .options import dims_option, emit_json, json_option, precision_option, seed_option, target_option
+from .options import (dims_option, emit_json, inputs_option, isolate_option, json_option, precision_option,
+                      seed_option, target_option, timeout_option)
 
 
 @click.command("compare")
@@ -24,10 +25,14 @@ from .options import dims_option, emit_json, json_option, precision_option, seed
 @click.option("--atol", type=float, help="Override the precision's absolute tolerance.")
 @dims_option()
 @seed_option()
+@inputs_option("Feeds from one .npz (keys are input names) instead of random ones.")
 @json_option("Write the comparison as JSON to PATH ('-': stdout).")
+@isolate_option()
+@timeout_option()
 @click.pass_context
 def compare(ctx: click.Context, model: str, targets: tuple[str, ...], precision: str, localize: bool,
-            rtol: float | None, atol: float | None, dims: tuple[str, ...], seed: int, json_path: str | None) -> None:
+            rtol: float | None, atol: float | None, dims: tuple[str, ...], seed: int, inputs_npz: str | None,
+            json_path: str | None, isolate: bool, timeout: float | None) -> None:
     """Compare MODEL's outputs on two targets: max abs/rel error, NMSE, cosine, % within tolerance,
     top-1 agreement. Exits 1 when they differ beyond the tolerance of the precision.
 
@@ -41,11 +46,20 @@ def compare(ctx: click.Context, model: str, targets: tuple[str, ...], precision:
     expected_target, actual_target = (("reference:cpu",) + targets)[-2:]
     result = suite.conformance().compare_targets(model, actual_target, precision, expected_target=expected_target,
                                                  dims=parse_dims(dims), seed=seed, rtol=rtol, atol=atol,
-                                                 localize=localize)
+                                                 localize=localize, feeds=_feeds(inputs_npz), isolate=isolate,
+                                                 timeout=timeout)
     if not emit_json(result.to_dict(), json_path):
         print_comparison(result)
     if not result:
         ctx.exit(EXIT_FAILED)
+
+
+def _feeds(inputs_npz: str | None) -> Any:
+    if not inputs_npz:
+        return None
+    from ..feeds import load_feed_files
+
+    return load_feed_files({}, inputs_npz)
 
 
 def print_comparison(result: Any) -> None:

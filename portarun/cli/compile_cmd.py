@@ -7,7 +7,7 @@ import click
 from ..api import compile as compile_model
 from ..api import load
 from ._common import parse_options
-from .options import backend_options_option, precision_option, target_option
+from .options import backend_options_option, isolate_option, precision_option, target_option, timeout_option
 
 
 @click.command("compile")
@@ -16,7 +16,10 @@ from .options import backend_options_option, precision_option, target_option
 @precision_option()
 @backend_options_option()
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact directory to write.")
-def compile_(model: str, target: str | None, precision: str, options: tuple[str, ...], output: str) -> None:
+@isolate_option()
+@timeout_option()
+def compile_(model: str, target: str | None, precision: str, options: tuple[str, ...], output: str, isolate: bool,
+             timeout: float | None) -> None:
     """Compile MODEL (an .onnx file or builtin:NAME) for TARGET and write an artifact.
 
     The artifact is a directory (manifest.json, the source model, the backend's
@@ -31,7 +34,7 @@ def compile_(model: str, target: str | None, precision: str, options: tuple[str,
     if not target:
         raise click.UsageError("missing -t/--target (e.g. -t onnxruntime:cpu); `portarun backends` lists them")
     loaded = load(model)
-    executable = compile_model(loaded, target, precision, **parse_options(options))
+    executable = compile_model(loaded, target, precision, isolate=isolate, timeout=timeout, **parse_options(options))
     path = executable.save(output)
     prov = executable.provenance
     click.echo(f"compiled {loaded.name} for {executable.target} at {executable.precision} "

@@ -83,6 +83,18 @@ def runs_option(default: int = 20, help: str = "Timed runs after the warm-up.") 
     return click.option("--runs", default=default, show_default=True, type=click.IntRange(min=1), help=help)
 
 
+def isolate_option() -> Decorator:
+    """``--isolate``: compile and run the backend in a worker process (a crash is an error, not the end)."""
+    return click.option("--isolate", is_flag=True,
+                        help="Run the backend in a worker process: a crash becomes an error naming the signal.")
+
+
+def timeout_option() -> Decorator:
+    """``--timeout SECONDS``: bound each compile and run (implies --isolate: an SDK call cannot be interrupted)."""
+    return click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                        help="Give up on a compile or run after SECONDS (implies --isolate).")
+
+
 def emit_json(data: Any, path: str | None, *, indent: int = 1) -> bool:
     """Write ``data`` as JSON to ``path`` (atomically), or print it when ``path`` is ``-``.
 
@@ -105,4 +117,5 @@ def emit_json_text(text: str, path: str) -> bool:
 
 
 __all__ = ["PrecisionChoice", "backend_options_option", "dims_option", "emit_json", "emit_json_text", "inputs_option",
-           "json_option", "precision_option", "runs_option", "seed_option", "target_option", "warmup_option"]
+           "isolate_option", "json_option", "precision_option", "runs_option", "seed_option", "target_option",
+           "timeout_option", "warmup_option"]

@@ -16,8 +16,8 @@ from ..artifact import is_artifact
 from ..feeds import load_feed_files, random_feeds
 from ..models import builtin_default_dims
 from ._common import parse_dims, parse_key_values, parse_options
-from .options import (backend_options_option, dims_option, inputs_option, precision_option, seed_option,
-                      target_option)
+from .options import (backend_options_option, dims_option, inputs_option, isolate_option, precision_option,
+                      seed_option, target_option, timeout_option)
 
 
 @click.command("run")
@@ -32,9 +32,11 @@ from .options import (backend_options_option, dims_option, inputs_option, precis
 @dims_option("Size of a symbolic dim for --random.")
 @click.option("--rebuild", is_flag=True, help="Recompile an artifact that was built by another SDK version.")
 @click.option("-o", "--output", type=click.Path(), help="Save outputs to this .npz.")
+@isolate_option()
+@timeout_option()
 def run(model_or_artifact: str, target: str | None, precision: str, options: tuple[str, ...],
         input_files: tuple[str, ...], inputs_npz: str | None, use_random: bool, seed: int, dims: tuple[str, ...],
-        rebuild: bool, output: str | None) -> None:
+        rebuild: bool, output: str | None, isolate: bool, timeout: float | None) -> None:
     """Run MODEL_OR_ARTIFACT once and print each output's shape, dtype and summary.
 
     \b
@@ -47,11 +49,12 @@ def run(model_or_artifact: str, target: str | None, precision: str, options: tup
     if sum([bool(input_files or inputs_npz), use_random]) != 1:
         raise click.UsageError("give the inputs: --input NAME=FILE.npy / --inputs FILE.npz, or --random")
     if is_artifact(model_or_artifact):
-        executable = load_compiled(model_or_artifact, target, rebuild=rebuild)
+        executable = load_compiled(model_or_artifact, target, rebuild=rebuild, isolate=isolate, timeout=timeout)
     else:
         if not target:
             raise click.UsageError("missing -t/--target for a model file (artifacts carry their own target)")
-        executable = compile_model(load(model_or_artifact), target, precision, **parse_options(options))
+        executable = compile_model(load(model_or_artifact), target, precision, isolate=isolate, timeout=timeout,
+                                   **parse_options(options))
     with executable:
         if use_random:
             feeds = random_feeds(executable.inputs, seed=seed, dims={**builtin_default_dims(model_or_artifact),

@@ -68,6 +68,10 @@ def load_samples(model: Model, source: Any) -> list[Feeds]:
                          hint="pass an .npz file, portarun.quantize.RandomCalibration(N, seed=S), or a list of feed dicts")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():  # a folder of .npz samples, read as every command reads user data
+            from ..samples import load_samples as load_user_samples
+
+            return load_user_samples(model, path).samples
         if path.suffix != ".npz":
             raise InputError(f"calibration file '{path}' must be an .npz of arrays keyed by input name")
         samples = _split_rows(model, load_feed_files(npz=path))

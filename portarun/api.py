@@ -55,15 +55,21 @@ def load(source: "Model | onnx.ModelProto | str | os.PathLike", *, check: bool =
         raise
 
 
-def compile(model: "Model | str | os.PathLike", target: Target | str, precision: Precision | str = "fp32",
+def compile(model: "Model | str | os.PathLike", target: Target | str, precision: Precision | str | None = None,
             **options: Any) -> Executable:
     """Compile ``model`` for ``target`` (e.g. ``"onnxruntime:cpu"``) at ``precision``.
 
-    Backend-specific ``options`` are listed by ``portarun backends`` and each backend's ``options``.
+    Without a precision the model runs as it is written: fp32 for a float model, the precision its
+    quantized ops carry (QDQ, ``quantize_dynamic`` output, QLinear ops) for a quantized one; the
+    provenance says which (``precision_source``). Backend-specific ``options`` are listed by
+    ``portarun backends`` and each backend's ``options``.
     """
     loaded = load(model)
     resolved = resolve_target(target)
     backend = get_backend(resolved.backend)
+    precision_source = "given"
+    if precision is None:
+        precision, precision_source = default_precision(loaded), "as the model is written"
     precision = Precision.parse(precision)
     quantized = None
     # A ``quantizer`` option picks the backend's own quantizer (openvino: "nncf"): it takes the float model.
@@ -85,6 +91,9 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
                                    hint=f"compile with -p {carried}, or run `portarun quantize` with a lower floor")
         loaded = quantized.model
     executable = backend.compile(loaded, resolved, precision, **options)
+    executable.provenance.details.setdefault("precision_source", precision_source)
+    if loaded.notes:
+        executable.provenance.details.setdefault("model_notes", list(loaded.notes))
     if quantized is not None:
         report = quantized.report
         executable.provenance.details["quantized_by_portarun"] = {
@@ -94,6 +103,11 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
             "note": "float model quantized implicitly with portarun.quantize defaults",
         }
     return executable
+
+
+def default_precision(model: Model) -> Precision:
+    """The precision a model runs at when none is asked for: what its quantized ops carry, else fp32."""
+    return Precision.parse(quantization_of(model) or "fp32")
 
 
 def load_compiled(path: str | os.PathLike, target: Target | str | None = None, *,

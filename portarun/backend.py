@@ -219,6 +219,8 @@ class Backend(ABC):
     device_kinds: ClassVar[tuple[str, ...]] = ("cpu",)
     # compile options the backend accepts: name -> one-line description
     options: ClassVar[dict[str, str]] = {}
+    # True when every new input shape costs a compile (XLA): loops such as generation then keep shapes fixed
+    compiles_per_shape: ClassVar[bool] = False
 
     # -- hooks ------------------------------------------------------------------------------
     @abstractmethod

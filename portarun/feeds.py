@@ -213,7 +213,9 @@ class FeedPlan:
         for item in self.inputs:
             role = item.role
             span = ""
-            if role.kind in ("index", "mask", "int", "image") or item.spec.name in self.overrides \
+            if role.kind == "choice":
+                span = " of {" + ", ".join(map(str, role.choices)) + "}"
+            elif role.kind in ("index", "mask", "int", "image") or item.spec.name in self.overrides \
                     or (role.kind == "position" and role.high is not None):
                 high = self.overrides.get(item.spec.name, role.high if role.high is not None else UNBOUNDED_INT_HIGH)
                 span = f" in [{int(role.low)}, {int(high)})"
@@ -278,6 +280,8 @@ def _draw(rng: np.random.Generator, item: PlannedInput, forced_high: int | None,
         return _mask(rng, shape).astype(dtype)
     if role.kind == "bool":
         return np.zeros(shape, bool) if role.high == 1 else rng.integers(0, 2, size=shape).astype(bool)
+    if role.kind == "choice" and forced_high is None:
+        return rng.choice(np.array(role.choices), size=shape).astype(dtype)
     if role.kind == "position" and forced_high is None:
         n = shape[-1] if shape else 1
         positions = np.arange(past, past + n) % int(role.high) if role.high else np.arange(past, past + n)

@@ -43,6 +43,7 @@ class InputRole:
     high: float | None = None
     reason: str = ""
     inferred: bool = True
+    choices: tuple[int, ...] = ()  # kind "choice": the values the graph tells apart
 
 
 class _Graph:
@@ -99,6 +100,7 @@ class _Uses:
 
     def __init__(self) -> None:
         self.bounds: list[tuple[int, str]] = []
+        self.choices: set[int] = set()  # integer constants the values are compared with (Equal)
         self.where_uses = 0  # reaching a Where's condition
         self.other_uses = 0  # reaching any other op that reads the values
 
@@ -138,6 +140,10 @@ def _trace(g: _Graph, name: str) -> _Uses:
                     dims, weight = found
                     axis = int(_attr(node, "axis", 0)) % len(dims)
                     uses.bounds.append((dims[axis] - offset, f"indexes '{weight}' ({dims[axis]} rows) through Gather"))
+            elif op == "Equal" and len(node.input) == 2:
+                other = g.constant(node.input[1 - index])
+                if other is not None and other.size == 1 and other.dtype.kind in "iu":
+                    uses.choices.add(int(other.reshape(())) - offset)  # a switch: e.g. silero's sample rate
             elif op == "OneHot" and index == 0:
                 depth = g.constant(node.input[1])
                 if depth is not None and depth.size == 1:
@@ -191,6 +197,10 @@ def role_of(spec, uses: _Uses | None = None, first_ops=()) -> InputRole:
         return InputRole(name, "mask", 0, 2, "a mask (by its name or its use in Where): 0/1, at least one 1 per row")
     if bounds:
         return InputRole(name, "index", 0, high, bounds[0][1])
+    if uses is not None and uses.choices:
+        values = tuple(sorted(uses.choices))
+        return InputRole(name, "choice", min(values), max(values) + 1,
+                         f"compared with {', '.join(map(str, values))} (Equal): one of those", choices=values)
     if TYPE_NAME.search(name):
         return InputRole(name, "index", 0, 2, "token type / segment ids (by its name): 0 or 1")
     if spec.dtype == np.uint8:

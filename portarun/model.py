@@ -140,10 +140,11 @@ def _dims(type_proto: onnx.TypeProto) -> tuple | None:
 # Exporters write a dynamic axis as a number: paddle2onnx and older tf2onnx use -1, some use 0.
 # ONNX Runtime reads both as dynamic; so does portarun (an unnamed symbolic dim).
 DYNAMIC_DIM_VALUES = (-1, 0)
+UNNAMED_DIM_PARAMS = ("?",)
 
 
 def unmark_dynamic_dims(graph: onnx.GraphProto) -> list[str]:
-    """Rewrite dims written as -1/0 in ``graph``'s inputs, outputs and value_info as unnamed dims
+    """Rewrite dims written as -1/0 (or named '?') in ``graph``'s inputs, outputs and value_info as unnamed dims
     (in place); return ``"tensor:axis"`` for each one rewritten."""
     found = []
     for group in (graph.input, graph.output, graph.value_info):
@@ -153,6 +154,10 @@ def unmark_dynamic_dims(graph: onnx.GraphProto) -> list[str]:
             for axis, dim in enumerate(value_info.type.tensor_type.shape.dim):
                 if dim.HasField("dim_value") and dim.dim_value in DYNAMIC_DIM_VALUES:
                     dim.ClearField("dim_value")
+                    found.append(f"{value_info.name}:{axis}")
+                elif dim.HasField("dim_param") and dim.dim_param in UNNAMED_DIM_PARAMS:
+                    # paddle2onnx writes '?' for every unknown axis: not one dim shared by all of them
+                    dim.ClearField("dim_param")
                     found.append(f"{value_info.name}:{axis}")
     return found
 
@@ -186,7 +191,7 @@ class Model:
         self.dynamic_dims_written_as_numbers: list[str] = unmark_dynamic_dims(proto.graph)
         self.notes: list[str] = []  # what loading found odd but accepted; compile copies it into provenance
         if self.dynamic_dims_written_as_numbers:
-            self.notes.append("dynamic dims written as -1/0 read as unnamed dims: "
+            self.notes.append("dynamic dims written as -1/0/'?' read as unnamed dims: "
                               + ", ".join(self.dynamic_dims_written_as_numbers))
         initializer_names = {init.name for init in proto.graph.initializer}
         # IR < 4 listed initializers among the inputs; they are weights, not feeds.

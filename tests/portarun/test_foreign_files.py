@@ -23,7 +23,7 @@ def _constant(name: str, array: np.ndarray) -> onnx.NodeProto:
 
 
 def paddle_style_model() -> onnx.ModelProto:
-    """What paddle2onnx writes: dims -1, every weight in a Constant node, Reshape to [0, -1]."""
+    """What paddle2onnx writes: dims -1 and '?', every weight in a Constant node, Reshape to [0, -1]."""
     rng = np.random.default_rng(0)
     nodes = [
         _constant("conv_w", rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.2),
@@ -40,7 +40,7 @@ def paddle_style_model() -> onnx.ModelProto:
         helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
     ]
     graph = helper.make_graph(nodes, "paddle_style",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, -1, -1])],
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, "?", -1])],
                               [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [-1, 10])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="PaddlePaddle")
 

@@ -69,8 +69,8 @@ def case_for(source: str, dims: dict[str, int] | None = None, *, reference: str 
              tokens_axis: str | None = None) -> Case:
     """A case for a model the user names: a built-in (``builtin:mlp`` / ``mlp``) or a path."""
     text = str(source)
-    bare = text[len("builtin:"):] if text.startswith("builtin:") else text
-    if bare in models.names() and (text.startswith("builtin:") or not _exists(text)):
+    bare = models.resolve_builtin(text)
+    if bare is not None and bare in models.names():
         base = builtin_cases([bare])[0]
         return Case(base.name, base.source, {**base.dims, **(dims or {})}, reference,
                     tokens_axis=tokens_axis or base.tokens_axis)
@@ -78,9 +78,3 @@ def case_for(source: str, dims: dict[str, int] | None = None, *, reference: str 
     symbolic = {d for spec in model.inputs for d in (spec.shape or ()) if isinstance(d, str)}
     axis = tokens_axis or next((d for d in ("seq", "sequence", "sequence_length", "seq_len") if d in symbolic), None)
     return Case(model.name or text, text, dict(dims or {}), reference, tokens_axis=axis)
-
-
-def _exists(path: str) -> bool:
-    from pathlib import Path
-
-    return Path(path).exists()

@@ -235,7 +235,7 @@ def _deadline(seconds: float | None):
         yield
         return
 
-    def expire(signum, frame):
+    def expire(_signum, _frame):
         raise _Timeout(f"took over {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)

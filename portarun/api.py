@@ -14,7 +14,7 @@ from .model import Model, quantization_of
 from .registry import get_backend, resolve_target
 from .types import Precision, Target
 
-BUILTIN_PREFIX = "builtin:"
+from .models import BUILTIN_PREFIX  # noqa: F401 - kept importable from here; the rule lives in portarun.models
 
 
 def cache_dir() -> Path:
@@ -44,10 +44,9 @@ def load(source: "Model | onnx.ModelProto | str | os.PathLike", *, check: bool =
     text = os.fspath(source)
     from . import models
 
-    if text.startswith(BUILTIN_PREFIX):
-        return models.build(text[len(BUILTIN_PREFIX):])
-    if not Path(text).exists() and text in models.names():
-        return models.build(text)
+    builtin = models.resolve_builtin(text)
+    if builtin is not None:
+        return models.build(builtin)
     try:
         return Model.load(text, check=check)
     except ModelNotFoundError as exc:

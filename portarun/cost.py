@@ -22,7 +22,7 @@ live in the conformance package's ``data/hardware.json``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from .errors import UsageError
@@ -80,11 +80,6 @@ class HardwareProfile:
                                 "cores": self.cores}
         data.update({key: getattr(self, key).to_dict() for key in self.FIELDS})
         return data
-
-    def with_value(self, key: str, value: float, source: str = "user override") -> "HardwareProfile":
-        if key not in self.FIELDS:
-            raise UsageError(f"hardware profile has no field '{key}'", hint=f"fields: {', '.join(self.FIELDS)}")
-        return replace(self, **{key: Sourced(float(value), source, "", "user")})
 
 
 @dataclass(frozen=True)

@@ -86,9 +86,6 @@ class Target:
         index = match.group("index")
         return cls(match.group("backend"), match.group("device"), int(index) if index is not None else None)
 
-    def with_device(self, device: str, index: int | None = None) -> "Target":
-        return Target(self.backend, device, self.index if index is None else index)
-
     def __str__(self) -> str:
         text = self.backend
         if self.device is not None:

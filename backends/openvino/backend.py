@@ -22,8 +22,8 @@ from portarun.model import PROTOBUF_LIMIT, Model, quantization_of
 from portarun.types import Device, Precision, Support, Target
 
 from . import ir_cache, nncf_quantizer, qdq_forms
-from .config import (check_precision, compile_config, fit_to_device, float_precision,
-                     reported_properties)
+from .config import (READ_ERRORS, cache_root, check_precision, compile_config, fit_to_device, float_precision,
+                     keyed_cache, reported_properties)
 from .devices import DEVICE_HINTS, INSTALL_HINT, OV_DEVICE_BY_KIND, capabilities, core, list_devices, ov_device, sdk
 from .executable import IR_XML, OpenVinoExecutable
 
@@ -170,7 +170,7 @@ class OpenVinoBackend(Backend):
             supported = {str(p) for p in core().get_property(device, "SUPPORTED_PROPERTIES")}
         except Exception:
             supported = set()
-        return fit_to_device(config, supported, options)
+        return keyed_cache(fit_to_device(config, supported, options))
 
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
         device = ov_device(target)
@@ -201,10 +201,12 @@ class OpenVinoBackend(Backend):
         reported = reported_properties(compiled)
         computed = check_precision(float_precision(precision, options), reported, str(target))
         execution = tuple(reported.get("EXECUTION_DEVICES") or (device,))
+        read_errors = dict(reported.get(READ_ERRORS, {}))  # SDK property reads that failed, with why
         try:
             description = str(core().get_property(execution[0], "FULL_DEVICE_NAME"))
-        except Exception:
+        except Exception as exc:
             description = execution[0]
+            read_errors["FULL_DEVICE_NAME"] = _sdk_message(exc)
         details = {
             "inference_precision": reported["INFERENCE_PRECISION_HINT"],
             "performance_hint": reported.get("PERFORMANCE_HINT"),
@@ -212,8 +214,9 @@ class OpenVinoBackend(Backend):
             "inference_num_threads": reported.get("INFERENCE_NUM_THREADS"),
             "dynamic_quantization_group_size": reported.get("DYNAMIC_QUANTIZATION_GROUP_SIZE"),
             "loaded_from_cache": reported.get("LOADED_FROM_CACHE"),
-            "cache_dir": config.get("CACHE_DIR"),
+            "cache_dir": cache_root(config),
             "openvino_device": device,
+            "property_read_errors": read_errors,
             **details,
         }
         provenance = Provenance(

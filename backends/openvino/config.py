@@ -9,6 +9,8 @@ asked; a mismatch is an error, never a silent downgrade.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,27 @@ def compile_config(precision: Precision, options: dict[str, Any], cache_dir: Pat
     return config
 
 
+def keyed_cache(config: dict[str, Any]) -> dict[str, Any]:
+    """Point CACHE_DIR at one sub-folder per compile configuration.
+
+    OpenVINO 2026.4's CPU model-cache key ignores INFERENCE_PRECISION_HINT: a bf16 compile after an
+    fp32 one of the same model loads the fp32 blob and applies bf16 at load, which computes NaNs on
+    AMX CPUs (Sapphire Rapids; seen 2,300-4,100 NaN outputs of 4,096 on the built-in transformer).
+    Keying the folder by every other property keeps each precision's blob apart.
+    """
+    if "CACHE_DIR" not in config:
+        return config
+    settings = json.dumps({k: str(v) for k, v in config.items() if k != "CACHE_DIR"}, sort_keys=True)
+    key = hashlib.sha256(settings.encode()).hexdigest()[:16]
+    return {**config, "CACHE_DIR": str(Path(config["CACHE_DIR"]) / f"config-{key}")}
+
+
+def cache_root(config: dict[str, Any]) -> str | None:
+    """The cache folder the user chose (CACHE_DIR without the per-configuration sub-folder)."""
+    entry = config.get("CACHE_DIR")
+    return str(Path(entry).parent) if entry else None
+
+
 def fit_to_device(config: dict[str, Any], supported: set[str], options: dict[str, Any]) -> dict[str, Any]:
     """Drop the exactness default a device does not know (AUTO, NPU); a switch the user set explicitly stays,
     so the device refuses it loudly instead."""
@@ -87,19 +110,32 @@ def type_name(value: Any) -> str:
     return str(getter()) if getter else str(value)
 
 
+# key of ``reported_properties``' {property: error} for the reads that failed (shown in provenance)
+READ_ERRORS = "READ_ERRORS"
+
+
+def _read_error(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def reported_properties(compiled) -> dict[str, Any]:
-    """What the compiled model says about itself, as plain JSON-able values."""
+    """What the compiled model says about itself, as plain JSON-able values. A property the SDK fails
+    to read is left out, and its error kept under READ_ERRORS, so provenance shows why it is missing."""
+    errors: dict[str, str] = {}
     try:
         supported = set(compiled.get_property("SUPPORTED_PROPERTIES"))
-    except Exception:
+    except Exception as exc:
         supported = set(REPORTED_PROPERTIES)
+        errors["SUPPORTED_PROPERTIES"] = _read_error(exc)
     report: dict[str, Any] = {}
     for key in REPORTED_PROPERTIES:
         if key not in supported:
             continue
         try:
             value = compiled.get_property(key)
-        except Exception:
+        except Exception as exc:
+            errors[key] = _read_error(exc)
             continue
         if key == "INFERENCE_PRECISION_HINT":
             value = type_name(value)
@@ -112,19 +148,22 @@ def reported_properties(compiled) -> dict[str, Any]:
         report[key] = value
     try:
         report["LOADED_FROM_CACHE"] = bool(compiled.get_property("LOADED_FROM_CACHE"))
-    except Exception:
-        pass
+    except Exception as exc:
+        errors["LOADED_FROM_CACHE"] = _read_error(exc)
     if "INFERENCE_PRECISION_HINT" not in report:
-        _hint_from_devices(compiled, report)
+        _hint_from_devices(compiled, report, errors)
+    if errors:
+        report[READ_ERRORS] = errors
     return report
 
 
-def _hint_from_devices(compiled, report: dict[str, Any]) -> None:
+def _hint_from_devices(compiled, report: dict[str, Any], errors: dict[str, str]) -> None:
     """AUTO does not report a precision itself; its DEVICE_PROPERTIES hold each device's. Use them when
     every device it executes on agrees, and name them."""
     try:
         per_device = dict(compiled.get_property("DEVICE_PROPERTIES"))
-    except Exception:
+    except Exception as exc:
+        errors["DEVICE_PROPERTIES"] = _read_error(exc)
         return
     executing = [str(d) for d in report.get("EXECUTION_DEVICES") or per_device]
     hints = {device: type_name(props.get("INFERENCE_PRECISION_HINT")) for device, props in per_device.items()
@@ -138,7 +177,9 @@ def check_precision(asked: Precision, reported: dict[str, Any], target: str) -> 
     """The float precision the compiled model computes in; CompileError when it is not the one asked."""
     hint = reported.get("INFERENCE_PRECISION_HINT")
     if hint is None:
-        raise CompileError(f"openvino on {target} does not report INFERENCE_PRECISION_HINT, so {asked} "
+        failed = reported.get(READ_ERRORS, {}).get("INFERENCE_PRECISION_HINT")
+        why = f" (reading it failed: {failed})" if failed else ""
+        raise CompileError(f"openvino on {target} does not report INFERENCE_PRECISION_HINT{why}, so {asked} "
                            "cannot be confirmed", backend="openvino",
                            hint="compile for a concrete device (openvino:cpu, openvino:gpu) instead")
     got = PRECISION_BY_HINT.get(hint)

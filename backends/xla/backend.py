@@ -17,9 +17,6 @@ from portarun.types import Device, Precision, Support, Target
 
 from . import jaxenv
 
-EXPORTS = "exported"
-
-
 class XlaExecutable(Executable):
     def __init__(self, program, **kwargs: Any):
         super().__init__(**kwargs)
@@ -70,6 +67,9 @@ class XlaBackend(Backend):
         "bucket": "dict of symbolic dim -> 'pow2' or a list of sizes: pad those dims up and slice outputs "
                   "(only valid when padding cannot change the kept results, e.g. {'batch': 'pow2'})",
         "weight_layout": "'nk' (default): store constant MatMul/Gemm weights transposed [N, K]; 'kn': as written",
+        "quantized_matmul": "'auto' (default): 'chunked' on CPUs, 'direct' elsewhere; the form of a fused "
+                            "DequantizeLinear->MatMul (scan over cache-sized dequantized chunks, or one dot with "
+                            "the scales after it)",
     }
 
     def sdk_version(self) -> str:
@@ -123,6 +123,7 @@ class XlaBackend(Backend):
             precision=precision.value, providers=(f"xla:{device.platform}",),
             details={**versions, "platform": device.platform, "device_kind": device.device_kind,
                      "jit": program.jit, "weight_layout": program.weight_layout,
+                     "quantized_matmul": program.quantized_matmul,
                      "bucket": {k: v for k, v in program.bucket.items()},
                      "weights_on_device_bytes": program.weight_bytes,
                      "rewrites": program.rewrites, "compile_count": 0, "compile_seconds_total": 0.0},

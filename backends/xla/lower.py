@@ -93,9 +93,7 @@ class Graph:
         self.opsets = opsets
         self.functions = functions or {}
         self.inputs = [vi.name for vi in proto.input]
-        self.input_types = {vi.name: vi.type for vi in proto.input}
         self.outputs = [vi.name for vi in proto.output]
-        self.output_types = {vi.name: vi.type for vi in proto.output}
         self.initializers = {t.name: t for t in proto.initializer}
         known = set(outer or ()) | set(self.inputs) | set(self.initializers)
         self.nodes: list[Node] = []
@@ -389,9 +387,5 @@ def _annotate(exc: Exception, where: str) -> Exception:
     return exc
 
 
-def missing_ops(graph: Graph) -> list[str]:
-    return sorted(graph.missing)
-
-
-__all__ = ["Context", "Graph", "Node", "NodeContext", "Unsupported", "is_const", "missing_ops",
+__all__ = ["Context", "Graph", "Node", "NodeContext", "Unsupported", "is_const",
            "prepare_functions", "run_graph", "tensor_to_numpy"]

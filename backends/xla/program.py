@@ -74,6 +74,12 @@ class Program:
         self.weight_layout = str(options.get("weight_layout", "nk"))
         if self.weight_layout not in ("nk", "kn"):
             raise UsageError(f"xla: weight_layout must be 'nk' or 'kn', got {self.weight_layout!r}")
+        from .quant.matmul import form_for
+
+        try:  # the QMatMul form: chunked on CPUs, direct elsewhere, unless the option names one
+            self.quantized_matmul = form_for(str(options.get("quantized_matmul", "auto")), device.platform)
+        except ValueError as exc:
+            raise UsageError(f"xla: {exc}", hint="quantized_matmul='auto' picks by device kind") from None
         proto = model.proto
         opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
         functions = prepare_functions(proto, opsets)
@@ -108,7 +114,7 @@ class Program:
         from .rewrite import rewrite
 
         self.rewrites = rewrite(self.graph, host_weights, self.constants, transpose=self.weight_layout == "nk",
-                                chunk_quantized=device.platform == "cpu")
+                                quantized_matmul=self.quantized_matmul, pack_int4=device.platform == "cpu")
         with jaxenv.x64():
             self.weights = {name: _to_device(array, device) for name, array in host_weights.items()}
         self.weight_bytes = int(sum(a.nbytes for a in host_weights.values()))

@@ -8,9 +8,10 @@
    becomes one ``QMatMul`` node that keeps W int8/int4 on the device and applies
    the scales after the dot (per output channel) or per block of K (partial dots
    of shape [..., K/block, N], scaled, then summed), the forms XLA fuses into the
-   weight read instead of materializing a float copy of W every call. On CPUs, where
-   XLA does not fuse a convert into a dot, W is stored split along N and dequantized
-   one cache-sized chunk at a time inside a scan (``quant.qmatmul_chunked``).
+   weight read instead of materializing a float copy of W every call (the ``direct``
+   form). On CPUs, where XLA does not fuse a convert into a dot, W is stored split
+   along N and dequantized one cache-sized chunk at a time inside a scan (the
+   ``chunked`` form, ``quant/matmul.py``); the caller picks the form.
 3. ``Gather(DequantizeLinear(E_q), ids)`` (quantized embeddings) becomes ``QGather``:
    the rows are gathered as int8/int4, then only they are dequantized.
 """
@@ -31,15 +32,18 @@ def _is_float(array: np.ndarray) -> bool:
 
 
 def rewrite(graph: Graph, weights: dict[str, np.ndarray], constants: dict[str, np.ndarray], *,
-            transpose: bool = True, chunk_quantized: bool = False) -> dict[str, int]:
-    """Rewrite ``graph`` in place; ``weights``/``constants`` gain and lose entries. Returns counts."""
+            transpose: bool = True, quantized_matmul: str = "direct", pack_int4: bool = False) -> dict[str, int]:
+    """Rewrite ``graph`` in place; ``weights``/``constants`` gain and lose entries. Returns counts.
+
+    ``quantized_matmul``: the QMatMul form, 'direct' or 'chunked' (``quant.matmul.form_for``);
+    ``pack_int4``: store 4-bit embedding tables two values per byte (CPUs, see ``quant.packing``)."""
+    from .quant.fusion import fuse_dequantize_gather, fuse_dequantize_matmul
+
     counts: Counter = Counter()
     uses = Counter(name for node in graph.nodes for name in node.inputs if name)
     uses.update(graph.outputs)
-    from .ops import quant
-
-    counts["qmatmul"] = quant.fuse_dequantize_matmul(graph, weights, constants, uses, chunk=chunk_quantized)
-    counts["qgather"] = quant.fuse_dequantize_gather(graph, weights, constants, uses, pack=chunk_quantized)
+    counts["qmatmul"] = fuse_dequantize_matmul(graph, weights, constants, uses, form=quantized_matmul)
+    counts["qgather"] = fuse_dequantize_gather(graph, weights, constants, uses, pack=pack_int4)
     if transpose:
         transposed: dict[str, str] = {}
         for node in graph.nodes:

@@ -1,4 +1,5 @@
-"""What every CLI command shares: error handling, exit codes, common options, tables."""
+"""What every CLI command shares: error handling, exit codes, option parsing, tables.
+The shared option definitions themselves are in ``options.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 
 from ..errors import PortarunError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 class PortarunGroup(click.Group):
@@ -86,10 +87,3 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
-
-target_option = click.option("-t", "--target", "target", metavar="TARGET",
-                             help="backend[:device[:index]], e.g. onnxruntime:cpu, openvino:cpu, xla:gpu.")
-precision_option = click.option("-p", "--precision", default="fp32", show_default=True,
-                                help="fp32, fp16, bf16, int8, int8-weight or int4-weight.")
-option_option = click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-                             help="Backend option (repeatable); `portarun backends --options` lists them.")

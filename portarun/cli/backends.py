@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ..registry import get_backend, list_backends
 from ._common import table
+from .options import emit_json, json_option
 
 
 @click.command("backends")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("Write the list as JSON to PATH ('-': stdout).")
 @click.option("--options", "show_options", is_flag=True, help="Also list each backend's compile options.")
-def backends(as_json: bool, show_options: bool) -> None:
+def backends(json_path: str | None, show_options: bool) -> None:
     """List every registered backend: available or not, devices, precisions, and why.
 
     \b
     Examples:
       portarun backends
-      portarun backends --json | jq '.[] | select(.available)'
+      portarun backends --json - | jq '.[] | select(.available)'
       PORTARUN_BACKENDS=onnxruntime,reference portarun backends
     """
     infos = list_backends()
-    if as_json:
+    if json_path:
         data = [info.to_dict() for info in infos]
         if show_options:
             for entry in data:
@@ -31,8 +30,8 @@ def backends(as_json: bool, show_options: bool) -> None:
                     entry["options"] = dict(get_backend(entry["name"]).options)
                 except Exception:
                     entry["options"] = {}
-        click.echo(json.dumps(data, indent=2))
-        return
+        if emit_json(data, json_path, indent=2):
+            return
     rows = []
     for info in infos:
         devices = ", ".join(str(d.target) for d in info.devices) or "-"

@@ -6,14 +6,15 @@ import click
 
 from ..api import compile as compile_model
 from ..api import load
-from ._common import option_option, parse_options, precision_option, target_option
+from ._common import parse_options
+from .options import backend_options_option, precision_option, target_option
 
 
 @click.command("compile")
 @click.argument("model")
-@target_option
-@precision_option
-@option_option
+@target_option()
+@precision_option()
+@backend_options_option()
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact directory to write.")
 def compile_(model: str, target: str | None, precision: str, options: tuple[str, ...], output: str) -> None:
     """Compile MODEL (an .onnx file or builtin:NAME) for TARGET and write an artifact.

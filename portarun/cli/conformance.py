@@ -1,16 +1,22 @@
-"""`portarun conformance`: cases x targets x precisions in isolated workers; parity, provenance,
-latency, cost; the ONNX node suite; JSON / JUnit / Markdown / PNG reports; baseline regressions."""
+"""`portarun conformance`: parse the options into a ``ConformanceConfig``, call
+``portarun_conformance.run`` (through ``cli/suite.py``, the one documented importer of the suite
+inside ``portarun/``), print progress, the matrix and the verdict."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+from typing import Any
 
 import click
 
+from . import suite as suite_api
 from ._common import EXIT_FAILED, parse_dims, table
 from .hardware_cmd import assumptions_from, cost_options
+from .options import dims_option, json_option, precision_option, runs_option, target_option, warmup_option
 
+# the library's defaults (portarun_conformance.runner), repeated so `--help` does not import the suite
 DEFAULT_OUT_DIR = "reports/conformance"
+DEFAULT_THRESHOLD = 0.25
 
 
 def _bar(done: int, total: int, width: int = 24) -> str:
@@ -18,47 +24,76 @@ def _bar(done: int, total: int, width: int = 24) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + f"] {done}/{total}"
 
 
+def show_progress(event: Any) -> None:
+    """The CLI's progress callback: one line on stderr per finished cell or node suite."""
+    if event.kind == "cell":
+        result = event.result
+        click.echo(f"{_bar(event.done, event.total)} {result.case} on {result.target} {result.precision}: "
+                   f"{result.status.upper()}", err=True)
+    elif event.kind == "node_suite":
+        counts = event.counts
+        click.echo(f"node suite on {event.target}: {counts['passed']}/{counts['total']} pass"
+                   + (" (cached)" if counts.get("cached") else f" in {counts['seconds']:.0f} case-seconds")
+                   + "".join(f"; {p}" for p in counts["problems"]), err=True)
+
+
+def conformance_options(function: Any) -> Any:
+    """Every option of the command (besides the cost options), applied bottom-up."""
+    options = [
+        target_option(multiple=True, help="Target(s) to test; default every available one."),
+        precision_option(multiple=True, help="Precision(s); default every precision each backend declares "
+                                             "(unsupported ones are skipped with the reason)."),
+        click.option("--suite", type=click.Choice(["models", "onnx-node", "all"]), default="all", show_default=True,
+                     help="Model cases, the ONNX backend node suite, or both."),
+        cost_options,
+        click.option("--baseline", type=click.Path(exists=True, dir_okay=False),
+                     help="An earlier --json report: flag parity, latency and cost regressions."),
+        click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
+                     help="Relative latency/cost increase counted as a regression."),
+        click.option("--out-dir", default=DEFAULT_OUT_DIR, show_default=True,
+                     help="Where the four reports go unless --json/--junit/--markdown/--plot name them."),
+        json_option("JSON report (versioned schema) to PATH ('-': stdout, the summary goes to stderr)."),
+        click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="JUnit XML report."),
+        click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Markdown summary."),
+        click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+                     help="PNG: cost vs accuracy, latency bars."),
+        runs_option(20, "Timed runs per cell after warm-up."),
+        warmup_option(3),
+        click.option("--timeout", "timeout_s", default=300.0, show_default=True,
+                     help="Seconds a cell may take before its worker is killed and the cell fails."),
+        dims_option("Symbolic dim size for MODEL feeds."),
+        click.option("--reference", help="Reference target for MODEL cases (default: by size, reference:cpu or "
+                                         "onnxruntime:cpu)."),
+        click.option("--no-localize", is_flag=True, help="Do not bisect failing cases to the first divergent node."),
+        click.option("--no-isolation", is_flag=True, help="Run cells in this process (for debugging a backend)."),
+        click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
+                     help="Module or .py file each worker imports first (e.g. to register a test backend)."),
+        click.option("--node-ops", help="Comma-separated op types to restrict the node suite to."),
+        click.option("--no-cache", is_flag=True, help="Rerun the node suite even when a result for the same backend "
+                                                      "code and SDK version is cached."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def config_from(models: tuple[str, ...], options: dict[str, Any]) -> Any:
+    """The library's ConformanceConfig from the parsed command-line options."""
+    cost_keys = ("price_per_hour", "utilization", "pue", "kwh_price", "lifetime_years", "basis")
+    assumptions = assumptions_from(*(options.pop(k) for k in cost_keys))
+    node_ops = options.pop("node_ops")
+    return suite_api.conformance().ConformanceConfig(
+        models=models, assumptions=assumptions, dims=parse_dims(options.pop("dims")),
+        localize=not options.pop("no_localize"), isolate=not options.pop("no_isolation"),
+        use_cache=not options.pop("no_cache"),
+        node_ops=[o.strip() for o in node_ops.split(",")] if node_ops else None, **options)
+
+
 @click.command("conformance")
 @click.argument("models", nargs=-1)
-@click.option("-t", "--target", "targets", multiple=True, help="Target(s) to test; default every available one.")
-@click.option("-p", "--precision", "precisions", multiple=True,
-              help="Precision(s); default every precision each backend declares (unsupported ones are skipped "
-                   "with the reason).")
-@click.option("--suite", type=click.Choice(["models", "onnx-node", "all"]), default="all", show_default=True,
-              help="Model cases, the ONNX backend node suite, or both.")
-@cost_options
-@click.option("--baseline", type=click.Path(exists=True, dir_okay=False),
-              help="An earlier --json report: flag parity, latency and cost regressions.")
-@click.option("--threshold", type=float, default=0.25, show_default=True,
-              help="Relative latency/cost increase counted as a regression.")
-@click.option("--out-dir", default=DEFAULT_OUT_DIR, show_default=True,
-              help="Where the four reports go unless --json/--junit/--markdown/--plot name them.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="JSON report (versioned schema).")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="JUnit XML report.")
-@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Markdown summary.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG: cost vs accuracy, latency bars.")
-@click.option("--runs", default=20, show_default=True, help="Timed runs per cell after warm-up.")
-@click.option("--warmup", default=3, show_default=True, help="Untimed runs before timing.")
-@click.option("--timeout", "timeout_s", default=300.0, show_default=True,
-              help="Seconds a cell may take before its worker is killed and the cell fails.")
-@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", help="Symbolic dim size for MODEL feeds.")
-@click.option("--reference", help="Reference target for MODEL cases (default: by size, reference:cpu or "
-                                  "onnxruntime:cpu).")
-@click.option("--no-localize", is_flag=True, help="Do not bisect failing cases to the first divergent node.")
-@click.option("--no-isolation", is_flag=True, help="Run cells in this process (for debugging a backend).")
-@click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
-              help="Module or .py file each worker imports first (e.g. to register a test backend).")
-@click.option("--node-ops", help="Comma-separated op types to restrict the node suite to.")
-@click.option("--no-cache", is_flag=True, help="Rerun the node suite even when a result for the same backend "
-                                               "code and SDK version is cached.")
+@conformance_options
 @click.pass_context
-def conformance(ctx: click.Context, models: tuple[str, ...], targets: tuple[str, ...], precisions: tuple[str, ...],
-                suite: str, hardware: str | None, price_per_hour: float | None, utilization: float | None,
-                pue: float | None, kwh_price: float | None, lifetime_years: float | None, basis: str,
-                baseline: str | None, threshold: float, out_dir: str, json_path: str | None,
-                junit_path: str | None, markdown_path: str | None, plot_path: str | None, runs: int, warmup: int,
-                timeout_s: float, dims: tuple[str, ...], reference: str | None, no_localize: bool,
-                no_isolation: bool, plugins: tuple[str, ...], node_ops: str | None, no_cache: bool) -> None:
+def conformance(ctx: click.Context, models: tuple[str, ...], **options: Any) -> None:
     """Prove parity and measure latency and cost of MODELS on every target and precision.
 
     With no arguments this is portarun's main job on a fresh machine: every built-in
@@ -73,96 +108,50 @@ def conformance(ctx: click.Context, models: tuple[str, ...], targets: tuple[str,
       portarun conformance --suite models --baseline main.json --json pr.json
       portarun conformance --hardware h100-sxm --price-per-hour 2.5
     """
-    from portarun_conformance import builtin_cases, case_for, default_targets, run_matrix
-    from portarun_conformance.baseline import find_regressions
-    from portarun_conformance.harness import MatrixResult
-    from portarun_conformance.junit import write_junit
-    from portarun_conformance.markdown import write_markdown
-    from portarun_conformance.report import attach_costs, build_report, load_report, write_json
+    config = config_from(models, options)
+    report = suite_api.conformance().run(config, progress=show_progress)
+    to_stdout = config.json_path == "-"
+    if to_stdout:
+        click.echo(json.dumps(suite_api.report().finite(report.document), indent=1, default=str))
+    print_summary(report, err=to_stdout)
+    if not report.passed:
+        ctx.exit(EXIT_FAILED)
 
-    from ..registry import resolve_target
 
-    import time
-
-    started = time.perf_counter()
-    assumptions = assumptions_from(price_per_hour, utilization, pue, kwh_price, lifetime_years, basis)
-    chosen = [str(resolve_target(t)) for t in targets] or [str(t) for t in default_targets()]
-    if not chosen:
-        raise click.UsageError("no target available: `portarun backends` says why")
-    extra_dims = parse_dims(dims)
-    cases = ([case_for(m, extra_dims, reference=reference) for m in models] if models else builtin_cases())
-    old = load_report(baseline) if baseline else None
-
-    matrix = MatrixResult([])
-    if suite in ("models", "all"):
-        def progress(result, done: int, total: int) -> None:
-            click.echo(f"{_bar(done, total)} {result.case} on {result.target} {result.precision}: "
-                       f"{result.status.upper()}", err=True)
-
-        matrix = run_matrix(cases, chosen, list(precisions) or None, runs=runs, warmup=warmup, timeout_s=timeout_s,
-                            isolate=not no_isolation, plugins=plugins, localize_failures=not no_localize,
-                            progress=progress)
-    if suite in ("onnx-node", "all"):
-        from portarun_conformance.nodes import run_node_suites
-
-        def node_progress(target: str, counts: dict) -> None:
-            click.echo(f"node suite on {target}: {counts['passed']}/{counts['total']} pass"
-                       + (" (cached)" if counts.get("cached") else f" in {counts['seconds']:.0f} case-seconds")
-                       + "".join(f"; {p}" for p in counts["problems"]), err=True)
-
-        ops = [o.strip() for o in node_ops.split(",")] if node_ops else None
-        node_started = time.perf_counter()
-        matrix.node_suite = run_node_suites(chosen, isolate=not no_isolation, plugins=plugins, progress=node_progress,
-                                            ops=ops, use_cache=not no_cache)
-        matrix.node_suite["wall_time"] = {"value": time.perf_counter() - node_started, "unit": "s"}
-        if matrix.node_suite.get("note"):
-            click.echo(f"node suite skipped: {matrix.node_suite['note']}", err=True)
-
-    attach_costs(matrix, hardware, assumptions)
-    document = build_report(matrix, hardware=hardware, assumptions=assumptions)
-    if old is not None:
-        regressions = find_regressions(document, old, threshold=threshold)
-        document["baseline"] = {"path": str(baseline), "threshold": threshold, "regressions": regressions}
-        document["summary"]["passed"] = document["summary"]["passed"] and not regressions
-
-    document["summary"]["total_wall_time"] = {"value": time.perf_counter() - started, "unit": "s"}
-    out = Path(out_dir)
-    paths = {"json": json_path or out / "report.json", "junit": junit_path or out / "report.xml",
-             "markdown": markdown_path or out / "summary.md", "plot": plot_path or out / "plot.png"}
-    write_json(document, paths["json"])
-    write_junit(document, paths["junit"])
-    write_markdown(document, paths["markdown"])
-    plot_note = ""
-    try:
-        from portarun_conformance.plot import plot_report
-
-        plot_report(document, paths["plot"])
-    except Exception as exc:  # the plot is the least essential report: say why it is missing
-        plot_note = f" (plot not written: {exc})"
-
-    from portarun_conformance.markdown import HEADERS, matrix_rows
-
-    if matrix.results:
-        click.echo(table(HEADERS, matrix_rows(document)))
+def print_summary(report: Any, *, err: bool = False) -> None:
+    """The matrix table, node-suite counts, failures with their localization, regressions, the verdict line."""
+    document, matrix = report.document, report.matrix
+    echo = (lambda text: click.echo(text, err=True)) if err else click.echo
     node_suite = matrix.node_suite or {}
+    if node_suite.get("note"):
+        click.echo(f"node suite skipped: {node_suite['note']}", err=True)
+    if matrix.results:
+        markdown = suite_api.markdown()
+        echo(table(markdown.HEADERS, markdown.matrix_rows(document)))
     for target, counts in node_suite.get("targets", {}).items():
-        click.echo(f"onnx node suite {target}: {counts['passed']} passed, {counts['failed']} failed, "
-                   f"{counts['errors']} errors, {counts['skipped']} skipped of {counts['total']}"
-                   + "".join(f"; {p}" for p in counts["problems"]))
-    for entry in document["results"]:
-        if not entry["passed"]:
-            click.echo(f"{entry['status'].upper()} {entry['case']} on {entry['target']} {entry['precision']}: "
-                       f"{entry['message']}")
-            if entry.get("localization"):
-                click.echo(f"  {entry['localization'].get('summary') or entry['localization'].get('message')}")
-    for regression in (document.get("baseline") or {}).get("regressions", []):
-        click.echo(f"REGRESSION {regression['case']} on {regression['target']} {regression['precision']} "
-                   f"({regression['kind']}): {regression['message']}")
+        echo(f"onnx node suite {target}: {counts['passed']} passed, {counts['failed']} failed, "
+             f"{counts['errors']} errors, {counts['skipped']} skipped of {counts['total']}"
+             + "".join(f"; {p}" for p in counts["problems"]))
+    _print_problems(document, echo)
     counts = ", ".join(f"{n} {k}" for k, n in sorted(document["summary"]["counts"].items()))
     node_time = (node_suite.get("wall_time") or {}).get("value")
-    click.echo(f"{counts or 'no cells'} in {matrix.seconds:.1f} s"
-               + (f", node suite {node_time:.1f} s" if node_time is not None else "")
-               + f", total {time.perf_counter() - started:.1f} s; reports: "
-               + ", ".join(str(p) for k, p in paths.items() if k != "plot" or not plot_note) + plot_note)
-    if not document["summary"]["passed"]:
-        ctx.exit(EXIT_FAILED)
+    written = ", ".join(str(p) for p in report.paths.values())
+    plot_note = f" (plot not written: {report.plot_error})" if report.plot_error else ""
+    echo(f"{counts or 'no cells'} in {matrix.seconds:.1f} s"
+         + (f", node suite {node_time:.1f} s" if node_time is not None else "")
+         + f", total {report.seconds:.1f} s; reports: " + (written or "-") + plot_note)
+
+
+def _print_problems(document: dict[str, Any], echo: Any) -> None:
+    for entry in document["results"]:
+        if not entry["passed"]:
+            echo(f"{entry['status'].upper()} {entry['case']} on {entry['target']} {entry['precision']}: "
+                 f"{entry['message']}")
+            if entry.get("localization"):
+                echo(f"  {entry['localization'].get('summary') or entry['localization'].get('message')}")
+    for regression in (document.get("baseline") or {}).get("regressions", []):
+        echo(f"REGRESSION {regression['case']} on {regression['target']} {regression['precision']} "
+             f"({regression['kind']}): {regression['message']}")
+
+
+__all__ = ["conformance", "config_from", "print_summary", "show_progress"]

@@ -51,18 +51,7 @@ def export(factory: str | None, example_inputs: tuple[str, ...], dynamic: tuple[
     else:
         if example_inputs or dynamic:
             raise click.UsageError("--example-input and --dynamic apply to a FILE.py:FUNCTION factory only")
-        from ..hf_export import export_hf
-
-        if minilm:
-            from ..models import minilm as minilm_module
-
-            hf_path, task = str(minilm_module.model_dir()), task or "feature-extraction"
-        if not task:
-            raise click.UsageError("--hf-path needs --task feature-extraction or text-generation")
-        model = export_hf(hf_path, task, opset=opset, exporter=exporter, validate=not no_validate,
-                          tolerance=tolerance)
-        if minilm:
-            model.name = "all-MiniLM-L6-v2"
+        model = _export_folder(hf_path, task, minilm, opset, exporter, not no_validate, tolerance)
     path = model.save(output, external_data=external_data)
     info = export_info(model)
     if "dynamo_error" in info:
@@ -76,6 +65,22 @@ def export(factory: str | None, example_inputs: tuple[str, ...], dynamic: tuple[
     rows += [("output", s.name, s.dtype.name, s.shape_text()) for s in model.outputs]
     click.echo(table(["", "name", "dtype", "shape"], rows))
     click.echo(f"wrote {path}")
+
+
+def _export_folder(hf_path, task, minilm, opset, exporter, validate, tolerance):
+    """A local Hugging Face folder (or the shipped MiniLM's) -> validated ONNX."""
+    from ..hf_export import export_hf
+
+    if minilm:
+        from ..models import minilm as minilm_module
+
+        hf_path, task = str(minilm_module.model_dir()), task or "feature-extraction"
+    if not task:
+        raise click.UsageError("--hf-path needs --task feature-extraction or text-generation")
+    model = export_hf(hf_path, task, opset=opset, exporter=exporter, validate=validate, tolerance=tolerance)
+    if minilm:
+        model.name = "all-MiniLM-L6-v2"
+    return model
 
 
 def _export_factory(factory: str, example_inputs, dynamic, opset, exporter, validate, tolerance):

@@ -3,12 +3,13 @@ measured memory bandwidth and matmul FLOP/s. Also the cost options shared by `co
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 import click
 
+from . import suite
 from ._common import table
+from .options import emit_json, json_option
 
 
 def cost_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,9 +33,7 @@ def cost_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def assumptions_from(price_per_hour: float | None, utilization: float | None, pue: float | None,
                      kwh_price: float | None, lifetime_years: float | None, basis: str = "auto"):
-    from portarun_conformance.hardware import default_assumptions
-
-    return default_assumptions(price_per_hour_usd=price_per_hour, utilization=utilization, pue=pue,
+    return suite.hardware().default_assumptions(price_per_hour_usd=price_per_hour, utilization=utilization, pue=pue,
                                kwh_price_usd=kwh_price, lifetime_years=lifetime_years, basis=basis)
 
 
@@ -45,9 +44,9 @@ def _cell(sourced: Any, fmt: str = "g") -> str:
 
 
 @click.command("hardware")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output, with every source and date.")
+@json_option("Write the profiles as JSON to PATH ('-': stdout), with every source and date.")
 @click.option("--no-measure", is_flag=True, help="List the profiles only; skip measuring this machine.")
-def hardware(as_json: bool, no_measure: bool) -> None:
+def hardware(json_path: str | None, no_measure: bool) -> None:
     """List hardware profiles and measure this machine's bandwidth and matmul FLOP/s.
 
     Tags: [R] read in the source, [I] inferred or computed, [U] uncertain, [M] measured here.
@@ -55,25 +54,24 @@ def hardware(as_json: bool, no_measure: bool) -> None:
     \b
     Examples:
       portarun hardware
-      portarun hardware --json > hardware.json
+      portarun hardware --json hardware.json
     """
-    from portarun_conformance.hardware import cost_defaults, local_profile, measure_local, profiles
-
-    known = profiles()
-    measurement = None if no_measure else measure_local()
-    local = None if measurement is None else local_profile(measurement)
-    if as_json:
-        data = {"profiles": {name: p.to_dict() for name, p in known.items()}, "cost_defaults": cost_defaults(),
+    profiles = suite.hardware()
+    known = profiles.profiles()
+    measurement = None if no_measure else profiles.measure_local()
+    local = None if measurement is None else profiles.local_profile(measurement)
+    if json_path:
+        data = {"profiles": {name: p.to_dict() for name, p in known.items()}, "cost_defaults": profiles.cost_defaults(),
                 "local": None if local is None else {"measurement": measurement.to_dict(), "profile": local.to_dict()}}
-        click.echo(json.dumps(data, indent=1))
-        return
+        if emit_json(data, json_path):
+            return
     rows = []
     for name, p in known.items():
         rows.append([name, p.description, _cell(p.memory_gb), _cell(p.bandwidth_tbs), _cell(p.fp16_tflops),
                      _cell(p.int8_tops), _cell(p.tdp_w), _cell(p.capex_usd, ",.0f"), _cell(p.cloud_usd_per_hour)])
     click.echo(table(["profile", "device", "mem GB", "TB/s", "FP16 TFLOPS", "INT8 TOPS", "TDP W", "capex $",
                       "cloud $/h"], rows))
-    defaults = cost_defaults()
+    defaults = profiles.cost_defaults()
     click.echo("\ncost defaults: " + ", ".join(f"{k} {v['value']} ({v['source']})" for k, v in defaults.items()))
     if measurement is not None:
         click.echo(f"\nthis machine ({measurement.cpu}, {measurement.cores} cores, measured in "

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ..api import load
 from ._common import table
+from .options import emit_json, json_option
 
 
 @click.command("inspect")
 @click.argument("model")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("Write what is inside as JSON to PATH ('-': stdout).")
 @click.option("--no-check", is_flag=True, help="Skip onnx.checker and shape inference (inspect broken models).")
-def inspect(model: str, as_json: bool, no_check: bool) -> None:
+def inspect(model: str, json_path: str | None, no_check: bool) -> None:
     """Show what is inside MODEL (an .onnx file or builtin:NAME).
 
     \b
     Examples:
       portarun inspect model.onnx
-      portarun inspect builtin:transformer --json
+      portarun inspect builtin:transformer --json -
     """
     loaded = load(model, check=not no_check)
     stats = loaded.stats()
@@ -38,8 +37,7 @@ def inspect(model: str, as_json: bool, no_check: bool) -> None:
         "parameters": stats.parameters,
         "parameter_bytes": stats.parameter_bytes,
     }
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
+    if emit_json(data, json_path, indent=2):
         return
     click.echo(f"model      {data['name']}" + (f"  ({data['path']})" if data["path"] else ""))
     click.echo(f"ir/opsets  IR {data['ir_version']}; " + ", ".join(f"{d} {v}" for d, v in data["opsets"].items()))

@@ -8,19 +8,21 @@ from ..api import load
 from ..errors import CheckFailedError
 from ..quantize import RandomCalibration
 from ..quantize import quantize as quantize_model
+from ..types import Precision
 from ._common import parse_dims
+from .options import dims_option, emit_json_text, json_option, precision_option, seed_option
 
 
 @click.command("quantize")
 @click.argument("model")
-@click.option("-p", "--precision", required=True, type=click.Choice(["int8", "int8-weight", "int4-weight"]),
-              help="int8: weights and activations (static); int8-weight / int4-weight: weights only.")
+@precision_option(required=True, precisions=[p for p in Precision if p.is_quantized],
+                  help="int8: weights and activations (static); int8-weight / int4-weight: weights only.")
 @click.option("--calibration", "calibration_file", type=click.Path(dir_okay=False), metavar="FILE.npz",
               help="Calibration feeds: arrays keyed by input name, one sample per row of the batch dim.")
 @click.option("--calibration-random", "random_count", type=click.IntRange(min=1), metavar="N",
               help="Use N seeded random samples instead (token ids stay inside the vocabulary). Default 8.")
-@click.option("--seed", default=0, show_default=True, help="Seed for random calibration samples.")
-@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", help="Size of a symbolic dim for random samples.")
+@seed_option("Seed for random calibration samples.")
+@dims_option("Size of a symbolic dim for random samples.")
 @click.option("--method", default="minmax", show_default=True, type=click.Choice(["minmax", "percentile", "entropy"]),
               help="How int8 activation ranges are calibrated.")
 @click.option("--block-size", default=128, show_default=True, type=click.Choice(["16", "32", "64", "128", "256"]),
@@ -34,11 +36,11 @@ from ._common import parse_dims
 @click.option("--evaluator", default="auto", show_default=True,
               help="Target that runs candidates while searching (auto: onnxruntime:cpu, else reference).")
 @click.option("--allow-below-floor", is_flag=True, help="Write the model even when the floor cannot be met.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+@json_option("Also write the report as JSON to PATH ('-': stdout); --report is the older name.", "--report")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Quantized .onnx to write.")
 def quantize(model: str, precision: str, calibration_file: str | None, random_count: int | None, seed: int,
              dims: tuple[str, ...], method: str, block_size: str, symmetric: bool, floor: str | None,
-             exclude: tuple[str, ...], evaluator: str, allow_below_floor: bool, report_path: str | None,
+             exclude: tuple[str, ...], evaluator: str, allow_below_floor: bool, json_path: str | None,
              output: str) -> None:
     """Quantize MODEL (an .onnx file or builtin:NAME) to standard ONNX QDQ and write it to OUTPUT.
 
@@ -61,10 +63,8 @@ def quantize(model: str, precision: str, calibration_file: str | None, random_co
                             block_size=int(block_size), symmetric=symmetric, exclude=exclude, evaluator=evaluator,
                             seed=seed, dims=parsed_dims)
     click.echo(result.summary())
-    if report_path:
-        from .._atomic import atomic_write_text
-
-        atomic_write_text(report_path, result.to_json() + "\n")
+    if json_path:
+        emit_json_text(result.to_json(), json_path)
     if not result.floor_met and not allow_below_floor:
         raise CheckFailedError("accuracy floor not met; nothing written",
                                hint="lower --accuracy-floor, choose a higher precision, --exclude sensitive ops, "

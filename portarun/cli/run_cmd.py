@@ -14,19 +14,22 @@ from ..api import compile as compile_model
 from ..api import load, load_compiled
 from ..artifact import is_artifact
 from ..feeds import load_feed_files, random_feeds
-from ._common import option_option, parse_dims, parse_key_values, parse_options, precision_option, target_option
+from ..models import builtin_default_dims
+from ._common import parse_dims, parse_key_values, parse_options
+from .options import (backend_options_option, dims_option, inputs_option, precision_option, seed_option,
+                      target_option)
 
 
 @click.command("run")
 @click.argument("model_or_artifact")
-@target_option
-@precision_option
-@option_option
+@target_option()
+@precision_option()
+@backend_options_option()
 @click.option("--input", "input_files", multiple=True, metavar="NAME=FILE.npy", help="One input from a .npy file.")
-@click.option("--inputs", "inputs_npz", type=click.Path(), help="All inputs from one .npz (keys are input names).")
+@inputs_option()
 @click.option("--random", "use_random", is_flag=True, help="Random inputs (floats ~ N(0,1), ints in [0,10)).")
-@click.option("--seed", default=0, show_default=True, help="Seed for --random.")
-@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", help="Size of a symbolic dim for --random.")
+@seed_option("Seed for --random.")
+@dims_option("Size of a symbolic dim for --random.")
 @click.option("--rebuild", is_flag=True, help="Recompile an artifact that was built by another SDK version.")
 @click.option("-o", "--output", type=click.Path(), help="Save outputs to this .npz.")
 def run(model_or_artifact: str, target: str | None, precision: str, options: tuple[str, ...],
@@ -51,7 +54,8 @@ def run(model_or_artifact: str, target: str | None, precision: str, options: tup
         executable = compile_model(load(model_or_artifact), target, precision, **parse_options(options))
     with executable:
         if use_random:
-            feeds = random_feeds(executable.inputs, seed=seed, dims=_default_dims(model_or_artifact, parse_dims(dims)))
+            feeds = random_feeds(executable.inputs, seed=seed, dims={**builtin_default_dims(model_or_artifact),
+                                                                       **parse_dims(dims)})
         else:
             feeds = load_feed_files(parse_key_values(input_files, "--input"), inputs_npz)
         start = time.perf_counter()
@@ -67,15 +71,6 @@ def run(model_or_artifact: str, target: str | None, precision: str, options: tup
             np.savez(buffer, **{k: np.asarray(v) for k, v in outputs.items()})
             atomic_write_bytes(Path(output), buffer.getvalue())
             click.echo(f"wrote {output}")
-
-
-def _default_dims(source: str, dims: dict[str, int]) -> dict[str, int]:
-    from .. import models
-
-    name = source[len("builtin:"):] if source.startswith("builtin:") else source
-    if name in models.names() and not Path(source).exists():
-        return {**models.get(name).default_dims, **dims}
-    return dims
 
 
 def _summary(name: str, value) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ModelNotFoundError
@@ -30,6 +32,8 @@ class BuiltinModel:
 
 
 _REGISTRY: dict[str, BuiltinModel] = {}
+
+BUILTIN_PREFIX = "builtin:"
 
 
 def register(entry: BuiltinModel) -> None:
@@ -61,10 +65,33 @@ def get(name: str) -> BuiltinModel:
     return _REGISTRY[name]
 
 
+def resolve_builtin(source: "str | os.PathLike") -> str | None:
+    """The built-in model name ``source`` refers to, or None when it refers to a file.
+
+    ``builtin:NAME`` always means the built-in NAME (returned even when unknown, so ``get``/``build``
+    answer with a did-you-mean); a bare ``NAME`` means a built-in when one is registered under that
+    name and no file of that name exists. The one place this rule lives (load, run, bench, conformance).
+    """
+    text = os.fspath(source)
+    if text.startswith(BUILTIN_PREFIX):
+        return text[len(BUILTIN_PREFIX):]
+    if text in _REGISTRY and not Path(text).exists():
+        return text
+    return None
+
+
+def builtin_default_dims(source: "str | os.PathLike") -> dict[str, int]:
+    """The default feed sizes of the built-in ``source`` names (``{}`` for a file or an unknown name)."""
+    name = resolve_builtin(source)
+    entry = _REGISTRY.get(name) if name is not None else None
+    return dict(entry.default_dims) if entry is not None else {}
+
+
 def build(name: str, *, seed: int = 0, **overrides: Any) -> Model:
     """Build the named built-in model; ``overrides`` change its size arguments."""
     entry = get(name)
     return entry.builder()(seed=seed, **{**entry.kwargs, **overrides})
 
 
-__all__ = ["BuiltinModel", "build", "get", "names", "register"]
+__all__ = ["BUILTIN_PREFIX", "BuiltinModel", "build", "builtin_default_dims", "get", "names", "register",
+           "resolve_builtin"]

@@ -44,15 +44,6 @@ OPSET = 18
 STREAM_BYTES = 1 << 30  # above this many weight bytes, write weights to an external-data file as generated
 NEG_INF = -1e9  # attention score for masked slots; finite so a fully masked row cannot produce NaN
 
-SIZES: dict[str, dict[str, int]] = {
-    "tiny": dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=256),
-    # ~100M parameters: 49M in embedding + head, 50M in 8 layers
-    "small": dict(hidden=768, layers=8, heads=12, kv_heads=4, intermediate=2048, vocab=32000),
-    # TinyLlama-1.1B dimensions
-    "1b": dict(hidden=2048, layers=22, heads=32, kv_heads=4, intermediate=5632, vocab=32000),
-}
-
-
 def config_of(model: Model) -> dict | None:
     """The decoder config recorded in a built-in decoder's metadata, or None for other models."""
     for prop in model.proto.metadata_props:

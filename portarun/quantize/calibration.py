@@ -124,7 +124,6 @@ class RangeCollector:
         self.method, self.percentile = method, percentile
         self.lo, self.hi = np.inf, -np.inf
         self.kept: list[np.ndarray] = []
-        self.kept_size = 0
 
     def add(self, array: np.ndarray) -> None:
         a = np.asarray(array, dtype=np.float32).ravel()
@@ -135,7 +134,6 @@ class RangeCollector:
             step = max(1, a.size // (self.MAX_KEPT // 8))
             part = a[::step]
             self.kept.append(part)
-            self.kept_size += part.size
 
     def range(self) -> tuple[float, float]:
         if not np.isfinite(self.lo):

@@ -19,7 +19,6 @@ from onnx import TensorProto, helper, numpy_helper
 from ..errors import ModelError
 from .numerics import QuantizedTensor, activation_params, pack_int4, quantize_blocked_int4, quantize_per_channel_int8
 
-LEVELS = ("int4", "int8", "int8+act", "float")
 # one step toward float for each level (the sensitivity fallback ladder)
 DEMOTE = {"int4": "int8", "int8+act": "int8", "int8": "float"}
 # int8 needs per-axis DequantizeLinear (13); 19 is the oldest the onnx reference evaluator implements

@@ -55,3 +55,30 @@ def test_peak_memory_window_can_be_reset():
     if not reset_peak_memory():
         pytest.skip("this kernel does not allow resetting the peak RSS (/proc/self/clear_refs)")
     assert peak_rss_bytes() < high - 20_000_000
+
+
+def test_sweep_prices_each_batch_and_marks_one():
+    """The batch sweep `portarun bench` prints, called as a library (as a plan command or a fleet driver would)."""
+    from portarun.benchmark import SweepConfig, sweep
+    from portarun.cost import CostAssumptions
+
+    seen = []
+    with portarun.compile("builtin:mlp", "onnxruntime:cpu") as exe:
+        result = sweep(exe, SweepConfig(batches=[1, 3], runs=2, warmup=0),
+                       assumptions=CostAssumptions(price_per_hour_usd=3.6), progress=seen.append)
+    assert [r["batch"] for r in result.rows] == [1, 3] and seen == result.rows
+    assert [r["benchmark"]["items_per_run"] for r in result.rows] == [1, 3]
+    assert not result.decoder and result.unit == "items" and result.profile is None
+    for row in result.rows:
+        assert row["usd_per_million"] == pytest.approx(3.6 / (row["per_second"] * 3600) * 1e6)
+    assert sum(r["chosen"] for r in result.rows) == 1 and result.chosen["chosen"]
+    document = result.to_dict()
+    assert document["rows"] is result.rows and document["provenance"]["target"] == "onnxruntime:cpu"
+
+
+def test_sweep_with_an_unmeetable_limit_chooses_nothing():
+    from portarun.benchmark import SweepConfig, sweep
+
+    with portarun.compile("builtin:mlp", "onnxruntime:cpu") as exe:
+        result = sweep(exe, SweepConfig(batches=[1], runs=1, warmup=0, max_latency_ms=0.0))
+    assert result.chosen is None and result.hourly.usd_per_hour is None  # no profile, no price: unpriced

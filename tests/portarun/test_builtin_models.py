@@ -43,3 +43,17 @@ def test_cnn_ops_and_unknown_builtin():
         assert op in ops
     with pytest.raises(portarun.ModelNotFoundError, match="did you mean 'mlp'"):
         portarun.load("builtin:mpl")
+
+
+def test_resolve_builtin_is_the_one_name_rule(tmp_path, monkeypatch):
+    from portarun.models import builtin_default_dims, resolve_builtin
+
+    assert resolve_builtin("builtin:mlp") == "mlp" and resolve_builtin("mlp") == "mlp"
+    assert resolve_builtin("builtin:nosuch") == "nosuch"  # so get()/build() answer with a did-you-mean
+    assert resolve_builtin("nosuch") is None and resolve_builtin(str(tmp_path / "m.onnx")) is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlp").write_text("a file named like a built-in")
+    assert resolve_builtin("mlp") is None  # a file of that name wins over the bare name
+    assert resolve_builtin("builtin:mlp") == "mlp"  # the prefix always means the built-in
+    assert builtin_default_dims("builtin:transformer") == {"batch": 1, "seq": 128}
+    assert builtin_default_dims("mlp") == {} and builtin_default_dims("builtin:nosuch") == {}

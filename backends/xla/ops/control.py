@@ -79,7 +79,7 @@ def loop(n, trip_count=None, cond=None, *initial):
         if go is None:
             break
         if not go:
-            return tuple(carried) + tuple(_stack(s, initial_like=None) for s in scans)
+            return tuple(carried) + tuple(_stack(s) for s in scans)
         if not eager and max_trips is not None and max_trips > UNROLL_LIMIT and i == 0:
             break
         if not eager and max_trips is None and i >= UNROLL_LIMIT:
@@ -139,7 +139,7 @@ def _loop_as_scan(n, body, start, trips, keep_going, carried, scans, n_carried):
     return tuple(outs)
 
 
-def _stack(values, initial_like=None):
+def _stack(values):
     if not values:
         return np.zeros((0,), np.float32)
     if all(is_const(v) for v in values):
@@ -157,9 +157,8 @@ def scan(n, *inputs):
 
 
 @op("Scan", since=8, fold=False)
-def scan_v8(n, sequence_lens, *inputs):
-    if n.opset >= 9:
-        return scan(n, sequence_lens, *inputs)
+def scan_v8(n, _sequence_lens, *inputs):
+    # only opset 8 lands here: the lookup picks ``scan`` (since=9) for every later opset
     body = n["body"]
     m = n["num_scan_inputs"]
     states = list(inputs[:len(inputs) - m])
@@ -167,11 +166,11 @@ def scan_v8(n, sequence_lens, *inputs):
     batch = (states[0] if states else xs[0]).shape[0]
     results = []
     for b in range(batch):
-        results.append(_scan(n, body, [s[b] for s in states], [x[b] for x in xs], batch_axes_shift=0))
+        results.append(_scan(n, body, [s[b] for s in states], [x[b] for x in xs]))
     return tuple(jnp.stack([r[k] for r in results]) for k in range(len(results[0])))
 
 
-def _scan(n, body, states, xs, batch_axes_shift=0):
+def _scan(n, body, states, xs):
     m = len(xs)
     n_states = len(states)
     in_axes = n.attr("scan_input_axes") or [0] * m

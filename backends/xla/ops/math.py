@@ -13,10 +13,6 @@ def _dot_nk(x, w_nk):
     return lax.dot_general(x, w_nk, (((x.ndim - 1,), (1,)), ((), ())))
 
 
-def _accumulate_dtype(dtype):
-    return jnp.float32 if dtype in (jnp.bfloat16, jnp.float16) else None
-
-
 @op("MatMul")
 def matmul(n, a, b):
     if n.attr("_weight_nk"):
@@ -104,7 +100,7 @@ def topk(n, x, k):
     keys = -moved if largest else moved
     if jnp.issubdtype(moved.dtype, jnp.unsignedinteger) and largest:
         keys = jnp.iinfo(moved.dtype).max - moved
-    keys_sorted, idx_sorted = lax.sort((keys, idx), dimension=moved.ndim - 1, num_keys=2, is_stable=True)
+    _, idx_sorted = lax.sort((keys, idx), dimension=moved.ndim - 1, num_keys=2, is_stable=True)
     idx_k = idx_sorted[..., :k]
     values = jnp.take_along_axis(moved, idx_k, axis=-1)
     return jnp.moveaxis(values, -1, axis), jnp.moveaxis(idx_k, -1, axis).astype(jnp.int64)

@@ -21,7 +21,7 @@ def gather(n, x, indices):
     idx = _wrap(indices, x.shape[axis])
     if m is np:
         return np.take(x, idx, axis=axis)
-    return jnp.take(x, idx, axis=axis, mode="clip" if False else None)
+    return jnp.take(x, idx, axis=axis)
 
 
 @op("GatherElements")

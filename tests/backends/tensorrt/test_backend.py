@@ -85,7 +85,7 @@ def test_portarun_backends_reports_tensorrt_and_rocm_unavailable_with_install_hi
 def test_portarun_backends_json_carries_reason_hint_and_missing_targets():
     import json
 
-    result = CliRunner().invoke(main, ["backends", "--json"])
+    result = CliRunner().invoke(main, ["backends", "--json", "-"])
     data = {entry["name"]: entry for entry in json.loads(result.output)}
     assert data["tensorrt"]["available"] is False
     assert data["tensorrt"]["install_hint"].startswith("pip install")

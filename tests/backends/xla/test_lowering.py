@@ -12,11 +12,6 @@ from . import _models
 pytest.importorskip("jax")
 
 
-def _reference(model, feeds):
-    return portarun.compile(model, "reference:cpu", "int8-weight" if "dq" in model.name else
-                            ("int4-weight" if False else "fp32")).run(feeds)
-
-
 def _check(model, feeds, precision="fp32", rtol=1e-5, atol=1e-5, **options):
     want = portarun.compile(model, "reference:cpu", precision).run(feeds)
     exe = portarun.compile(model, "xla:cpu", precision, **options)

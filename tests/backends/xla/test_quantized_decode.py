@@ -97,9 +97,9 @@ def test_quantized_embedding_gathers_rows_then_dequantizes(kind):
 @pytest.mark.parametrize("block_size,zero_point", [(0, True), (0, False), (16, True), (16, False)])
 def test_chunked_quantized_matmul_pads_and_splits_columns(monkeypatch, block_size, zero_point):
     """Weights wider than one chunk are split along N (the last chunk zero-padded) and scanned."""
-    from portarun_backends.xla.ops import quant
+    from portarun_backends.xla.quant import packing
 
-    monkeypatch.setattr(quant, "CHUNK_ELEMENTS", 64 * 128)  # K=64: chunks of 128 columns
+    monkeypatch.setattr(packing, "CHUNK_ELEMENTS", 64 * 128)  # K=64: chunks of 128 columns
     model = _dequantize_matmul_wide(block_size, zero_point, n=300)
     x = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
     precision = "int4-weight" if block_size else "int8-weight"

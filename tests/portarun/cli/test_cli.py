@@ -31,7 +31,7 @@ def test_help_lists_every_command_with_examples(cli):
 def test_backends_table_and_json(cli):
     text = cli("backends").output
     assert "onnxruntime" in text and "onnxruntime:cpu" in text and "reference" in text
-    data = json.loads(cli("backends", "--json").output)
+    data = json.loads(cli("backends", "--json", "-").output)
     ort = next(d for d in data if d["name"] == "onnxruntime")
     assert ort["available"] and "onnxruntime:cpu" in ort["devices"] and "fp32" in ort["precisions"]
     assert "threads" in cli("backends", "--options").output
@@ -40,7 +40,7 @@ def test_backends_table_and_json(cli):
 def test_inspect_builtin_text_and_json(cli):
     text = cli("inspect", "builtin:transformer").output
     assert "[batch, seq, 256]" in text and "LayerNormalization" in text and "parameters 789,770" in text
-    data = json.loads(cli("inspect", "builtin:cnn", "--json").output)
+    data = json.loads(cli("inspect", "builtin:cnn", "--json", "-").output)
     assert data["op_histogram"]["Conv"] == 3 and data["opsets"] == {"ai.onnx": 17}
     assert data["inputs"][0]["shape"] == ["batch", 3, 32, 32]
 

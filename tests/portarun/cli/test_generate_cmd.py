@@ -27,7 +27,7 @@ def test_generate_tiny_prints_timings_and_counts():
 def test_generate_json_tokens_match_the_api_on_another_backend():
     data = json.loads(invoke("generate", "decoder-tiny", "-t", "reference", "--prompt-tokens", "5",
                              "--new-tokens", "8", "--cache", "static", "--bucket", "16", "--seed", "3",
-                             "--json").output)
+                             "--json", "-").output)
     assert data["cache"] == "static" and data["capacity"] == 16 and data["decode_steps"] == 7
     assert data["provenance"]["backend"] == "reference"
     prompt = np.random.default_rng(3).integers(0, 256, size=(1, 5), dtype=np.int64)
@@ -39,7 +39,7 @@ def test_generate_json_tokens_match_the_api_on_another_backend():
 def test_generate_quantized_precision():
     pytest.importorskip("portarun.quantize", reason="portarun.quantize is not available")
     result = CliRunner().invoke(main, ["generate", "tiny", "-t", "onnxruntime:cpu", "-p", "int8-weight",
-                                       "--new-tokens", "4", "--json"], catch_exceptions=False)
+                                       "--new-tokens", "4", "--json", "-"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["precision"] == "int8-weight" and data["generated_tokens"] == 4

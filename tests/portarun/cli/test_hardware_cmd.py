@@ -10,7 +10,7 @@ from portarun.cli import main
 
 
 def test_json_lists_sourced_profiles():
-    result = CliRunner().invoke(main, ["hardware", "--json", "--no-measure"])
+    result = CliRunner().invoke(main, ["hardware", "--json", "-", "--no-measure"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     h100 = data["profiles"]["h100-sxm"]

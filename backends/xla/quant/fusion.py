@@ -1,0 +1,176 @@
+"""Graph rewrites that keep constant quantized weights int8/int4 on the device:
+``DequantizeLinear(W) -> MatMul`` becomes QMatMul and ``Gather(DequantizeLinear(E), ids)`` becomes QGather.
+Host side (numpy): the fused ops' functions (``matmul``, ``gather``) import JAX and run only when traced."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .packing import chunk_width, pack_halves, packing_of, split_columns
+
+
+def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int:
+    """Replace DequantizeLinear(W const) -> MatMul(x, .) by QMatMul when the form allows it.
+
+    ``form`` ('chunked' or 'direct', see ``matmul.form_for``): 'chunked' stores the weight and its
+    parameters split along N for ``qmatmul_chunked``; 'direct' keeps them as written."""
+    from .matmul import FORMS, qmatmul_chunked, qmatmul_direct
+
+    if form not in FORMS:
+        raise ValueError(f"unknown QMatMul form {form!r}")
+    producers = {out: node for node in graph.nodes for out in node.outputs}
+    fused = 0
+    remove = set()
+    for node in graph.nodes:
+        if node.op_type != "MatMul" or node.domain:
+            continue
+        dq = producers.get(node.inputs[1])
+        if dq is None or dq.op_type != "DequantizeLinear" or uses[dq.outputs[0]] != 1:
+            continue
+        operands = _constant_dequantize(dq, weights, constants, uses)
+        if operands is None:
+            continue
+        wq, scale, zero_name, zero, axis, block = operands
+        w_name, scale_name = dq.inputs[0], dq.inputs[1]
+        K, N = wq.shape
+        if block:
+            if axis != 0 or K % block or scale.shape != (K // block, N):
+                continue
+        elif scale.ndim == 1 and scale.shape == (N,) and axis == 1:
+            pass
+        elif scale.size == 1:
+            block = 0
+        else:
+            continue
+        if dq.attr("output_dtype"):
+            continue
+        node.op_type = "QMatMul"
+        node.domain = "portarun.xla"
+        node.fn = qmatmul_direct
+        node.fold = False
+        node.inputs = [node.inputs[0], w_name, scale_name] + ([zero_name] if zero_name else [])
+        node.attrs = {"block_size": block, "form": form}
+        if form == "chunked":
+            node.fn = qmatmul_chunked
+            node.inputs = _store_chunked(node, wq, scale, zero, block, weights, constants, uses)
+        remove.add(id(dq))
+        fused += 1
+    if remove:
+        graph.nodes = [nd for nd in graph.nodes if id(nd) not in remove]
+    return fused
+
+
+def _constant_dequantize(dq, weights, constants, uses):
+    """(int weight [2-D], scale, zero point name, zero point, axis >= 0, block size) of a DequantizeLinear
+    whose operands are all constants, or None. An all-zero zero point is dropped (the symmetric form)."""
+    w_name, scale_name = dq.inputs[0], dq.inputs[1]
+    zero_name = dq.inputs[2] if len(dq.inputs) > 2 and dq.inputs[2] else None
+    wq = weights.get(w_name, constants.get(w_name))
+    scale = weights.get(scale_name, constants.get(scale_name))
+    zero = weights.get(zero_name, constants.get(zero_name)) if zero_name else None
+    if wq is None or scale is None or wq.ndim != 2 or (zero_name and zero is None):
+        return None
+    if zero is not None and not np.asarray(zero).astype(np.int32).any():
+        zero_name = zero = _drop_zero_point(dq.inputs[2], weights, constants, uses)
+    axis = dq.attr("axis", 1)
+    return wq, scale, zero_name, zero, axis + 2 if axis < 0 else axis, dq.attr("block_size", 0) or 0
+
+
+def _drop_zero_point(name, weights, constants, uses) -> None:
+    """An all-zero zero point (symmetric quantization) subtracts nothing: leave it out of the program."""
+    uses[name] -= 1
+    if uses[name] <= 0:
+        weights.pop(name, None)
+        constants.pop(name, None)
+    return None
+
+
+def _store_chunked(node, wq, scale, zero, block, weights, constants, uses) -> list[str]:
+    """Add the [C, K, B] weight and [C, G, B] scale/zero for ``node``; returns its new inputs."""
+    K, N = wq.shape
+    width = chunk_width(K, N)
+    groups = K // block if block else 1
+
+    def grid(param):  # per tensor [] / per channel [N] / blocked [G, N] -> [G, N]
+        param = np.asarray(param)
+        return np.broadcast_to(param.reshape(-1)[0] if param.size == 1 else param, (groups, N))
+
+    packing = packing_of(wq) if K % 2 == 0 else None
+    names = [node.inputs[0]]
+    for role, array in (("w", wq), ("scale", grid(scale)), ("zero", None if zero is None else grid(zero))):
+        if array is None:
+            continue
+        source = node.inputs[len(names)]
+        name = f"{source}::chunks{width}"
+        if name not in weights:
+            chunked = split_columns(np.asarray(array), width)
+            if role == "w" and packing:
+                chunked = pack_halves(chunked, axis=1)
+            elif role == "zero" and packing_of(chunked):
+                chunked = chunked.astype(np.int8 if packing == "int4" or chunked.dtype.name == "int4" else np.uint8)
+            weights[name] = chunked
+        uses[source] -= 1
+        if uses[source] <= 0:
+            weights.pop(source, None)
+            constants.pop(source, None)
+        uses[name] += 1
+        names.append(name)
+    node.attrs.update(n=N, packed=packing)
+    return names
+
+
+def fuse_dequantize_gather(graph, weights, constants, uses, *, pack: bool = False) -> int:
+    """Replace Gather(DequantizeLinear(W const 2-D), ids) along axis 0 by QGather.
+
+    ``pack`` (CPUs): a 4-bit table is stored as bytes (``pack_halves``) and unpacked per gathered row."""
+    from .gather import qgather
+
+    producers = {out: node for node in graph.nodes for out in node.outputs}
+    fused = 0
+    remove = set()
+    for node in graph.nodes:
+        if node.op_type != "Gather" or node.domain or node.attr("axis", 0) != 0:
+            continue
+        dq = producers.get(node.inputs[0])
+        if dq is None or dq.op_type != "DequantizeLinear" or uses[dq.outputs[0]] != 1 or dq.attr("output_dtype"):
+            continue
+        operands = _constant_dequantize(dq, weights, constants, uses)
+        if operands is None:
+            continue
+        wq, scale, zero_name, zero, axis, block = operands
+        w_name, scale_name = dq.inputs[0], dq.inputs[1]
+        rows, cols = wq.shape
+        if scale.size == 1 and not block:
+            mode = "tensor"
+        elif block and axis == 1 and cols % block == 0 and scale.shape == (rows, cols // block):
+            mode = "block"
+        elif not block and axis == 0 and scale.shape == (rows,):
+            mode = "row"
+        else:
+            continue
+        node.op_type = "QGather"
+        node.domain = "portarun.xla"
+        node.fn = qgather
+        node.fold = False
+        node.inputs = [w_name, node.inputs[1], scale_name] + ([zero_name] if zero_name else [])
+        node.attrs = {"mode": mode, "block_size": block, "packed": None}
+        packing = packing_of(wq)
+        if pack and packing and cols % 2 == 0 and uses[w_name] == 1 and w_name in weights:
+            packed_name = f"{w_name}::packed"
+            weights[packed_name] = pack_halves(wq, axis=1)
+            del weights[w_name]
+            node.inputs[0] = packed_name
+            node.attrs["packed"] = packing
+            if zero is not None and packing_of(zero):
+                widened = f"{zero_name}::wide"
+                (weights if zero_name in weights else constants)[widened] = zero.astype(
+                    np.int8 if packing == "int4" else np.uint8)
+                node.inputs[3] = widened
+        remove.add(id(dq))
+        fused += 1
+    if remove:
+        graph.nodes = [nd for nd in graph.nodes if id(nd) not in remove]
+    return fused
+
+
+__all__ = ["fuse_dequantize_gather", "fuse_dequantize_matmul"]

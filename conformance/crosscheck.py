@@ -1,0 +1,68 @@
+"""Run one model on two targets with the same feeds and compare the outputs (``portarun compare``):
+the expected side runs the model as written, the checked side at the requested precision; with
+``localize``, bisect to the first node whose output leaves tolerance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+
+import portarun
+from portarun import Comparison, Precision, Tolerance
+from portarun.model import quantization_of
+from portarun.registry import resolve_target
+
+from .cases import case_for
+from .localize import Localization, localize as localize_divergence
+from .tolerances import tolerance_for
+
+DEFAULT_EXPECTED = "reference:cpu"
+
+
+@dataclass
+class CrossCheck:
+    """The comparison (truthy when it passes), both sides' provenance, the tolerance, the localization."""
+
+    case: str
+    expected: dict[str, Any]  # provenance of the expected side
+    actual: dict[str, Any]  # provenance of the checked side
+    tolerance: Tolerance
+    comparison: Comparison
+    localization: Localization | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.comparison)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case": self.case, "expected": self.expected, "actual": self.actual,
+                "comparison": self.comparison.to_dict(),
+                "localization": self.localization.to_dict() if self.localization else None}
+
+
+def compare_targets(model: str, actual_target: str, precision: Precision | str = "fp32", *,
+                    expected_target: str = DEFAULT_EXPECTED, dims: Mapping[str, int] | None = None, seed: int = 0,
+                    rtol: float | None = None, atol: float | None = None, localize: bool = False) -> CrossCheck:
+    """Compare ``model`` on ``actual_target`` at ``precision`` with ``expected_target``, within the
+    precision's tolerance (``rtol``/``atol`` override it)."""
+    actual_target = str(resolve_target(actual_target))
+    case = case_for(model, dict(dims or {}))
+    loaded = case.load()
+    feeds = portarun.random_feeds(loaded.inputs, seed=seed, dims=case.dims)
+    wanted = Precision.parse(precision)
+    tolerance = tolerance_for(wanted, backend=resolve_target(actual_target).backend, case=case.name)
+    if rtol is not None or atol is not None:
+        tolerance = replace(tolerance, rtol=tolerance.rtol if rtol is None else rtol,
+                            atol=tolerance.atol if atol is None else atol)
+    with portarun.compile(loaded, expected_target, quantization_of(loaded) or "fp32") as exe:
+        expected, expected_provenance = exe.run(feeds), exe.provenance.to_dict()
+    with portarun.compile(loaded, actual_target, wanted) as exe:
+        actual, actual_provenance = exe.run(feeds), exe.provenance.to_dict()
+    result = CrossCheck(case.name, expected_provenance, actual_provenance, tolerance,
+                        portarun.compare(actual, expected, tolerance))
+    if localize:
+        result.localization = localize_divergence(loaded, actual_target, wanted, feeds, reference=expected_target,
+                                                  tolerance=tolerance)
+    return result
+
+
+__all__ = ["CrossCheck", "DEFAULT_EXPECTED", "compare_targets"]

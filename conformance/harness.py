@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import portarun
 from portarun import Precision, Target
+from portarun.plugin import first_line
 from portarun.registry import resolve_target
 
 from .cases import Case
@@ -144,7 +145,7 @@ def _run_cell(runner: Any, case: Case, target: str, precision: Precision, refere
                         tolerance_overrides=why, tokens_axis=case.tokens_axis)
     if not reference.ok:
         result.status = "error" if reference.status == "error" else reference.status
-        result.message = f"reference failed ({reference.status}): {_first_line(reference.message)}"
+        result.message = f"reference failed ({reference.status}): {first_line(reference.message)}"
         return result
     result.reference = reference.value["reference"]
     outcome = runner.call(case_task, case, target, precision.value, reference.value["outputs"], tolerance.to_dict(),
@@ -153,7 +154,7 @@ def _run_cell(runner: Any, case: Case, target: str, precision: Precision, refere
     result.seconds = outcome.seconds
     if not outcome.ok:
         result.status = outcome.status if outcome.status in ("crash", "timeout") else "error"
-        result.message = f"{outcome.status}: {_first_line(outcome.message)}"
+        result.message = f"{outcome.status}: {first_line(outcome.message)}"
         return result
     data = outcome.value
     for key in ("status", "message", "comparison", "summary", "benchmark", "provenance", "provenance_ok",
@@ -163,6 +164,3 @@ def _run_cell(runner: Any, case: Case, target: str, precision: Precision, refere
     return result
 
 
-def _first_line(text: str) -> str:
-    text = (text or "").strip()
-    return text.splitlines()[0] if text else ""

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from portarun._atomic import atomic_write_bytes
+from portarun.plugin import atomic_write_bytes
 
 
 def junit_tree(document: dict[str, Any]) -> ET.Element:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from portarun._atomic import atomic_write_text
+from portarun.plugin import atomic_write_text
 
 
 def _num(value: float | None, fmt: str = ".3g") -> str:

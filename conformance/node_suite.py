@@ -34,7 +34,7 @@ import onnx.numpy_helper
 
 import portarun
 from portarun import Model, PortarunError
-from portarun.model import quantization_of
+from portarun.plugin import first_line, quantization_of
 
 STATUSES = ("pass", "fail", "error", "skip")
 
@@ -279,14 +279,9 @@ def run_case(case: NodeCase, target: str, *, rtol: float = 1e-3, atol: float = 1
     except portarun.UnsupportedError as exc:
         return result("error", f"unsupported: {exc}")
     except PortarunError as exc:
-        return result("error", _first_line(exc))
+        return result("error", first_line(exc, 300))
     except Exception as exc:  # a backend bug must not stop the suite
-        return result("error", f"{type(exc).__name__}: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+        return result("error", f"{type(exc).__name__}: {first_line(exc, 300)}")
 
 
 def run_node_suite(target: str, cases: Iterable[NodeCase] | None = None, rtol: float = 1e-3, atol: float = 1e-5,

@@ -95,7 +95,7 @@ def _cached(key: str | None) -> dict[str, Any] | None:
 def _store(key: str | None, entry: dict[str, Any]) -> None:
     import json
 
-    from portarun._atomic import atomic_write_text
+    from portarun.plugin import atomic_write_text
 
     if key is not None and not entry.get("problems"):
         try:
@@ -132,7 +132,7 @@ def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float =
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from portarun._sysinfo import cpu_count
+    from portarun.plugin import cpu_count, first_line
 
     summary: dict[str, Any] = {"targets": {}, "rtol": rtol, "atol": atol, "failed_targets": [], "note": ""}
     if task is node_suite_task:
@@ -171,8 +171,8 @@ def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float =
                 if outcome.ok:
                     _merge(total, outcome.value)
                 else:
-                    first = outcome.message.strip().splitlines()[0] if outcome.message.strip() else ""
-                    total["problems"].append(f"{outcome.status} in part {part + 1}/{parts}: {first}")
+                    total["problems"].append(f"{outcome.status} in part {part + 1}/{parts}: "
+                                             f"{first_line(outcome.message)}")
                 total["done"] += 1
                 if total["done"] == parts:
                     counts = total["counts"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from portarun import UsageError
-from portarun._atomic import atomic_write_bytes
+from portarun.plugin import atomic_write_bytes
 
 FLOOR = 1e-12  # 1 - cosine below this is drawn at the floor (exact agreement)
 

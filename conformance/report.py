@@ -15,8 +15,8 @@ from typing import Any
 
 import portarun
 from portarun import UsageError
-from portarun._atomic import atomic_write_text
-from portarun._sysinfo import environment
+from portarun.plugin import atomic_write_text
+from portarun.plugin import environment
 from portarun.cost import CostAssumptions, cost_per_million, hourly_cost, memory_roofline
 
 from .harness import CaseResult, MatrixResult

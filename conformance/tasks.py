@@ -98,7 +98,7 @@ def case_task(case: Case, target: str, precision: str, reference_outputs: dict[s
         model, note = prepare_model(model, precision_enum, case)
         if note:
             result["notes"].append(note)
-        support = backend.supports(model, requested, precision_enum)
+        support = backend.supports(model, requested, precision_enum, options)
         if not support:
             return {**result, "status": "skip", "message": support.reason}
         result["weight_bytes"] = weight_bytes(model)

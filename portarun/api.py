@@ -3,55 +3,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-import onnx
-
+from ._cache import cache_dir  # noqa: F401 - public as portarun.cache_dir
+from .artifact import load_artifact, read_artifact
 from .backend import Executable
-from .errors import CheckFailedError, ModelNotFoundError, UnsupportedError
+from .errors import CheckFailedError, UnsupportedError
+from .loading import BUILTIN_PREFIX, load  # noqa: F401 - public as portarun.load
 from .model import Model, quantization_of
 from .registry import get_backend, resolve_target
 from .types import Precision, Target
-
-from .models import BUILTIN_PREFIX  # noqa: F401 - kept importable from here; the rule lives in portarun.models
-
-
-def cache_dir() -> Path:
-    """Where portarun keeps caches (EP engines, compiled kernels, generated test data).
-
-    ``PORTARUN_CACHE_DIR`` wins, then ``$XDG_CACHE_HOME/portarun``, then ``~/.cache/portarun``.
-    """
-    explicit = os.environ.get("PORTARUN_CACHE_DIR")
-    if explicit:
-        path = Path(explicit)
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        path = Path(base) / "portarun"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def load(source: "Model | onnx.ModelProto | str | os.PathLike", *, check: bool = True) -> Model:
-    """A validated Model from a path, an ``onnx.ModelProto``, or a built-in name (``builtin:mlp``).
-
-    A bare built-in name (``mlp``) works too when no file of that name exists.
-    """
-    if isinstance(source, Model):
-        return source
-    if isinstance(source, onnx.ModelProto):
-        return Model.from_proto(source, check=check)
-    text = os.fspath(source)
-    from . import models
-
-    builtin = models.resolve_builtin(text)
-    if builtin is not None:
-        return models.build(builtin)
-    try:
-        return Model.load(text, check=check)
-    except ModelNotFoundError as exc:
-        exc.hint = f"check the path; built-in models are {', '.join(BUILTIN_PREFIX + n for n in models.names())}"
-        raise
 
 
 def compile(model: "Model | str | os.PathLike", target: Target | str, precision: Precision | str | None = None,
@@ -70,11 +31,12 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
     if precision is None:
         precision, precision_source = default_precision(loaded), "as the model is written"
     precision = Precision.parse(precision)
+    backend.check_options(options)  # before any quantizing: a wrong option fails at once
     quantized = None
-    # A ``quantizer`` option picks the backend's own quantizer (openvino: "nncf"): it takes the float model.
-    native = options.get("quantizer") is not None
+    # A backend that quantizes float models itself (openvino with quantizer="nncf") takes the float model.
+    native = backend.quantizes_float_models(options)
     if precision.is_quantized and quantization_of(loaded) is None and not native \
-            and not backend.supports(loaded, resolved, precision):
+            and not backend.supports(loaded, resolved, precision, options):
         # A float model at a quantized precision: quantize it first with the defaults (and say so),
         # unless the backend quantizes float models itself (its own native path).
         if precision not in backend.precisions:
@@ -112,6 +74,7 @@ def default_precision(model: Model) -> Precision:
 def load_compiled(path: str | os.PathLike, target: Target | str | None = None, *,
                   rebuild: bool = False) -> Executable:
     """Load an artifact written by ``Executable.save``; ``rebuild`` recompiles when it does not fit here."""
-    from .artifact import load_artifact
-
-    return load_artifact(path, target, rebuild=rebuild)
+    manifest = read_artifact(path)
+    backend = get_backend(manifest.backend)
+    return load_artifact(manifest, backend, resolve_target(target) if target is not None else None,
+                         rebuild=rebuild)

@@ -7,10 +7,15 @@ model.onnxruntime-cpu/
   payload/          what the backend wrote (ORT: the optimized model)
 ```
 
+This is the only module that knows the layout: a backend writes into and reads
+from the payload folder it is handed (``Executable._save_payload(payload_dir)``,
+``Backend._load_payload(payload_dir, source_model, manifest, target)``).
+
 Loading checks every file's hash (a tampered payload is refused) and asks the
 backend whether the artifact fits this machine (SDK version, target); when it
 does not, loading fails with the reason unless ``rebuild=True``, which
-recompiles from the stored model.
+recompiles from the stored model (``Backend._rebuild``). ``portarun.load_compiled``
+finds the backend the manifest names and hands it here.
 """
 
 from __future__ import annotations
@@ -19,16 +24,18 @@ import datetime as _dt
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._atomic import atomic_directory
 from ._version import __version__
 from .errors import ArtifactCorruptError, ArtifactIncompatibleError, InvalidTargetError
+from .model import Model
 from .types import Precision, Target, TensorSpec
 
-if TYPE_CHECKING:
-    from .backend import Executable
+if TYPE_CHECKING:  # the layer above: artifact.py calls the backend it is handed, never imports it
+    from .backend import Backend, Executable
 
 SCHEMA = "portarun.artifact/1"
 MANIFEST = "manifest.json"
@@ -123,17 +130,74 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
                                        "(modified or corrupt)", hint="recompile the artifact")
 
 
-def load_artifact(path: str | os.PathLike, target: Target | str | None = None, *,
-                  rebuild: bool = False) -> "Executable":
-    """Load a compiled artifact; see the module docstring."""
-    from .registry import get_backend, resolve_target
+@dataclass(frozen=True)
+class Manifest:
+    """An artifact's manifest as a backend reads it (``manifest.raw`` is the whole JSON object)."""
 
+    path: Path  # the artifact directory, for messages and provenance
+    raw: dict[str, Any]
+
+    @property
+    def backend(self) -> str:
+        return self.raw["backend"]
+
+    @property
+    def target(self) -> Target:
+        return Target.parse(self.raw["target"])
+
+    @property
+    def precision(self) -> Precision:
+        return Precision.parse(self.raw["precision"])
+
+    @property
+    def sdk_version(self) -> str | None:
+        return self.raw.get("sdk_version")
+
+    @property
+    def model_name(self) -> str | None:
+        return self.raw.get("model_name")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.raw.get("options") or {})
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return dict(self.raw.get("provenance") or {})
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """What the backend's ``_save_payload`` returned."""
+        return dict(self.raw.get("payload") or {})
+
+
+def read_artifact(path: str | os.PathLike) -> Manifest:
+    """The manifest of the artifact at ``path``, after checking every file against its sha256."""
     root = Path(path)
     manifest = read_manifest(root)
     verify_files(root, manifest)
-    backend = get_backend(manifest["backend"])
-    saved_target = Target.parse(manifest["target"])
-    wanted = resolve_target(target) if target is not None else saved_target
+    return Manifest(root, manifest)
+
+
+def source_model(manifest: Manifest) -> Model:
+    """The model the artifact was compiled from, under the name it was compiled with.
+
+    Its bytes were just checked against the manifest's sha256, so the checker does not run again.
+    """
+    model = Model.load(manifest.path / SOURCE_MODEL, check=False)
+    model.name = manifest.model_name or model.name
+    return model
+
+
+def load_artifact(manifest: Manifest, backend: "Backend", target: Target | None = None, *,
+                  rebuild: bool = False) -> "Executable":
+    """Load a compiled artifact with ``backend`` (the one its manifest names); see the module docstring.
+
+    ``target`` (already resolved from aliases) defaults to the one it was compiled for.
+    """
+    root = manifest.path
+    saved_target = manifest.target
+    wanted = target if target is not None else saved_target
     if wanted.backend != saved_target.backend:
         raise InvalidTargetError(f"artifact '{root}' was compiled for {saved_target}, not {wanted}",
                                  hint=f"compile the model for {wanted} instead")
@@ -141,14 +205,14 @@ def load_artifact(path: str | os.PathLike, target: Target | str | None = None, *
     reason = backend.artifact_incompatibility(manifest)
     if reason is None and wanted != backend.resolve_target(saved_target):
         reason = f"artifact was compiled for {saved_target}, not {wanted}"
-    Precision.parse(manifest["precision"])  # an unknown precision is refused before any work
+    Precision.parse(manifest.raw["precision"])  # an unknown precision is refused before any work
     if reason is not None:
         if not rebuild:
             raise ArtifactIncompatibleError(f"cannot load '{root}': {reason}",
                                             hint="recompile it, or load with rebuild=True (--rebuild)")
-        return backend._rebuild(root, manifest, wanted)
-    executable = backend._load(root, manifest, wanted)
-    executable.model.name = manifest.get("model_name", executable.model.name)
-    executable.inputs = tuple(TensorSpec.from_dict(s) for s in manifest["inputs"])
-    executable.outputs = tuple(TensorSpec.from_dict(s) for s in manifest["outputs"])
+        return backend._rebuild(root / PAYLOAD, source_model(manifest), manifest, wanted)
+    executable = backend._load_payload(root / PAYLOAD, source_model(manifest), manifest, wanted)
+    executable.model.name = manifest.model_name or executable.model.name
+    executable.inputs = tuple(TensorSpec.from_dict(s) for s in manifest.raw["inputs"])
+    executable.outputs = tuple(TensorSpec.from_dict(s) for s in manifest.raw["outputs"])
     return executable

@@ -1,7 +1,7 @@
 """Backend and Executable: the one interface every backend implements.
 
 The base classes own the public methods and their error messages; a backend
-fills in small hooks (``_compile``, ``_run``, ``_save_payload``, ``_load``).
+fills in small hooks (``_supports``, ``_compile``, ``_run``, ``_save_payload``, ``_load_payload``).
 Like Polygraphy's ``BaseRunner.infer``, ``Executable.run`` checks the feeds
 against the signature before the backend sees them.
 """
@@ -26,8 +26,11 @@ from .errors import (
     PortarunError,
     RunError,
     UnsupportedError,
+    UnsupportedOpsError,
     UsageError,
+    first_line,
 )
+from .artifact import Manifest, save_artifact
 from .model import Model
 from .types import Device, Precision, Support, Target, TensorSpec
 
@@ -154,8 +157,9 @@ class Executable(ABC):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run with checked feeds; return every model output by name as numpy arrays."""
 
-    def _save_payload(self, directory: Path) -> dict[str, Any]:
-        """Write the backend's compiled form into ``directory``; return manifest extras."""
+    def _save_payload(self, payload_dir: Path) -> dict[str, Any]:
+        """Write the backend's compiled form into ``payload_dir`` (the artifact's payload folder, which
+        portarun.artifact lays out); return extras for the manifest, handed back to ``_load_payload``."""
         return {}
 
     def _close(self) -> None:
@@ -174,13 +178,11 @@ class Executable(ABC):
             raise
         except Exception as exc:  # vendor SDK errors become one clear RunError
             raise RunError(f"{self.backend.name} failed to run '{self.model.name}' on {self.target}: "
-                           f"{_first_line(exc)}", backend=self.backend.name,
+                           f"{first_line(exc)}", backend=self.backend.name,
                            hint="check the feeds against `portarun inspect MODEL`; --debug shows the SDK's traceback") from exc
 
     def save(self, path: str | Path) -> Path:
         """Write a compiled artifact directory (atomically)."""
-        from .artifact import save_artifact
-
         return save_artifact(self, Path(path))
 
     def close(self) -> None:
@@ -196,11 +198,6 @@ class Executable(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model.name} on {self.target} at {self.precision}>"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Backend(ABC):
@@ -221,6 +218,10 @@ class Backend(ABC):
     options: ClassVar[dict[str, str]] = {}
     # True when every new input shape costs a compile (XLA): loops such as generation then keep shapes fixed
     compiles_per_shape: ClassVar[bool] = False
+    # Compile options under which this backend computes a quantized model exactly as its QDQ
+    # says (no faster approximation), on the host CPU and fast: the quantizer evaluates
+    # candidates on the first backend that sets it (else the reference evaluator). None: not one.
+    exact_evaluation_options: ClassVar[dict[str, Any] | None] = None
 
     # -- hooks ------------------------------------------------------------------------------
     @abstractmethod
@@ -231,25 +232,39 @@ class Backend(ABC):
     def devices(self) -> list[Device]:
         """Devices usable here; raise BackendUnavailableError when there are none."""
 
-    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
+    def _supports(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Support:
+        """Can this compile work? ``options`` are the compile's (empty when asked without them).
+
+        Work the answer needed and the compile needs again (XLA: the graph lowered to its ops) may
+        travel in ``Support.yes(prepared=...)``: the base ``compile`` hands it to ``_compile`` as
+        ``prepared=``, within that one call, so it is done once.
+        """
         return Support.yes()
+
+    def _check_options(self, options: dict[str, Any]) -> None:
+        """Check option values (names are already known to be in ``options``); raise UsageError."""
+
+    def quantizes_float_models(self, options: dict[str, Any]) -> bool:
+        """Whether this compile quantizes a float model itself (OpenVINO with ``quantizer="nncf"``),
+        so ``portarun.compile`` must hand it the float model instead of quantizing it first."""
+        return False
 
     @abstractmethod
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
-        """Compile; raise CompileError on failure."""
+        """Compile; raise CompileError on failure. Receives ``prepared=`` when ``_supports`` prepared something."""
 
-    def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
-        """Load an artifact written by ``Executable._save_payload``. Default: recompile the source model."""
-        return self._rebuild(directory, manifest, target)
+    def _load_payload(self, payload_dir: Path, source_model: Model, manifest: Manifest,
+                      target: Target) -> Executable:
+        """Load what ``Executable._save_payload`` wrote into ``payload_dir`` (its extras are
+        ``manifest.extras``). Default: recompile ``source_model``, the model the artifact holds."""
+        return self._rebuild(payload_dir, source_model, manifest, target)
 
-    def _rebuild(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
-        """Recompile an artifact that does not fit here (``rebuild=True``). Default: from the stored model.
+    def _rebuild(self, payload_dir: Path, source_model: Model, manifest: Manifest, target: Target) -> Executable:
+        """Recompile an artifact that does not fit here (``rebuild=True``). Default: from ``source_model``.
 
         A backend whose payload holds a portable intermediate form (OpenVINO IR) may rebuild from that.
         """
-        model = Model.load(directory / "model.onnx")
-        model.name = manifest.get("model_name", model.name)
-        return self.compile(model, target, manifest["precision"], **manifest.get("options", {}))
+        return self.compile(source_model, target, manifest.precision, **manifest.options)
 
     def device_hint(self, device: str) -> str | None:
         """How to get ``device`` working when it is a known kind missing here."""
@@ -265,11 +280,11 @@ class Backend(ABC):
         return {f"{self.name}:{kind}": self.device_hint(kind) or "" for kind in self.device_kinds
                 if kind not in present}
 
-    def artifact_incompatibility(self, manifest: dict[str, Any]) -> str | None:
+    def artifact_incompatibility(self, manifest: Manifest) -> str | None:
         """Why an artifact cannot be loaded here (None when it can). Default: SDK version must match."""
         version = self.sdk_version()
-        if manifest.get("sdk_version") != version:
-            return (f"artifact was compiled with {self.name} {manifest.get('sdk_version')}, "
+        if manifest.sdk_version != version:
+            return (f"artifact was compiled with {self.name} {manifest.sdk_version}, "
                     f"this machine has {version}")
         return None
 
@@ -312,10 +327,11 @@ class Backend(ABC):
             known = ", ".join(sorted(self.options)) or "none"
             raise UsageError(f"backend '{self.name}' does not accept option(s) {', '.join(unknown)}",
                              hint=f"its options: {known}")
+        self._check_options(options)
 
     def supports(self, model: Model, target: Target | str | None = None,
-                 precision: Precision | str = Precision.FP32) -> Support:
-        """Can this backend compile ``model`` for ``target`` at ``precision``? Asked before compiling."""
+                 precision: Precision | str = Precision.FP32, options: dict[str, Any] | None = None) -> Support:
+        """Can this backend compile ``model`` for ``target`` at ``precision`` with ``options``? Asked before compiling."""
         precision = Precision.parse(precision)
         try:
             target = self.resolve_target(target)
@@ -324,25 +340,27 @@ class Backend(ABC):
         if precision not in self.precisions:
             return Support.no(f"{self.name} does not support precision {precision} "
                               f"(supported: {', '.join(p.value for p in self.precisions)})")
-        return self._supports(model, target, precision)
+        return self._supports(model, target, precision, dict(options or {}))
 
     def compile(self, model: Model, target: Target | str | None = None,
                 precision: Precision | str = Precision.FP32, **options: Any) -> Executable:
         precision = Precision.parse(precision)
         self.check_options(options)
         target = self.resolve_target(target)
-        support = self.supports(model, target, precision)
+        support = self.supports(model, target, precision, options)
         if not support:
-            raise UnsupportedError(f"{self.name} cannot compile '{model.name}' for {target} at {precision}: "
-                                   f"{support.reason}", backend=self.name,
-                                   hint="choose another target or precision; `portarun backends` lists them")
+            error = UnsupportedOpsError if support.missing_ops else UnsupportedError
+            raise error(f"{self.name} cannot compile '{model.name}' for {target} at {precision}: {support.reason}",
+                        backend=self.name, reason=support.reason, missing_ops=support.missing_ops,
+                        hint=support.hint or "choose another target or precision; `portarun backends` lists them")
+        prepared = {} if support.prepared is None else {"prepared": support.prepared}
         start = time.perf_counter()
         try:
-            executable = self._compile(model, target, precision, dict(options))
+            executable = self._compile(model, target, precision, dict(options), **prepared)
         except PortarunError:
             raise
         except Exception as exc:
-            raise CompileError(f"{self.name} failed to compile '{model.name}' for {target}: {_first_line(exc)}",
+            raise CompileError(f"{self.name} failed to compile '{model.name}' for {target}: {first_line(exc)}",
                                backend=self.name,
                                hint="try another target or precision; --debug shows the SDK's traceback") from exc
         if executable.provenance.compile_seconds is None:

@@ -88,9 +88,20 @@ class BackendUnavailableError(BackendError):
 
 
 class UnsupportedError(BackendError):
-    """The backend cannot do what was asked (precision, op, device). Never downgraded silently."""
+    """The backend cannot do what was asked (precision, op, device). Never downgraded silently.
+
+    ``reason`` is the backend's own answer (without the "cannot compile ..." preamble) and
+    ``missing_ops`` the op types it has no implementation for, so the CLI, conformance and
+    plans can show them without parsing the message.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, backend: str | None = None, hint: str | None = None,
+                 reason: str = "", missing_ops: tuple[str, ...] = ()):
+        super().__init__(message, backend=backend, hint=hint)
+        self.reason = reason or message
+        self.missing_ops = tuple(missing_ops)
 
 
 class CompileError(BackendError):
@@ -99,6 +110,16 @@ class CompileError(BackendError):
 
 class RunError(BackendError):
     pass
+
+
+class UnsupportedOpsError(UnsupportedError, CompileError):
+    """The model uses op types the backend cannot compile (listed in ``missing_ops``).
+
+    It is also a CompileError: the compile failed for it, and callers that catch CompileError
+    for a missing op keep working. Its exit code stays the compile failure's.
+    """
+
+    exit_code = 1
 
 
 # --- artifacts ------------------------------------------------------------------
@@ -122,6 +143,21 @@ class ExportError(PortarunError):
 # --- checks ---------------------------------------------------------------------
 class CheckFailedError(PortarunError):
     """A parity or accuracy check did not hold."""
+
+
+def first_line(error: "BaseException | str | None", limit: int | None = None) -> str:
+    """The first non-empty line of an exception's (or a message's) text, for one-line reports.
+
+    An exception with no text gives its type name; torch.onnx's wrapped errors give the line
+    under their "## Exception summary" heading (the real cause). ``limit`` cuts long lines.
+    """
+    text = (error if isinstance(error, str) else "" if error is None else str(error)).strip()
+    if "## Exception summary" in text:
+        summary = [line for line in text.split("## Exception summary", 1)[1].splitlines() if line.strip()]
+        if summary:
+            text = summary[0].strip()
+    line = text.splitlines()[0] if text else ("" if isinstance(error, (str, type(None))) else type(error).__name__)
+    return line[:limit] if limit is not None else line
 
 
 __all__ = [name for name in list(globals()) if name.endswith("Error")]

@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import sys
-import types
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .compare import Comparison, Tolerance, compare
-from .errors import CheckFailedError, ExportError, ModelNotFoundError, UsageError
+from ._callable import make_module_callable
+from .errors import CheckFailedError, ExportError, ModelNotFoundError, UsageError, first_line
 from .model import PROTOBUF_LIMIT, Model
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
@@ -92,7 +92,7 @@ def export(module: Any, example_inputs: Mapping[str, Any] | Sequence[Any] | Any,
                 _export_dynamo(torch, module, args, names, output_names, dynamic_axes, opset, path, large)
                 info["exporter"] = "dynamo"
             except Exception as exc:  # noqa: BLE001 - any exporter failure is reported or falls back
-                reason = _first_line(exc)
+                reason = first_line(exc, 400)
                 if exporter == "dynamo":
                     raise ExportError(f"torch.onnx.export(dynamo=True) failed: {reason}",
                                       hint="try exporter='torchscript' (--exporter torchscript)") from exc
@@ -104,7 +104,7 @@ def export(module: Any, example_inputs: Mapping[str, Any] | Sequence[Any] | Any,
             try:
                 _export_torchscript(torch, module, args, names, output_names, dynamic_axes, opset, path, large)
             except Exception as exc:  # noqa: BLE001
-                raise ExportError(f"the TorchScript exporter failed: {_first_line(exc)}"
+                raise ExportError(f"the TorchScript exporter failed: {first_line(exc, 400)}"
                                   + (f" (the dynamo exporter failed first: {info['dynamo_error']})"
                                      if "dynamo_error" in info else ""),
                                   hint="simplify the module's forward or export with a newer opset") from exc
@@ -124,7 +124,7 @@ def validate_export(model: Model, inputs: Sequence[np.ndarray], expected: Sequen
                     input_names: Sequence[str], output_names: Sequence[str],
                     tolerance: Tolerance = DEFAULT_TOLERANCE) -> Comparison:
     """Run ``model`` on onnxruntime:cpu and compare with ``expected``; raise CheckFailedError on mismatch."""
-    from .api import compile as compile_model
+    from .registry import get_backend  # a float model at fp32: the backend's own compile is portarun.compile's
 
     onnx_inputs = [spec.name for spec in model.inputs]
     feeds = {n: a for n, a in zip(input_names, inputs) if n in onnx_inputs}
@@ -133,7 +133,7 @@ def validate_export(model: Model, inputs: Sequence[np.ndarray], expected: Sequen
     if missing:
         raise ExportError(f"exported model has inputs {', '.join(missing)} that match no example input",
                           hint=f"example inputs were: {', '.join(input_names)}")
-    with compile_model(model, "onnxruntime:cpu", "fp32") as executable:
+    with get_backend("onnxruntime").compile(model, "onnxruntime:cpu", "fp32") as executable:
         outputs = executable.run(feeds)
     actual = {name: outputs[spec.name] for name, spec in zip(output_names, model.outputs)}
     comparison = compare(actual, dict(zip(output_names, expected)), tolerance)
@@ -258,15 +258,6 @@ def _set_metadata(model: Model, info: dict[str, Any]) -> None:
     entry.key, entry.value = METADATA_KEY, json.dumps(info, sort_keys=True)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    if "## Exception summary" in text:  # torch.onnx wraps the real cause under this heading
-        summary = [line for line in text.split("## Exception summary", 1)[1].splitlines() if line.strip()]
-        if summary:
-            return summary[0].strip()[:400]
-    return text.splitlines()[0][:400] if text else type(exc).__name__
-
-
 # --- what the CLI parses --------------------------------------------------------------------
 _SHAPE_RE = re.compile(r"^(?P<name>[A-Za-z_][\w.\-]*)=(?P<shape>\d+(?:x\d+)*|scalar)(?::(?P<dtype>\w+))?$")
 _DYNAMIC_RE = re.compile(r"^(?P<name>[A-Za-z_][\w.\-]*):(?P<axis>-?\d+)=(?P<dim>[A-Za-z_]\w*)$")
@@ -332,7 +323,7 @@ def load_factory(spec: str) -> Callable[[], Any]:
         loader_spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's file failed to import
         sys.modules.pop(module_name, None)
-        raise ExportError(f"importing '{path}' failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+        raise ExportError(f"importing '{path}' failed: {type(exc).__name__}: {first_line(exc, 400)}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
     factory = getattr(module, attr, None)
@@ -343,13 +334,5 @@ def load_factory(spec: str) -> Callable[[], Any]:
     return factory
 
 
-class _CallableModule(types.ModuleType):
-    """``portarun.export`` is this module and also the function (importing a submodule sets the
-    package attribute to the module, so a plain function of the same name would be shadowed):
-    ``portarun.export(module, inputs)`` calls ``export``, ``portarun.export.export_info`` still works."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Model:
-        return export(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+# portarun.export(module, inputs) calls ``export``; portarun.export.export_info still works
+make_module_callable(__name__, export)

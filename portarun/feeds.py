@@ -175,11 +175,6 @@ def _shape_of(spec: TensorSpec, sizes: Mapping[str, DimChoice]) -> tuple[int, ..
     return tuple(shape)
 
 
-def concrete_shape(spec: TensorSpec, dims: Mapping[str, int] | None = None) -> tuple[int, ...]:
-    """The shape random feeds use for ``spec`` (symbolic dims sized as ``resolve_dims`` says)."""
-    return _shape_of(spec, resolve_dims((spec,), dims))
-
-
 @dataclass
 class PlannedInput:
     spec: TensorSpec

@@ -32,14 +32,13 @@ step (it yields the first token), TPOT each decode step after it.
 from __future__ import annotations
 
 import re
-import sys
-import types
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
+from ._callable import make_module_callable
 from .backend import Executable
 from .errors import InputError, UsageError
 
@@ -385,11 +384,4 @@ class _StaticCache:
         self.length = end
 
 
-class _CallableModule(types.ModuleType):
-    """``portarun.generate`` is this module and also the function (see portarun.export for why)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> GenerationResult:
-        return generate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, generate)  # portarun.generate(executable, ...) calls ``generate``

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .compare import Tolerance
-from .errors import ExportError, ModelNotFoundError, UsageError
+from .errors import ExportError, ModelNotFoundError, UsageError, first_line
 from .export import DEFAULT_OPSET, DEFAULT_TOLERANCE, export
 from .model import Model
 
@@ -68,7 +68,7 @@ def export_hf(path: str | os.PathLike, task: str, *, opset: int = DEFAULT_OPSET,
                                           dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001 - transformers raises many kinds
         raise ExportError(f"transformers cannot load '{folder}' for {task}: {type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+                          f"{first_line(str(exc))}",
                           hint="check the folder holds a complete model for this task") from exc
     hf_model.eval()
     rng = np.random.default_rng(seed)

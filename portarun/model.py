@@ -29,12 +29,23 @@ from .errors import (
     ModelValidationError,
     UnsafeModelError,
     UnsupportedOpsetError,
+    first_line,
 )
 from .types import TensorSpec
 
 # Protobuf cannot serialize a message over 2 GiB; bigger models keep weights outside.
 PROTOBUF_LIMIT = 2**31 - 1
-STANDARD_DOMAINS = ("", "ai.onnx")
+STANDARD_DOMAINS = ("", "ai.onnx")  # two spellings of ONNX's default operator-set domain
+
+
+def onnx_domain(domain: str) -> str:
+    """An operator-set domain in one spelling: "" for ONNX's default domain ("" or "ai.onnx")."""
+    return "" if domain in STANDARD_DOMAINS else domain
+
+
+def opset_versions(opset_import) -> dict[str, int]:
+    """``{domain: version}`` of a model's or function's ``opset_import``, domains as ``onnx_domain`` spells them."""
+    return {onnx_domain(o.domain): o.version for o in opset_import}
 
 
 def _iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
@@ -114,7 +125,7 @@ def _check_opsets(proto: onnx.ModelProto, where: str) -> None:
             hint="upgrade onnx (pip install -U onnx) or re-export with an older IR version",
         )
     for opset in proto.opset_import:
-        if opset.domain in STANDARD_DOMAINS and opset.version > known:
+        if not onnx_domain(opset.domain) and opset.version > known:
             raise UnsupportedOpsetError(
                 f"{where} needs ONNX opset {opset.version}; the installed onnx {onnx.__version__} "
                 f"supports up to opset {known}",
@@ -207,10 +218,9 @@ class Model:
         if not source.exists():
             raise ModelNotFoundError(f"model file '{source}' does not exist", hint="check the path")
         if source.is_dir():
-            if (source / "manifest.json").exists():
-                raise ModelLoadError(f"'{source}' is a compiled artifact, not an ONNX file",
-                                     hint="use portarun.load_compiled() or pass it to `portarun run`")
-            raise ModelLoadError(f"'{source}' is a directory, not an ONNX file")
+            # portarun.load names a compiled artifact as such (only portarun.artifact knows its layout)
+            raise ModelLoadError(f"'{source}' is a directory, not an ONNX file",
+                                 hint="a compiled artifact loads with portarun.load_compiled() or `portarun run`")
         size = source.stat().st_size
         if size == 0:
             raise ModelLoadError(f"'{source}' is empty", hint="re-export or re-download the model")
@@ -258,8 +268,7 @@ class Model:
                 onnx.checker.check_model(self.proto)
                 self._infer_shapes_strictly()
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelValidationError(f"{where} fails ONNX validation: {first}",
+            raise ModelValidationError(f"{where} fails ONNX validation: {first_line(exc)}",
                                        hint="fix the exporter output; `portarun inspect` shows the graph") from None
 
     def _infer_shapes_strictly(self) -> None:
@@ -289,12 +298,13 @@ class Model:
     # -- facts -------------------------------------------------------------------------
     @property
     def opsets(self) -> dict[str, int]:
-        return {(o.domain or "ai.onnx"): o.version for o in self.proto.opset_import}
+        """Opset versions by domain, the default domain shown as "ai.onnx"."""
+        return {(domain or "ai.onnx"): version for domain, version in opset_versions(self.proto.opset_import).items()}
 
     @property
     def opset(self) -> int:
         """The standard-domain opset version."""
-        return self.opsets.get("ai.onnx", 0)
+        return opset_versions(self.proto.opset_import).get("", 0)
 
     @cached_property
     def sha256(self) -> str:
@@ -320,7 +330,7 @@ class Model:
         for graph in _iter_graphs(self.proto.graph):
             for node in graph.node:
                 nodes += 1
-                histogram[f"{node.domain}::{node.op_type}" if node.domain not in STANDARD_DOMAINS else node.op_type] += 1
+                histogram[f"{node.domain}::{node.op_type}" if onnx_domain(node.domain) else node.op_type] += 1
         params = 0
         nbytes = 0
         for tensor in _iter_tensors(self.proto.graph):

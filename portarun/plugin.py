@@ -4,13 +4,18 @@ A backend (in-tree under ``backends/`` or a third-party package registered throu
 ``portarun.backends`` entry-point group) imports only from here, from ``portarun``'s
 top-level public API, and from its own vendor SDK. Names here are stable: a change to
 one is a breaking change of the plugin API. Conformance and tools use the same surface.
+
+The hooks a backend fills in are documented on ``Backend`` and ``Executable``:
+``_supports(model, target, precision, options)``, ``_compile``, ``_run``,
+``_save_payload(payload_dir)`` and ``_load_payload(payload_dir, source_model, manifest, target)``.
 """
 
 from __future__ import annotations
 
 from ._atomic import atomic_directory, atomic_file, atomic_write_bytes, atomic_write_text
+from ._cache import backend_cache_dir, cache_dir
 from ._sysinfo import cpu_count, cpu_name, environment
-from .api import cache_dir
+from .artifact import Manifest
 from .backend import Backend, Executable, Provenance, check_feeds, import_sdk, quantization_support
 from .errors import (
     ArtifactCorruptError,
@@ -28,21 +33,30 @@ from .errors import (
     PortarunError,
     RunError,
     UnsupportedError,
+    UnsupportedOpsError,
     UsageError,
+    first_line,
 )
-from .model import Model, quantization_of
+from .model import PROTOBUF_LIMIT, Model, onnx_domain, opset_versions, quantization_of
+from .quantize.accuracy import AccuracyFloor, measure as measure_accuracy
+from .quantize.calibration import RandomCalibration, load_samples
+from .quantize.numerics import pack_int4
 from .types import Device, Precision, Support, Target, TensorSpec, np_dtype
 
 __all__ = [
     # base classes and the hooks' helpers
-    "Backend", "Executable", "Provenance", "check_feeds", "import_sdk", "quantization_support",
+    "Backend", "Executable", "Manifest", "Provenance", "check_feeds", "import_sdk", "quantization_support",
     # models and types
-    "Model", "quantization_of", "Device", "Precision", "Support", "Target", "TensorSpec", "np_dtype",
+    "Model", "PROTOBUF_LIMIT", "onnx_domain", "opset_versions", "quantization_of",
+    "Device", "Precision", "Support", "Target", "TensorSpec", "np_dtype",
+    # a backend's own quantizer (OpenVINO's NNCF): calibration feeds, the accuracy floor, int4 packing
+    "AccuracyFloor", "RandomCalibration", "load_samples", "measure_accuracy", "pack_int4",
     # files, caches, host facts
-    "atomic_directory", "atomic_file", "atomic_write_bytes", "atomic_write_text", "cache_dir",
-    "cpu_count", "cpu_name", "environment",
-    # errors
+    "atomic_directory", "atomic_file", "atomic_write_bytes", "atomic_write_text", "backend_cache_dir",
+    "cache_dir", "cpu_count", "cpu_name", "environment",
+    # errors and their one-line form
     "ArtifactCorruptError", "ArtifactError", "ArtifactIncompatibleError", "BackendError", "BackendNotFoundError",
     "BackendUnavailableError", "CheckFailedError", "CompileError", "InputError", "InvalidPrecisionError",
-    "InvalidTargetError", "ModelError", "PortarunError", "RunError", "UnsupportedError", "UsageError",
+    "InvalidTargetError", "ModelError", "PortarunError", "RunError", "UnsupportedError", "UnsupportedOpsError",
+    "UsageError", "first_line",
 ]

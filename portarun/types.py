@@ -199,15 +199,19 @@ class Support:
 
     ok: bool
     reason: str = ""
-    missing_ops: tuple[str, ...] = field(default_factory=tuple)
+    missing_ops: tuple[str, ...] = field(default_factory=tuple)  # op types with no implementation
+    hint: str = ""  # how to get past a "no" (shown as the UnsupportedError's hint)
+    # What the backend worked out while answering yes, handed to its _compile within the same
+    # compile call (XLA: the lowered graph), so the work is done once. Not part of the answer.
+    prepared: Any = field(default=None, compare=False, repr=False)
 
     def __bool__(self) -> bool:
         return self.ok
 
     @classmethod
-    def yes(cls) -> "Support":
-        return cls(True)
+    def yes(cls, prepared: Any = None) -> "Support":
+        return cls(True, prepared=prepared)
 
     @classmethod
-    def no(cls, reason: str, missing_ops: tuple[str, ...] = ()) -> "Support":
-        return cls(False, reason, tuple(missing_ops))
+    def no(cls, reason: str, missing_ops: tuple[str, ...] = (), hint: str = "") -> "Support":
+        return cls(False, reason, tuple(missing_ops), hint)

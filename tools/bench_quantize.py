@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import portarun
+from portarun.plugin import first_line
 from portarun.quantize import RandomCalibration
 
 PRECISIONS = ("fp32", "int8-weight", "int8", "int4-weight")
@@ -89,14 +90,14 @@ def bench_backend(spec: str, models: dict, work: Workload, rounds: int, warmup: 
             executables[precision] = portarun.compile(model, target, precision, **options)
             cells[precision] = {"provenance_precision": executables[precision].provenance.precision}
         except portarun.PortarunError as exc:
-            cells[precision] = {"error": str(exc).splitlines()[0][:160]}
+            cells[precision] = {"error": first_line(exc, 160)}
     # accuracy vs fp32 on this backend
     vectors = {}
     for precision, exe in list(executables.items()):
         try:
             vectors[precision] = np.concatenate([work.vectorize(exe.run(f), f) for f in work.validation])
         except portarun.PortarunError as exc:
-            cells[precision] = {"error": str(exc).splitlines()[0][:160]}
+            cells[precision] = {"error": first_line(exc, 160)}
             executables.pop(precision)
     if "fp32" in vectors:
         for precision, vec in vectors.items():
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
                          f"{cell.get('b8_ms', float('nan')):.2f}", speed("b8_ms"),
                          f"{cell.get('cos_min', float('nan')):.5f}", f"{cell.get('cos_mean', float('nan')):.5f}"])
             cell["weight_bytes"] = nbytes
-    from portarun.cli._common import table
+    from portarun.tables import table
 
     print("\n" + table(["target", "precision", "weights MB", "ratio", "b1 ms", "b1 speedup", "b8 ms",
                         "b8 speedup", "cos min", "cos mean"], rows))

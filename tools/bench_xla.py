@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     else:
         report = latency(args)
     if args.json:
-        from portarun._atomic import atomic_file
+        from portarun.plugin import atomic_file
 
         with atomic_file(args.json, "w") as handle:
             json.dump(report, handle, indent=2, default=str)

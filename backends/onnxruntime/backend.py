@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-import portarun
-from portarun.backend import Backend, Executable, Provenance, import_sdk, quantization_support
-from portarun.errors import CompileError, UnsupportedError, UsageError
-from portarun.model import PROTOBUF_LIMIT, Model
-from portarun.types import Device, Precision, Support, Target
+from portarun.plugin import (
+    PROTOBUF_LIMIT, Backend, CompileError, Device, Executable, Manifest, Model, Precision, Provenance, Support,
+    Target, UnsupportedError, UsageError, backend_cache_dir, cpu_name, first_line, import_sdk,
+    quantization_support,
+)
 
 from .providers import EP_BY_DEVICE, ExecutionProviderChoice, choose_providers
 
@@ -50,16 +50,16 @@ class OnnxRuntimeExecutable(Executable):
         results = self.session.run(self._output_names, feeds)
         return dict(zip(self._output_names, results))
 
-    def _save_payload(self, directory: Path) -> dict[str, Any]:
+    def _save_payload(self, payload_dir: Path) -> dict[str, Any]:
         if isinstance(self.source, Path):  # already the optimized graph (and its weights): keep them as they are
             for name in (self.source.name, self.source.name + ".data"):
                 if (self.source.parent / name).exists():
-                    shutil.copyfile(self.source.parent / name, directory / name)
+                    shutil.copyfile(self.source.parent / name, payload_dir / name)
             return {"optimized_model": self.source.name}
         # Re-create the session with optimized_model_filepath set: ORT writes the
         # graph as it will run it (fusions, layout changes) for this EP and hardware.
         options = self.backend.session_options(self.options)
-        options.optimized_model_filepath = str(directory / OPTIMIZED_MODEL)
+        options.optimized_model_filepath = str(payload_dir / OPTIMIZED_MODEL)
         if self.source.byte_size > PROTOBUF_LIMIT // 2:
             options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
                                              OPTIMIZED_MODEL + ".data")
@@ -90,6 +90,9 @@ class OnnxRuntimeBackend(Backend):
                       "MatMulNBits / GatherBlockQuantized (default: ORT fuses the MatMuls itself)",
         "matmulnbits_accuracy_level": "0-4: how MatMulNBits computes (0/1 fp32 exact, 4 int8 activations: ORT default)",
     }
+    # fast on the CPU, and exact once int4 weight-only MatMuls keep float activations (ORT quantizes them
+    # to int8 by default): the quantizer's evaluator
+    exact_evaluation_options = {"session_config": {ACCURACY_LEVEL_KEY: "0"}}
 
     # -- facts -------------------------------------------------------------------------
     def sdk_version(self) -> str:
@@ -110,7 +113,7 @@ class OnnxRuntimeBackend(Backend):
 
         return INSTALL_BY_DEVICE.get(device, INSTALL_HINT)
 
-    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
+    def _supports(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Support:
         # fp16 on the CPU EP runs, with casts around the many fp32-only kernels.
         return quantization_support(model, precision)
 
@@ -185,7 +188,7 @@ class OnnxRuntimeBackend(Backend):
         return Model.from_proto(converted, name=model.name, check=False)
 
     def choose_providers(self, target: Target, precision: Precision, options: dict[str, Any]) -> ExecutionProviderChoice:
-        cache_dir = Path(options.get("cache_dir") or portarun.cache_dir() / "onnxruntime")
+        cache_dir = backend_cache_dir(self.name, options.get("cache_dir"))
         return choose_providers(target, set(_ort().get_available_providers()), precision,
                                 dict(options.get("provider_options") or {}), cache_dir)
 
@@ -195,8 +198,7 @@ class OnnxRuntimeBackend(Backend):
             session = _ort().InferenceSession(source, sess_options=so, providers=choice.providers,
                                               provider_options=choice.provider_options)
         except Exception as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CompileError(f"onnxruntime could not create a session for {what} on {target}: {text}",
+            raise CompileError(f"onnxruntime could not create a session for {what} on {target}: {first_line(exc)}",
                                backend=self.name) from exc
         actual = session.get_providers()
         if choice.providers[0] not in actual:
@@ -212,8 +214,6 @@ class OnnxRuntimeBackend(Backend):
         prepared, lowering = self._lower(prepared, precision, options)
         so = self.session_options(options)
         session = self.create_session(self.model_source(prepared), so, choice, target, f"'{model.name}'")
-        from portarun._sysinfo import cpu_name
-
         provenance = Provenance(
             backend=self.name, sdk_version=_ort().__version__, target=str(target),
             device=cpu_name() if target.device == "cpu" else f"{target.device} ({choice.providers[0]})",
@@ -231,18 +231,18 @@ class OnnxRuntimeBackend(Backend):
         return OnnxRuntimeExecutable(session, choice, prepared, backend=self, model=model, target=target,
                                      precision=precision, provenance=provenance, options=stored)
 
-    def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
-        model = Model.load(directory / "model.onnx")
-        options = dict(manifest.get("options") or {})
-        precision = Precision.parse(manifest["precision"])
+    def _load_payload(self, payload_dir: Path, source_model: Model, manifest: Manifest,
+                      target: Target) -> Executable:
+        options = manifest.options
+        precision = manifest.precision
         choice = self.choose_providers(target, precision, options)
         # The payload is already optimized for this EP and hardware: do not optimize again.
         so = self.session_options({**options, "graph_optimization_level": "disable"})
-        payload = directory / "payload" / manifest.get("payload", {}).get("optimized_model", OPTIMIZED_MODEL)
-        session = self.create_session(str(payload), so, choice, target, f"artifact '{directory}'")
-        provenance = Provenance(**{**manifest["provenance"], "providers": tuple(session.get_providers())})
-        provenance.details = {**provenance.details, "loaded_from": str(directory)}
-        return OnnxRuntimeExecutable(session, choice, payload, backend=self, model=model, target=target,
+        payload = payload_dir / manifest.extras.get("optimized_model", OPTIMIZED_MODEL)
+        session = self.create_session(str(payload), so, choice, target, f"artifact '{manifest.path}'")
+        provenance = Provenance(**{**manifest.provenance, "providers": tuple(session.get_providers())})
+        provenance.details = {**provenance.details, "loaded_from": str(manifest.path)}
+        return OnnxRuntimeExecutable(session, choice, payload, backend=self, model=source_model, target=target,
                                      precision=precision, provenance=provenance, options=options)
 
 

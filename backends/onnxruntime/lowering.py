@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from portarun.quantize import pack_int4
+from portarun.plugin import onnx_domain, pack_int4
 
 MS_DOMAIN = "com.microsoft"
 _INT4 = (TensorProto.INT4, TensorProto.UINT4)
@@ -155,7 +155,7 @@ def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = No
     new_inits: list[TensorProto] = []
     count = 0
     for node in graph.node:
-        if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+        if node.op_type != "DequantizeLinear" or onnx_domain(node.domain):
             continue
         users = consumers.get(node.output[0], [])
         if node.output[0] in graph_outputs or not users:

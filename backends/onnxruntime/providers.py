@@ -23,8 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from portarun.errors import BackendUnavailableError, UnsupportedError
-from portarun.types import Precision, Target
+from portarun.plugin import BackendUnavailableError, Precision, Target, UnsupportedError
 
 # Device kind -> candidate EPs, preferred first. ORT removed the ROCm EP in 1.23;
 # AMD GPUs go through MIGraphX there, the ROCm EP only on older builds that still have it.

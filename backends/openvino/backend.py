@@ -9,27 +9,21 @@ model with NNCF (OpenVINO's native quantizer) and report what it did.
 
 from __future__ import annotations
 
-import contextvars
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-import portarun
-from portarun.backend import Backend, Executable, Provenance, quantization_support
-from portarun.errors import CompileError, UsageError
-from portarun.model import PROTOBUF_LIMIT, Model, quantization_of
-from portarun.types import Device, Precision, Support, Target
+from portarun.plugin import (
+    PROTOBUF_LIMIT, Backend, CompileError, Device, Executable, Manifest, Model, Precision, Provenance, Support,
+    Target, UsageError, backend_cache_dir, first_line, quantization_of, quantization_support,
+)
 
 from . import ir_cache, nncf_quantizer, qdq_forms
-from .config import (READ_ERRORS, cache_root, check_precision, compile_config, fit_to_device, float_precision,
+from .config import (cache_root, check_precision, compile_config, fit_to_device, float_precision,
                      keyed_cache, reported_properties)
 from .devices import DEVICE_HINTS, INSTALL_HINT, OV_DEVICE_BY_KIND, capabilities, core, list_devices, ov_device, sdk
 from .executable import IR_XML, OpenVinoExecutable
-
-# The quantizer asked for by the compile in progress: ``supports`` takes no options, but a float
-# model at int8-weight is fine when NNCF will compress it.
-_ACTIVE_QUANTIZER: contextvars.ContextVar[str | None] = contextvars.ContextVar("openvino_quantizer", default=None)
 
 # Options that are inputs to the compile only and are not stored in an artifact's manifest.
 _TRANSIENT_OPTIONS = ("calibration", "cache_dir")
@@ -100,8 +94,18 @@ class OpenVinoBackend(Backend):
     def device_hint(self, device: str) -> str | None:
         return DEVICE_HINTS.get(device, INSTALL_HINT)
 
-    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
-        quantizer = _ACTIVE_QUANTIZER.get()
+    def _check_options(self, options: dict[str, Any]) -> None:
+        quantizer = options.get("quantizer")
+        if quantizer is not None and quantizer not in nncf_quantizer.QUANTIZERS:
+            raise UsageError(f"openvino: unknown quantizer '{quantizer}'",
+                             hint=f"choose one of: {', '.join(nncf_quantizer.QUANTIZERS)}")
+
+    def quantizes_float_models(self, options: dict[str, Any]) -> bool:
+        return options.get("quantizer") is not None  # NNCF compresses the float model
+
+    def _supports(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Support:
+        # a float model at int8-weight is fine when NNCF will compress it
+        quantizer = options.get("quantizer")
         carried = quantization_of(model)
         if quantizer is not None:
             if carried is not None:
@@ -130,18 +134,6 @@ class OpenVinoBackend(Backend):
         return Support.yes()
 
     # -- compile -------------------------------------------------------------------------
-    def compile(self, model: Model, target: Target | str | None = None,
-                precision: Precision | str = Precision.FP32, **options: Any) -> Executable:
-        quantizer = options.get("quantizer")
-        if quantizer is not None and quantizer not in nncf_quantizer.QUANTIZERS:
-            raise UsageError(f"openvino: unknown quantizer '{quantizer}'",
-                             hint=f"choose one of: {', '.join(nncf_quantizer.QUANTIZERS)}")
-        token = _ACTIVE_QUANTIZER.set(quantizer)
-        try:
-            return super().compile(model, target, precision, **options)
-        finally:
-            _ACTIVE_QUANTIZER.reset(token)
-
     def _read_for_compile(self, model: Model, cache_dir: Path | None):
         """(ov.Model, IR cache hit): with a cache the converted IR is kept by the model's content."""
         if cache_dir is None:
@@ -160,9 +152,7 @@ class OpenVinoBackend(Backend):
     def _cache_dir(self, options: dict[str, Any]) -> Path | None:
         if options.get("cache") is False:
             return None
-        path = Path(options.get("cache_dir") or portarun.cache_dir() / "openvino")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return backend_cache_dir(self.name, options.get("cache_dir"))
 
     def _config(self, device: str, precision: Precision, options: dict[str, Any]) -> dict[str, Any]:
         config = compile_config(precision, options, self._cache_dir(options))
@@ -201,12 +191,11 @@ class OpenVinoBackend(Backend):
         reported = reported_properties(compiled)
         computed = check_precision(float_precision(precision, options), reported, str(target))
         execution = tuple(reported.get("EXECUTION_DEVICES") or (device,))
-        read_errors = dict(reported.get(READ_ERRORS, {}))  # SDK property reads that failed, with why
         try:
             description = str(core().get_property(execution[0], "FULL_DEVICE_NAME"))
-        except Exception as exc:
+        except Exception as exc:  # the device still ran; say why its name is missing
             description = execution[0]
-            read_errors["FULL_DEVICE_NAME"] = _sdk_message(exc)
+            reported.setdefault("unreadable", {})["FULL_DEVICE_NAME"] = first_line(exc)
         details = {
             "inference_precision": reported["INFERENCE_PRECISION_HINT"],
             "performance_hint": reported.get("PERFORMANCE_HINT"),
@@ -216,7 +205,7 @@ class OpenVinoBackend(Backend):
             "loaded_from_cache": reported.get("LOADED_FROM_CACHE"),
             "cache_dir": cache_root(config),
             "openvino_device": device,
-            "property_read_errors": read_errors,
+            "unreadable_properties": reported.get("unreadable", {}),  # SDK property reads that failed, with why
             **details,
         }
         provenance = Provenance(
@@ -233,8 +222,8 @@ class OpenVinoBackend(Backend):
         return executable
 
     # -- artifacts -----------------------------------------------------------------------
-    def artifact_incompatibility(self, manifest: dict[str, Any]) -> str | None:
-        payload = manifest.get("payload") or {}
+    def artifact_incompatibility(self, manifest: Manifest) -> str | None:
+        payload = manifest.extras
         if not payload.get("ir"):
             return "the artifact holds no OpenVINO IR"
         version = sdk().get_version()
@@ -243,20 +232,27 @@ class OpenVinoBackend(Backend):
                     f"{payload.get('blob_device')}; this machine has OpenVINO {version}")
         return None
 
-    def _read_ir(self, directory: Path, manifest: dict[str, Any]):
-        return core().read_model(str(directory / "payload" / manifest["payload"].get("ir", IR_XML)))
+    def _read_ir(self, payload_dir: Path, manifest: Manifest):
+        return core().read_model(str(payload_dir / manifest.extras.get("ir", IR_XML)))
 
-    def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
-        payload = manifest["payload"]
+    @staticmethod
+    def _kept_details(manifest: Manifest) -> dict[str, Any]:
+        """What a load keeps from the compile's provenance: what NNCF did."""
+        return {k: v for k, v in manifest.provenance.get("details", {}).items()
+                if k in ("quantization", "quantize_seconds")}
+
+    def _load_payload(self, payload_dir: Path, source_model: Model, manifest: Manifest,
+                      target: Target) -> Executable:
+        payload = manifest.extras
         device = ov_device(target)
-        options = dict(manifest.get("options") or {})
-        precision = Precision.parse(manifest["precision"])
-        ov_model = self._read_ir(directory, manifest)
+        options = manifest.options
+        precision = manifest.precision
+        ov_model = self._read_ir(payload_dir, manifest)
         start = time.perf_counter()
         compiled, how = None, "IR"
         if payload.get("blob") and payload.get("blob_device") == device:
             config = dict(payload.get("compile_config") or {})  # the precision hint must be given again
-            blob = (directory / "payload" / payload["blob"]).read_bytes()
+            blob = (payload_dir / payload["blob"]).read_bytes()
             try:
                 compiled = core().import_model(blob, device, config)
                 how = "exported blob"
@@ -269,36 +265,31 @@ class OpenVinoBackend(Backend):
             try:
                 compiled = core().compile_model(ov_model, device, config)
             except Exception as exc:
-                raise CompileError(f"openvino could not compile the IR of '{directory}' for {target}: "
+                raise CompileError(f"openvino could not compile the IR of '{manifest.path}' for {target}: "
                                    f"{_sdk_message(exc)}", backend=self.name) from exc
-        details = {k: v for k, v in (manifest.get("provenance") or {}).get("details", {}).items()
-                   if k in ("quantization", "quantize_seconds")}
-        details.update({"loaded_from": str(directory), "loaded_as": how,
+        details = self._kept_details(manifest)
+        details.update({"loaded_from": str(manifest.path), "loaded_as": how,
                         "load_seconds": round(time.perf_counter() - start, 4)})
-        executable = self._executable(compiled, ov_model, Model.load(directory / "model.onnx"), target, precision,
-                                      config, options, details)
+        executable = self._executable(compiled, ov_model, source_model, target, precision, config, options, details)
         executable.provenance.compile_seconds = details["load_seconds"]
         return executable
 
-    def _rebuild(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
+    def _rebuild(self, payload_dir: Path, source_model: Model, manifest: Manifest, target: Target) -> Executable:
         """Recompile from the IR in the payload: it keeps an NNCF-compressed model as compressed."""
         reason = self.artifact_incompatibility(manifest)
-        if not (manifest.get("payload") or {}).get("ir"):
-            return super()._rebuild(directory, manifest, target)
+        if not manifest.extras.get("ir"):
+            return super()._rebuild(payload_dir, source_model, manifest, target)
         device = ov_device(target)
-        options = dict(manifest.get("options") or {})
-        precision = Precision.parse(manifest["precision"])
+        options = manifest.options
+        precision = manifest.precision
         start = time.perf_counter()
-        ov_model = self._read_ir(directory, manifest)
+        ov_model = self._read_ir(payload_dir, manifest)
         config = self._config(device, precision, options)
         compiled = core().compile_model(ov_model, device, config)
-        model = Model.load(directory / "model.onnx")
-        model.name = manifest.get("model_name", model.name)
-        details = {k: v for k, v in (manifest.get("provenance") or {}).get("details", {}).items()
-                   if k in ("quantization", "quantize_seconds")}
+        details = self._kept_details(manifest)
         details.update({"rebuilt_from": "IR", "rebuild_reason": reason or "artifact compiled for another target",
                         "compile_model_seconds": round(time.perf_counter() - start, 4)})
-        executable = self._executable(compiled, ov_model, model, target, precision, config, options, details)
+        executable = self._executable(compiled, ov_model, source_model, target, precision, config, options, details)
         executable.provenance.compile_seconds = time.perf_counter() - start
         return executable
 

@@ -14,8 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from portarun.errors import CompileError, UsageError
-from portarun.types import Precision
+from portarun.plugin import CompileError, Precision, UsageError, first_line
 
 # portarun float precision -> OpenVINO element type name for INFERENCE_PRECISION_HINT
 HINT_BY_PRECISION = {Precision.FP32: "f32", Precision.BF16: "bf16", Precision.FP16: "f16"}
@@ -110,32 +109,26 @@ def type_name(value: Any) -> str:
     return str(getter()) if getter else str(value)
 
 
-# key of ``reported_properties``' {property: error} for the reads that failed (shown in provenance)
-READ_ERRORS = "READ_ERRORS"
-
-
-def _read_error(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
 def reported_properties(compiled) -> dict[str, Any]:
-    """What the compiled model says about itself, as plain JSON-able values. A property the SDK fails
-    to read is left out, and its error kept under READ_ERRORS, so provenance shows why it is missing."""
-    errors: dict[str, str] = {}
+    """What the compiled model says about itself, as plain JSON-able values.
+
+    A property the device lists but fails to read is not silently dropped: ``report["unreadable"]``
+    maps it to the SDK's message, and provenance shows it.
+    """
+    report: dict[str, Any] = {}
+    unreadable: dict[str, str] = {}
     try:
         supported = set(compiled.get_property("SUPPORTED_PROPERTIES"))
     except Exception as exc:
         supported = set(REPORTED_PROPERTIES)
-        errors["SUPPORTED_PROPERTIES"] = _read_error(exc)
-    report: dict[str, Any] = {}
+        unreadable["SUPPORTED_PROPERTIES"] = first_line(exc)
     for key in REPORTED_PROPERTIES:
         if key not in supported:
             continue
         try:
             value = compiled.get_property(key)
         except Exception as exc:
-            errors[key] = _read_error(exc)
+            unreadable[key] = first_line(exc)
             continue
         if key == "INFERENCE_PRECISION_HINT":
             value = type_name(value)
@@ -149,21 +142,21 @@ def reported_properties(compiled) -> dict[str, Any]:
     try:
         report["LOADED_FROM_CACHE"] = bool(compiled.get_property("LOADED_FROM_CACHE"))
     except Exception as exc:
-        errors["LOADED_FROM_CACHE"] = _read_error(exc)
+        unreadable["LOADED_FROM_CACHE"] = first_line(exc)
     if "INFERENCE_PRECISION_HINT" not in report:
-        _hint_from_devices(compiled, report, errors)
-    if errors:
-        report[READ_ERRORS] = errors
+        _hint_from_devices(compiled, report, unreadable)
+    if unreadable:
+        report["unreadable"] = unreadable
     return report
 
 
-def _hint_from_devices(compiled, report: dict[str, Any], errors: dict[str, str]) -> None:
+def _hint_from_devices(compiled, report: dict[str, Any], unreadable: dict[str, str]) -> None:
     """AUTO does not report a precision itself; its DEVICE_PROPERTIES hold each device's. Use them when
     every device it executes on agrees, and name them."""
     try:
         per_device = dict(compiled.get_property("DEVICE_PROPERTIES"))
     except Exception as exc:
-        errors["DEVICE_PROPERTIES"] = _read_error(exc)
+        unreadable["DEVICE_PROPERTIES"] = first_line(exc)
         return
     executing = [str(d) for d in report.get("EXECUTION_DEVICES") or per_device]
     hints = {device: type_name(props.get("INFERENCE_PRECISION_HINT")) for device, props in per_device.items()
@@ -177,9 +170,9 @@ def check_precision(asked: Precision, reported: dict[str, Any], target: str) -> 
     """The float precision the compiled model computes in; CompileError when it is not the one asked."""
     hint = reported.get("INFERENCE_PRECISION_HINT")
     if hint is None:
-        failed = reported.get(READ_ERRORS, {}).get("INFERENCE_PRECISION_HINT")
-        why = f" (reading it failed: {failed})" if failed else ""
-        raise CompileError(f"openvino on {target} does not report INFERENCE_PRECISION_HINT{why}, so {asked} "
+        failed = (reported.get("unreadable") or {}).get("INFERENCE_PRECISION_HINT")
+        raise CompileError(f"openvino on {target} does not report INFERENCE_PRECISION_HINT"
+                           f"{f' (reading it failed: {failed})' if failed else ''}, so {asked} "
                            "cannot be confirmed", backend="openvino",
                            hint="compile for a concrete device (openvino:cpu, openvino:gpu) instead")
     got = PRECISION_BY_HINT.get(hint)

@@ -6,8 +6,7 @@ Kept apart from the compile code so the mapping reads in one place:
 
 from __future__ import annotations
 
-from portarun.backend import import_sdk
-from portarun.types import Device, Target
+from portarun.plugin import Device, Target, import_sdk
 
 INSTALL_HINT = "pip install 'portarun[openvino]'"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from portarun.backend import Executable
+from portarun.plugin import Executable
 
 from .devices import capabilities, core, sdk
 
@@ -45,10 +45,10 @@ class OpenVinoExecutable(Executable):
         """The ``ov.Model`` this was compiled from (read again from the ONNX model when not kept)."""
         return self.ov_model if self.ov_model is not None else self.backend.read_model(self.model)
 
-    def _save_payload(self, directory: Path) -> dict[str, Any]:
+    def _save_payload(self, payload_dir: Path) -> dict[str, Any]:
         ov = sdk()
         # compress_to_fp16 defaults to True and would silently halve the weights' precision.
-        ov.save_model(self.source_model(), str(directory / IR_XML), compress_to_fp16=False)
+        ov.save_model(self.source_model(), str(payload_dir / IR_XML), compress_to_fp16=False)
         config = {k: v for k, v in self.compile_config.items() if k != "CACHE_DIR"}
         blob, skipped = None, None
         if "EXPORT_IMPORT" in capabilities(self.device):
@@ -58,7 +58,7 @@ class OpenVinoExecutable(Executable):
                 skipped = f"export_model failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
             else:
                 blob = blob_name(self.device)
-                (directory / blob).write_bytes(data)
+                (payload_dir / blob).write_bytes(data)
         else:
             skipped = f"{self.device} does not support EXPORT_IMPORT"
         return {"ir": IR_XML, "blob": blob, "blob_device": self.device if blob else None,

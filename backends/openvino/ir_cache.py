@@ -12,8 +12,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from portarun._atomic import atomic_directory
-from portarun.model import Model
+from portarun.plugin import Model, atomic_directory
 
 from .devices import core, sdk
 

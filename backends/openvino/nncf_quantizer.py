@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from portarun.errors import CheckFailedError, UnsupportedError, UsageError
-from portarun.model import Model
-from portarun.types import Precision
+from portarun.plugin import (
+    AccuracyFloor, CheckFailedError, Model, Precision, RandomCalibration, UnsupportedError, UsageError, load_samples,
+    measure_accuracy,
+)
 
 QUANTIZERS = ("nncf",)
 DEFAULT_GROUP_SIZE = 128
@@ -137,8 +138,6 @@ def _mode(nncf, precision: Precision, options: dict[str, Any]):
 
 def _samples(model: Model, ov_model, options: dict[str, Any]) -> tuple[list[dict[str, np.ndarray]] | None, str]:
     """The calibration set, read like portarun.quantize reads it (npz, RandomCalibration, dicts); None if not given."""
-    from portarun.quantize.calibration import load_samples
-
     source = options.get("calibration")
     if source is None:
         return None, ""
@@ -150,8 +149,6 @@ def _samples(model: Model, ov_model, options: dict[str, Any]) -> tuple[list[dict
 
 def _random(model: Model, ov_model, count: int, seed: int, options: dict[str, Any]) -> list[dict[str, np.ndarray]]:
     # token ids stay inside their embedding table, masks and type ids in {0, 1}: random data the model can take
-    from portarun.quantize import RandomCalibration
-
     dims = dict(options.get("calibration_dims") or {})
     return _fed(ov_model, RandomCalibration(count, seed=seed, dims=dims).samples(model))
 
@@ -187,8 +184,6 @@ def quantize(ov_model, model: Model, precision: Precision, options: dict[str, An
         raise UsageError(f"openvino: quantizer='nncf' needs a quantized precision, not {precision}",
                          hint="use -p int8, int8-weight or int4-weight")
     nncf = _nncf()
-    from portarun.quantize.accuracy import AccuracyFloor, measure
-
     floor = AccuracyFloor.parse(options.get("accuracy_floor"), precision)
     before = constant_bytes(ov_model)
     seed = int(options.get("seed") or 0)
@@ -241,7 +236,7 @@ def quantize(ov_model, model: Model, precision: Precision, options: dict[str, An
     report.update({"nodes": nodes, "counts": counts, "weight_bytes_before": before, "weight_bytes_after": after,
                    "weight_ratio": round(after / before, 4) if before else None})
     if validation:
-        accuracy = measure(_outputs(compressed, model, validation), expected, floor)
+        accuracy = measure_accuracy(_outputs(compressed, model, validation), expected, floor)
         report.update({"floor": floor.text(), "floor_met": accuracy.passed, "validation": validation_text,
                        "accuracy": accuracy.to_dict()})
         if not accuracy.passed:

@@ -11,7 +11,7 @@ node's name instead of an SDK error.
 
 from __future__ import annotations
 
-from portarun.model import Model
+from portarun.plugin import Model, onnx_domain
 
 
 def _attr(node, name: str, default: int) -> int:
@@ -24,7 +24,7 @@ def short_block_dequantize(model: Model) -> list[str]:
     dims = {t.name: list(t.dims) for t in graph.initializer}
     found = []
     for index, node in enumerate(graph.node):
-        if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+        if node.op_type != "DequantizeLinear" or onnx_domain(node.domain):
             continue
         block = _attr(node, "block_size", 0)
         shape = dims.get(node.input[0]) if node.input else None

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from portarun.backend import Backend, Executable, Provenance
-from portarun.model import Model, quantization_of
-from portarun.types import Device, Precision, Support, Target
+from portarun.plugin import (
+    Backend, Device, Executable, Model, Precision, Provenance, Support, Target, quantization_of,
+)
 
 
 class ReferenceExecutable(Executable):
@@ -43,7 +43,7 @@ class ReferenceBackend(Backend):
     def devices(self) -> list[Device]:
         return [Device(self.name, "cpu", None, description="NumPy on the host CPU")]
 
-    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
+    def _supports(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Support:
         carried = quantization_of(model)
         if precision.is_quantized and carried != precision.value:
             return Support.no(f"the reference evaluates the model as written; it is "

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import portarun
-from portarun.backend import Backend, Executable, Provenance, quantization_support
-from portarun.errors import CompileError, PortarunError, UnsupportedError
-from portarun.model import Model
-from portarun.types import Device, Precision, Support, Target
+from portarun.plugin import (
+    Backend, CompileError, Device, Executable, Manifest, Model, PortarunError, Precision, Provenance, Support, Target,
+    UnsupportedError, backend_cache_dir, quantization_support,
+)
 
 from .builder import BuildSettings, build_engine
 from .convert import to_fp16
@@ -72,7 +71,7 @@ class TensorRtBackend(Backend):
     def gpu(self, target: Target) -> GpuInfo:
         return self.cuda().gpu(target.index or 0)
 
-    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
+    def _supports(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Support:
         carried = quantization_support(
             model, precision, float_model_hint="; TensorRT takes quantized precisions only as explicit Q/DQ "
                                                "(its implicit INT8 calibration is deprecated)")
@@ -94,7 +93,7 @@ class TensorRtBackend(Backend):
 
     # -- compile ---------------------------------------------------------------------------
     def cache_root(self, options: dict[str, Any]) -> Path:
-        return Path(options.get("cache_dir") or portarun.cache_dir() / "tensorrt")
+        return backend_cache_dir(self.name, options.get("cache_dir"))
 
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
         trt = import_tensorrt()
@@ -146,28 +145,29 @@ class TensorRtBackend(Backend):
                                hint="clear the engine cache (--option engine_cache=false) and rebuild")
 
     # -- artifacts ---------------------------------------------------------------------------
-    def artifact_incompatibility(self, manifest: dict[str, Any]) -> str | None:
-        key = dict((manifest.get("payload") or {}).get("engine_key") or {})
+    def artifact_incompatibility(self, manifest: Manifest) -> str | None:
+        key = dict(manifest.extras.get("engine_key") or {})
         if not key:
             return "artifact holds no TensorRT engine key"
         version = self.sdk_version()
         if key.get("trt_version") != version:
             return (f"its engine was built with TensorRT {key.get('trt_version')}, this machine has TensorRT {version} "
                     "(engines are specific to the TensorRT version)")
-        gpu = self.gpu(Target.parse(manifest["target"]))
+        gpu = self.gpu(manifest.target)
         if key.get("compute_capability") != gpu.compute_capability:
             return (f"its engine was built for {key.get('gpu_name')} (compute capability {key.get('compute_capability')}), "
                     f"this machine's cuda:{gpu.index} is {gpu.name} (compute capability {gpu.compute_capability})")
         return None
 
-    def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
+    def _load_payload(self, payload_dir: Path, source_model: Model, manifest: Manifest,
+                      target: Target) -> Executable:
         trt = import_tensorrt()
         cuda = self.cuda()
         gpu = self.gpu(target)
-        payload = manifest["payload"]
-        model = Model.load(directory / "model.onnx")
-        engine = (directory / "payload" / payload.get("engine", ENGINE_FILE)).read_bytes()
-        timing_file = directory / "payload" / payload.get("timing_cache", TIMING_FILE)
+        payload = manifest.extras
+        model = source_model
+        engine = (payload_dir / payload.get("engine", ENGINE_FILE)).read_bytes()
+        timing_file = payload_dir / payload.get("timing_cache", TIMING_FILE)
         timing = timing_file.read_bytes() if timing_file.is_file() else None
         key = EngineKey.from_dict(payload["engine_key"])
         profile = derive_profile(model.inputs, shapes=payload["profiles"])
@@ -175,17 +175,17 @@ class TensorRtBackend(Backend):
         try:
             runner = EngineRunner(trt, cuda, engine, logger, gpu.index)
         except PortarunError as exc:
-            raise CompileError(f"cannot load the TensorRT engine in '{directory}': {exc.message}", backend=self.name,
+            raise CompileError(f"cannot load the TensorRT engine in '{manifest.path}': {exc.message}", backend=self.name,
                                hint="recompile, or load with rebuild=True (--rebuild)") from exc
         self._check_io(model, runner)
-        provenance = Provenance(**{**manifest["provenance"], "providers": tuple(manifest["provenance"]["providers"])})
-        provenance.details = {**provenance.details, "loaded_from": str(directory), "engine_cache": "artifact"}
+        stored = manifest.provenance
+        provenance = Provenance(**{**stored, "providers": tuple(stored["providers"])})
+        provenance.details = {**provenance.details, "loaded_from": str(manifest.path), "engine_cache": "artifact"}
         if key.gpu_name != gpu.name:  # same architecture, another model: TensorRT runs it, tuned for the other
             provenance.details["built_on"] = key.gpu_name
             provenance.device = gpu.describe()
         return TensorRtExecutable(runner, engine, timing, key, profile, backend=self, model=model, target=target,
-                                  precision=Precision.parse(manifest["precision"]), provenance=provenance,
-                                  options=dict(manifest.get("options") or {}))
+                                  precision=manifest.precision, provenance=provenance, options=manifest.options)
 
 
 __all__ = ["TensorRtBackend", "TensorRtExecutable"]

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from portarun.errors import CompileError, UsageError
-from portarun.model import PROTOBUF_LIMIT, Model
+from portarun.plugin import CompileError, Model, PROTOBUF_LIMIT, UsageError
 
 from .precision import PrecisionPlan, apply_precision, network_flags
 from .profiles import Profile, apply_profile

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from portarun._atomic import atomic_write_bytes, atomic_write_text
+from portarun.plugin import atomic_write_bytes, atomic_write_text
 
 from .cuda import GpuInfo
 from .profiles import Profile, profile_to_dict

@@ -12,8 +12,7 @@ import heapq
 
 import onnx
 
-from portarun.errors import UnsupportedError
-from portarun.model import Model
+from portarun.plugin import Model, UnsupportedError
 
 BACKEND = "tensorrt"
 

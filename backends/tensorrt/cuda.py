@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from portarun.errors import BackendUnavailableError, RunError
+from portarun.plugin import BackendUnavailableError, RunError
 
 BACKEND = "tensorrt"
 CUDA_HINT = ("pip install 'portarun[tensorrt]' (installs cuda-python) on a machine with an NVIDIA GPU "

@@ -24,8 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from portarun.errors import UnsupportedError
-from portarun.types import Precision
+from portarun.plugin import Precision, UnsupportedError
 
 BACKEND = "tensorrt"
 

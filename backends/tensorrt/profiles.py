@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from portarun.errors import InputError, UsageError
-from portarun.types import TensorSpec
+from portarun.plugin import InputError, TensorSpec, UsageError
 
 DEFAULT_DIM_RANGE = (1, 1, 256)
 BACKEND = "tensorrt"

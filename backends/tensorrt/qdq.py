@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from portarun.model import Model
+from portarun.plugin import Model, onnx_domain
 
 _SIGNED = {onnx.TensorProto.INT8, onnx.TensorProto.INT4}
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
@@ -34,7 +34,7 @@ def qdq_problems(model: Model, limit: int = 5) -> list[str]:
     constants = _constant_tensors(graph)
     problems: list[str] = []
     for node in graph.node:
-        if node.op_type not in _QDQ or node.domain not in ("", "ai.onnx"):
+        if node.op_type not in _QDQ or onnx_domain(node.domain):
             continue
         label = f"{node.op_type} '{node.name or node.output[0]}'"
         zero_point = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from portarun.backend import Executable
-from portarun.errors import CompileError, RunError
+from portarun.plugin import CompileError, Executable, RunError
 
 from .cache import EngineKey
 from .cuda import DeviceBuffer
@@ -181,14 +180,14 @@ class TensorRtExecutable(Executable):
         outputs = self.runner.run(dict(feeds))
         return {spec.name: outputs[spec.name] for spec in self.outputs}
 
-    def _save_payload(self, directory: Path) -> dict[str, Any]:
-        (directory / ENGINE_FILE).write_bytes(self.engine_bytes)
+    def _save_payload(self, payload_dir: Path) -> dict[str, Any]:
+        (payload_dir / ENGINE_FILE).write_bytes(self.engine_bytes)
         extras: dict[str, Any] = {"engine": ENGINE_FILE, "engine_key": self.key.to_dict(),
                                   "engine_key_digest": self.key.digest, "profiles": profile_to_dict(self.profile)}
         if self.timing_cache:
-            (directory / TIMING_FILE).write_bytes(self.timing_cache)
+            (payload_dir / TIMING_FILE).write_bytes(self.timing_cache)
             extras["timing_cache"] = TIMING_FILE
-        (directory / "engine_key.json").write_text(json.dumps(self.key.to_dict(), indent=2, sort_keys=True) + "\n")
+        (payload_dir / "engine_key.json").write_text(json.dumps(self.key.to_dict(), indent=2, sort_keys=True) + "\n")
         return extras
 
     def _close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portarun.errors import BackendUnavailableError
+from portarun.plugin import BackendUnavailableError
 
 BACKEND = "tensorrt"
 INSTALL_HINT = ("pip install 'portarun[tensorrt]' (TensorRT 10 and cuda-python) on Linux or Windows "

@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from portarun._atomic import atomic_file
-from portarun.errors import ArtifactCorruptError
+from portarun.plugin import ArtifactCorruptError, atomic_file
 
 from . import jaxenv
 from .program import Compiled

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from portarun.backend import Backend, Executable, Provenance, quantization_support
-from portarun.errors import ArtifactIncompatibleError, CompileError
-from portarun.model import Model
-from portarun.types import Device, Precision, Support, Target
+from portarun.plugin import (
+    ArtifactIncompatibleError, Backend, CompileError, Device, Executable, Manifest, Model, Precision, Provenance,
+    Support, Target, first_line, quantization_support,
+)
 
 from . import jaxenv
 
@@ -47,10 +47,10 @@ class XlaExecutable(Executable):
         self._update_provenance()
         return self.program.stats.compile_seconds - before
 
-    def _save_payload(self, directory: Path) -> dict[str, Any]:
+    def _save_payload(self, payload_dir: Path) -> dict[str, Any]:
         from .artifact import save_exports
 
-        return save_exports(self.program, directory)
+        return save_exports(self.program, payload_dir)
 
 
 class XlaBackend(Backend):
@@ -95,26 +95,33 @@ class XlaBackend(Backend):
         devices = jaxenv.devices(target.device or self.default_device)
         return devices[target.index or 0]
 
-    def _supports(self, model: Model, target: Target, precision: Precision) -> Support:
+    def _supports(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Support:
         # a quantized model also runs with bf16/fp16 activations around its int8/int4 weights
         carried = quantization_support(model, precision, quantized_runs_at=(Precision.BF16, Precision.FP16))
         if not carried:
             return carried
-        missing = missing_ops(model)
-        if missing:
-            return Support.no(f"no XLA lowering for op type(s) {', '.join(missing)}", missing_ops=tuple(missing))
-        return Support.yes()
+        # Every missing op, at once, before anything is traced; the prepared graph goes on to _compile.
+        from .lower import model_graph
 
-    def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
-        return self._build(model, target, precision, options, precompile=True)
+        graph = model_graph(model.proto)
+        if graph.missing:
+            missing = sorted(graph.missing)
+            return Support.no(f"no XLA lowering for op type(s) {', '.join(missing)}", missing_ops=tuple(missing),
+                              hint="run it on another backend (e.g. onnxruntime:cpu), or add the op(s) under "
+                                   "backends/xla/ops/")
+        return Support.yes(prepared=graph)
+
+    def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any],
+                 prepared=None) -> Executable:
+        return self._build(model, target, precision, options, precompile=True, graph=prepared)
 
     def _build(self, model: Model, target: Target, precision: Precision, options: dict[str, Any], *,
-               precompile: bool) -> XlaExecutable:
+               precompile: bool, graph=None) -> XlaExecutable:
         from .program import Program, static_shapes
 
         jax = jaxenv.jax_module()
         device = self.jax_device(target)
-        program = Program(model, device, precision, options)
+        program = Program(model, device, precision, options, graph)
         program.check_bucketing()
         versions = jaxenv.versions()
         provenance = Provenance(
@@ -136,56 +143,42 @@ class XlaBackend(Backend):
             try:
                 executable.compile_for(feeds)
             except Exception as exc:
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise CompileError(f"xla failed to compile '{model.name}' for {target}: {text}",
+                raise CompileError(f"xla failed to compile '{model.name}' for {target}: {first_line(exc)}",
                                    backend=self.name) from exc
         return executable
 
-    def compile(self, model: Model, target: Target | str | None = None,
-                precision: Precision | str = Precision.FP32, **options: Any) -> Executable:
-        # Every missing op, at once, before anything is traced.
-        missing = missing_ops(model)
-        if missing:
-            raise CompileError(f"xla cannot lower '{model.name}' for {target or 'xla:cpu'}: no lowering for "
-                               f"op type(s) {', '.join(missing)}", backend=self.name,
-                               hint="run it on another backend (e.g. onnxruntime:cpu), or add the op(s) "
-                                    "under backends/xla/ops/")
-        return super().compile(model, target, precision, **options)
-
-    def artifact_incompatibility(self, manifest: dict[str, Any]) -> str | None:
+    def artifact_incompatibility(self, manifest: Manifest) -> str | None:
         version = self.sdk_version()
-        if manifest.get("sdk_version") != version:
-            return f"artifact was compiled with jax {manifest.get('sdk_version')}, this machine has jax {version}"
+        if manifest.sdk_version != version:
+            return f"artifact was compiled with jax {manifest.sdk_version}, this machine has jax {version}"
         return None
 
-    def _load(self, directory: Path, manifest: dict[str, Any], target: Target) -> Executable:
+    def _load_payload(self, payload_dir: Path, source_model: Model, manifest: Manifest,
+                      target: Target) -> Executable:
         from .artifact import load_exports
 
-        payload = manifest.get("payload") or {}
+        payload = manifest.extras
         device = self.jax_device(target)
         wanted = payload.get("device_kind")
         if wanted is not None and wanted != device.device_kind:
-            raise ArtifactIncompatibleError(f"artifact '{directory}' was compiled for {wanted}, "
+            raise ArtifactIncompatibleError(f"artifact '{manifest.path}' was compiled for {wanted}, "
                                             f"this device is {device.device_kind}",
                                             hint="load with rebuild=True to recompile")
-        model = Model.load(directory / "model.onnx", check=False)
-        options = dict(manifest.get("options") or {})
+        options = manifest.options
         self.check_options(options)
         # the stored programs replace tracing and lowering: compile nothing here
-        executable = self._build(model, target, Precision.parse(manifest["precision"]), options, precompile=False)
-        loaded = load_exports(executable.program, directory / "payload", payload)
-        executable.provenance.details["loaded_from"] = str(directory)
+        executable = self._build(source_model, target, manifest.precision, options, precompile=False)
+        loaded = load_exports(executable.program, payload_dir, payload)
+        executable.provenance.details["loaded_from"] = str(manifest.path)
         executable.provenance.details["loaded_signatures"] = loaded
         return executable
 
 
 def missing_ops(model: Model) -> list[str]:
     """Op types in ``model`` with no XLA lowering, all of them (subgraphs and functions included)."""
-    from .lower import Graph, prepare_functions
+    from .lower import model_graph
 
-    proto = model.proto
-    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
-    return sorted(Graph(proto.graph, opsets, set(), prepare_functions(proto, opsets)).missing)
+    return sorted(model_graph(model.proto).missing)
 
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from portarun.backend import import_sdk
+from portarun.plugin import import_sdk
 
 INSTALL_HINT = "pip install 'portarun[xla]' (jax and jaxlib; for NVIDIA GPUs: pip install 'jax[cuda12]')"
 

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from portarun.errors import CompileError
+from portarun.plugin import CompileError, onnx_domain, opset_versions
 
 from . import ops as op_registry
 
@@ -104,7 +104,7 @@ class Graph:
             known.update(node.outputs)
 
     def _prepare(self, proto_node: onnx.NodeProto, known: set[str]) -> Node:
-        domain = "" if proto_node.domain in ("", "ai.onnx") else proto_node.domain
+        domain = onnx_domain(proto_node.domain)
         opset = self.opsets.get(domain, self.opsets.get("", 1))
         attrs = {a.name: _attr_value(a, self.opsets, known, self.functions) for a in proto_node.attribute}
         node = Node(proto_node.op_type, domain, proto_node.name, list(proto_node.input), list(proto_node.output),
@@ -141,11 +141,18 @@ class LocalFunction:
     graph: Graph
 
 
+def model_graph(model: onnx.ModelProto) -> Graph:
+    """The model's main graph prepared for lowering (its local functions too); ``.missing`` lists
+    every op type without a lowering."""
+    opsets = opset_versions(model.opset_import)
+    return Graph(model.graph, opsets, set(), prepare_functions(model, opsets))
+
+
 def prepare_functions(model: onnx.ModelProto, opsets: dict[str, int]) -> dict:
     functions: dict = {}
     for fn in model.functions:
         fn_opsets = dict(opsets)
-        fn_opsets.update({("" if o.domain == "ai.onnx" else o.domain): o.version for o in fn.opset_import})
+        fn_opsets.update(opset_versions(fn.opset_import))
         graph_proto = helper.make_graph(list(fn.node), fn.name,
                                         [helper.make_value_info(i, onnx.TypeProto()) for i in fn.input],
                                         [helper.make_value_info(o, onnx.TypeProto()) for o in fn.output])
@@ -341,7 +348,7 @@ def call_schema_function(n: "NodeContext", *args: Any) -> tuple:
         proto = onnx.FunctionProto()
         proto.ParseFromString(data)
         opsets = {"": node.opset}
-        opsets.update({("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import})
+        opsets.update(opset_versions(proto.opset_import))
         body = Graph(_function_graph(proto, proto.node), opsets, set(), {})
         if body.missing:
             raise CompileError(f"{node.op_type} is lowered through its ONNX function body, which uses op(s) "

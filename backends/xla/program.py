@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from portarun.errors import CompileError, InputError, UsageError
-from portarun.types import Precision
+from portarun.plugin import CompileError, InputError, Precision, UsageError
 
 from . import jaxenv
 from .narrowing import narrow_float
-from .lower import Context, Graph, prepare_functions, run_graph, tensor_to_numpy
+from .lower import Context, Graph, model_graph, run_graph, tensor_to_numpy
 
 # Initializers with at most this many elements stay numpy constants (shape vectors,
 # axes, scalars): they must be known while tracing for shapes to fold.
@@ -63,7 +62,7 @@ class Stats:
 class Program:
     """The lowered model for one device and precision; ``run`` compiles per shape signature."""
 
-    def __init__(self, model, device, precision: Precision, options: dict[str, Any]):
+    def __init__(self, model, device, precision: Precision, options: dict[str, Any], graph: Graph | None = None):
         jax = jaxenv.jax_module()
         self.model = model
         self.device = device
@@ -81,9 +80,8 @@ class Program:
         except ValueError as exc:
             raise UsageError(f"xla: {exc}", hint="quantized_matmul='auto' picks by device kind") from None
         proto = model.proto
-        opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
-        functions = prepare_functions(proto, opsets)
-        self.graph = Graph(proto.graph, opsets, set(), functions)
+        # ``graph``: the one XlaBackend._supports prepared for this compile (rewrites below change it)
+        self.graph = graph if graph is not None else model_graph(proto)
         if self.graph.missing:
             raise CompileError(
                 f"xla cannot lower '{model.name}': no lowering for op type(s) {', '.join(sorted(self.graph.missing))}",

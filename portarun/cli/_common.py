@@ -9,8 +9,9 @@ from typing import Any, Sequence
 import click
 
 from ..errors import PortarunError
+from ..tables import table  # noqa: F401 - the commands import it from here
 
-EXIT_FAILED, EXIT_USAGE = 1, 2
+EXIT_FAILED = 1
 
 
 class PortarunGroup(click.Group):
@@ -75,15 +76,4 @@ def parse_dims(items: Sequence[str]) -> dict[str, int]:
             raise click.BadParameter(f"dim '{key}' must be an integer, got '{value}'", param_hint="--dim") from None
     return dims
 
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table (no dependency on rich/tabulate)."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 

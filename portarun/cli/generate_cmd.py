@@ -86,7 +86,7 @@ def generate(model: str, target: str | None, precision: str | None, options: tup
         if args[name] < 1:
             raise click.BadParameter(f"must be at least 1, got {args[name]}", param_hint="--" + name.replace("_", "-"))
     backend_options = parse_options(options)
-    loaded = decoder_model(SIZE_ALIASES.get(model, model), precision, backend_options)
+    loaded = decoder_model(SIZE_ALIASES.get(model, model), target, precision, backend_options)
     wanted = precision or default_precision(loaded)
     with compile_model(loaded, target, wanted, **backend_options) as executable:
         if args["prompt"] is not None or args["prompt_file"] is not None:
@@ -148,18 +148,18 @@ def print_generation(data: dict[str, Any], show_tokens: bool) -> None:
             click.echo("  " + " ".join(str(int(t)) for t in row))
 
 
-def decoder_model(source: str, precision: str | None, backend_options: dict[str, Any]) -> Any:
-    """The decoder to compile: quantized first (portarun.quantize) when a float model is asked for at a
-    quantized precision, unless a ``quantizer`` option (openvino: nncf) names the backend's own quantizer."""
+def decoder_model(source: str, target: str, precision: str | None, backend_options: dict[str, Any]) -> Any:
+    """The decoder to compile: quantized first (portarun.quantize, with decoder-sized calibration feeds) when
+    a float model is asked for at a quantized precision, unless the backend quantizes float models itself."""
     from ..api import load
     from ..model import quantization_of
-
+    from ..registry import get_backend, resolve_target
     from ..types import Precision
 
     loaded = load(source)
     wanted = Precision.parse(precision) if precision else None
-    if wanted is not None and wanted.is_quantized and quantization_of(loaded) is None \
-            and "quantizer" not in backend_options:
+    native = get_backend(resolve_target(target).backend).quantizes_float_models(backend_options)
+    if wanted is not None and wanted.is_quantized and quantization_of(loaded) is None and not native:
         from .. import quantize
 
         click.echo(f"quantizing {loaded.name} to {wanted} (portarun.quantize) ...", err=True)

@@ -255,7 +255,7 @@ def build(*, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4, k
 
 def _cached_large(name: str, config: dict, seed: int, dims: dict, rope_theta: float, eps: float,
                   cache: str | os.PathLike | None) -> tuple[Path, bool]:
-    from ..api import cache_dir
+    from .._cache import cache_dir
 
     key = hashlib.sha256(json.dumps({**config, "seed": seed, "opset": OPSET, "v": 1}, sort_keys=True).encode())
     folder = Path(cache) if cache is not None else cache_dir() / "decoders"

@@ -149,7 +149,7 @@ def embed(executable, sentences: Sequence[str], max_length: int = 128) -> np.nda
 
 def onnx_model(*, refresh: bool = False) -> Model:
     """The MiniLM encoder as a validated ONNX Model, exported once and cached under portarun.cache_dir()."""
-    from ..api import cache_dir
+    from .._cache import cache_dir
     from ..hf_export import export_hf
 
     folder = model_dir()

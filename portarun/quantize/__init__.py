@@ -11,9 +11,7 @@ inputs of MatMul/Gemm/Conv), ``int8-weight`` (weights only), ``int4-weight``
 samples against the float model, drives a per-layer fallback toward float.
 """
 
-import sys
-import types
-
+from .._callable import make_module_callable
 from .accuracy import Accuracy, AccuracyFloor
 from .calibration import RandomCalibration
 from .numerics import dequantize, pack_int4, quantize_blocked_int4, quantize_per_channel_int8, unpack_int4
@@ -24,13 +22,6 @@ __all__ = ["Accuracy", "AccuracyFloor", "NodeDecision", "QuantizationReport", "Q
            "dequantize", "pack_int4", "quantize", "quantize_blocked_int4", "quantize_per_channel_int8", "unpack_int4"]
 
 
-class _CallableModule(types.ModuleType):
-    """``portarun.quantize`` is this package and also the function: ``portarun.quantize(model, "int8")``
-    calls ``quantize``, while ``portarun.quantize.RandomCalibration`` and
-    ``import portarun.quantize.numerics`` keep working."""
-
-    def __call__(self, *args, **kwargs) -> QuantizedModel:
-        return quantize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+# portarun.quantize(model, "int8") calls ``quantize``, while portarun.quantize.RandomCalibration and
+# ``import portarun.quantize.numerics`` keep working
+make_module_callable(__name__, quantize)

@@ -1,11 +1,10 @@
 """Runs candidate models during quantization: calibration passes and accuracy checks.
 
-It goes through the public ``portarun.compile``, so any installed backend can
-serve; ``auto`` picks ONNX Runtime on the CPU when it is installed (fast) and
-the reference evaluator otherwise. ORT is told to compute int4 weight-only
-MatMuls exactly (``session.qdq_matmulnbits_accuracy_level=0``): by default it
-quantizes their activations to int8, which would blur what the artifact itself
-computes.
+Candidates compile through the registry's backends (``Backend.compile``), so any installed
+backend can serve. ``auto`` picks the first available backend that declares itself a fast
+exact evaluator (``Backend.exact_evaluation_options``: ONNX Runtime, told to compute int4
+weight-only MatMuls exactly instead of quantizing their activations to int8, which would
+blur what the artifact itself computes) and the reference evaluator otherwise.
 """
 
 from __future__ import annotations
@@ -17,24 +16,30 @@ import onnx
 
 from ..errors import PortarunError
 from ..model import Model, quantization_of
+from ..registry import default_registry, get_backend, resolve_target
 from ..types import Target
 
-EXACT_ORT = {"session_config": {"session.qdq_matmulnbits_accuracy_level": "0"}}
+
+def _exact_options(backend) -> dict[str, Any]:
+    return dict(backend.exact_evaluation_options or {})
 
 
 def resolve_evaluator(evaluator: str) -> tuple[str, dict[str, Any]]:
     """(target, compile options) for an evaluator name: ``auto``, or any target string."""
-    from ..registry import get_backend
-
     if evaluator == "auto":
-        try:
-            get_backend("onnxruntime").devices()
-            return "onnxruntime:cpu", dict(EXACT_ORT)
-        except PortarunError:
-            return "reference", {}
+        for name in default_registry.names():
+            try:
+                backend = get_backend(name)
+                if backend.exact_evaluation_options is None:
+                    continue
+                if any(device.kind == "cpu" for device in backend.devices()):
+                    return f"{name}:cpu", _exact_options(backend)
+            except PortarunError:
+                continue
+        return "reference", {}
     target = Target.parse(evaluator)
-    get_backend(target.backend)  # unknown names fail here, with a did-you-mean
-    return str(target), dict(EXACT_ORT) if target.backend == "onnxruntime" else {}
+    backend = get_backend(target.backend)  # unknown names fail here, with a did-you-mean
+    return str(target), _exact_options(backend)
 
 
 class Evaluator:
@@ -44,10 +49,10 @@ class Evaluator:
     def run(self, proto: onnx.ModelProto, samples: list[dict[str, np.ndarray]],
             outputs: list[str] | None = None) -> list[dict[str, np.ndarray]]:
         """Outputs of ``proto`` (at the precision it carries) for every sample."""
-        from ..api import compile as compile_model
-
         model = Model.from_proto(proto, name=proto.graph.name or "candidate", check=False)
-        executable = compile_model(model, self.target, quantization_of(model) or "fp32", **self.options)
+        target = resolve_target(self.target)
+        executable = get_backend(target.backend).compile(model, target, quantization_of(model) or "fp32",
+                                                         **self.options)
         with executable:
             results = [executable.run(sample, check=False) for sample in samples]
         if outputs is not None:

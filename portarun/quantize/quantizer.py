@@ -22,7 +22,8 @@ from typing import Any, Iterable
 import numpy as np
 import onnx
 
-from ..errors import CheckFailedError, ModelError, UsageError
+from ..errors import CheckFailedError, ModelError, UsageError, first_line
+from ..loading import load
 from ..model import Model, quantization_of
 from ..types import Precision
 from .accuracy import AccuracyFloor, measure
@@ -73,8 +74,6 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     or an ``AccuracyFloor``; default cosine 0.999 / 0.995 / 0.98 for int8-weight / int8 / int4-weight.
     ``strict`` raises ``CheckFailedError`` when the floor cannot be met instead of reporting it.
     """
-    from ..api import load
-
     loaded = load(model)
     precision = Precision.parse(precision)
     if not precision.is_quantized:
@@ -271,6 +270,5 @@ def _full_check(proto: onnx.ModelProto, name: str) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:  # a bug in the rewrite
-        first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"the quantized '{name}' fails onnx.checker: {first}",
+        raise ModelError(f"the quantized '{name}' fails onnx.checker: {first_line(exc)}",
                          hint="please report this; quantize with --exclude on the node it names meanwhile") from None

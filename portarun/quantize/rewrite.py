@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
+from ..model import onnx_domain, opset_versions
 from .numerics import QuantizedTensor, activation_params, pack_int4, quantize_blocked_int4, quantize_per_channel_int8
 
 # one step toward float for each level (the sensitivity fallback ladder)
@@ -63,7 +64,7 @@ def find_targets(proto: onnx.ModelProto) -> list[Target]:
     for index, node in enumerate(graph.node):
         name = node.name or f"{node.op_type}_{index}"
         ins = list(node.input)
-        if node.domain not in ("", "ai.onnx"):
+        if onnx_domain(node.domain):
             continue
         if node.op_type == "MatMul" and len(ins) == 2 and ins[1] in inits and len(inits[ins[1]].dims) == 2 \
                 and ins[1] not in graph_inputs:
@@ -91,7 +92,7 @@ def needed_opset(levels: dict[str, str]) -> int:
 
 def upgrade_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     """The model at standard opset >= ``opset`` (onnx.version_converter), IR version raised to match."""
-    current = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    current = opset_versions(proto.opset_import).get("", 0)
     if current >= opset:
         return proto
     from onnx import version_converter
@@ -99,7 +100,7 @@ def upgrade_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     try:
         converted = version_converter.convert_version(proto, opset)
     except Exception as exc:  # the converter raises bare RuntimeErrors for ops it cannot adapt
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise ModelError(f"cannot upgrade '{proto.graph.name}' from opset {current} to {opset} "
                          f"(needed for {'int4 DequantizeLinear' if opset >= INT4_OPSET else 'per-channel QDQ'}): "
                          f"{text}", hint="re-export the model at opset 21, or quantize to int8 instead") from None

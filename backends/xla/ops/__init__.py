@@ -27,6 +27,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
+from portarun.plugin import onnx_domain
+
 FAMILIES = (
     "elementwise", "logical", "math", "reduce", "shape", "tensor", "nn", "norm", "pool", "conv",
     "control", "sequence", "quant", "rnn", "signal", "misc", "image", "detection",
@@ -73,7 +75,7 @@ def load() -> None:
 def lookup(domain: str, op_type: str, version: int) -> OpDef | None:
     """The registration for ``op_type`` valid at opset ``version``, or None."""
     load()
-    domain = "" if domain == "ai.onnx" else domain
+    domain = onnx_domain(domain)
     best = None
     for definition in _OPS.get((domain, op_type), ()):
         if definition.since <= version:

@@ -3,6 +3,8 @@ from a config with seeded weights, exported by portarun, with a WordLevel tokeni
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -126,3 +128,29 @@ def test_a_decoder_with_other_names_is_mapped_not_edited():
         np.testing.assert_array_equal(generate(exe, prompt, 8, names=names, cache="static").tokens, expected)
     with pytest.raises(UsageError, match="must contain"):
         DecoderNames.parse(["past=cache"])
+
+
+def test_generate_command_prints_text_and_writes_tokens_and_timings(llama, tmp_path):
+    from click.testing import CliRunner
+
+    from portarun.cli import main
+
+    folder, model = llama
+    path = folder / "model.onnx"
+    model.save(path)
+    texts = {}
+    for target in ("onnxruntime:cpu", "xla:cpu"):
+        if not _available(target):
+            continue
+        report = tmp_path / f"{target.split(':')[0]}.json"
+        result = CliRunner().invoke(main, ["generate", str(path), "-t", target, "--prompt", "the cat sat",
+                                           "--max-new-tokens", "6", "--json", str(report)])
+        assert result.exit_code == 0, result.output
+        data = json.loads(report.read_text())
+        assert data["precision"] == "fp32" and data["cache"] == ("static" if target.startswith("xla") else "dynamic")
+        assert set(data["timings"]) >= {"ttft_ms", "tpot_median_ms", "tokens_per_s"} and len(data["tokens"]) <= 6
+        texts[target] = data["text"]
+    printed = CliRunner().invoke(main, ["generate", str(path), "-t", "onnxruntime:cpu", "--prompt", "the cat sat",
+                                        "--max-new-tokens", "6", "--temperature", "0.7", "--top-k", "3"])
+    assert printed.exit_code == 0 and printed.output.splitlines()[1].startswith("the cat sat")  # tokenizer beside the model
+    assert len(set(texts.values())) == 1

@@ -417,7 +417,10 @@ def _reason(exc: Exception) -> str:
     import re
 
     text = getattr(exc, "message", str(exc))
-    found = re.search(r"no (?:conversion|lowering) for (?:op type\(s\) )?([\w.:, -]+?)(?: \(|$)", text)
+    missing = getattr(exc, "missing_ops", None)
+    if missing:
+        return "unsupported: " + ", ".join(missing)[:70]
+    found = re.search(r"no (?:\w+ )?(?:conversion|lowering) for (?:op type\(s\) )?([\w.:, -]+?)(?: \(|$)", text)
     if found:
         return "unsupported: " + found.group(1).strip()[:70]
     return ("unsupported: " if isinstance(exc, portarun.UnsupportedError) else "error: ") + text[:90]

@@ -6,6 +6,7 @@ the tool's full run, whose table is in the notes."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ TOOL = Path(__file__).resolve().parents[2] / "tools" / "real_models.py"
 def corpus():
     spec = importlib.util.spec_from_file_location("real_models", TOOL)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["real_models"] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 

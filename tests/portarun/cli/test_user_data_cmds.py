@@ -107,3 +107,17 @@ def test_run_bench_and_quantize_read_folders_of_samples(cli, tmp_path):
               "-o", tmp_path / "q.onnx", "--allow-below-floor")
     assert "8 validation samples given" in out.output or "validation" in out.output
     assert (tmp_path / "q.onnx").is_file() and mlp.inputs[0].name == "x"
+
+
+def test_inspect_reports_dims_written_as_numbers_and_the_precision_as_written(cli, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "m.onnx")
+    out = cli("inspect", tmp_path / "m.onnx").output
+    assert "runs as fp32 without -p" in out and "x:0" in out and "[?, 3]" in out
+    data = json.loads(cli("inspect", tmp_path / "m.onnx", "--json", "-").output)
+    assert data["precision_as_written"] == "fp32" and "x:0" in data["notes"][0]

@@ -46,6 +46,7 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     cost: dict[str, Any] | None = None  # filled in by the report from a hardware profile
+    node: dict[str, Any] | None = None  # on a Ray fleet: the node that ran the cell (id, host, hardware, SDKs)
 
     @property
     def passed(self) -> bool:
@@ -77,6 +78,7 @@ class MatrixResult:
     seconds: float = 0.0
     worker_restarts: int = 0
     node_suite: dict[str, Any] | None = None
+    fleet: dict[str, Any] | None = None  # on a Ray fleet: the nodes probed and each target's placement
 
     @property
     def passed(self) -> bool:

@@ -116,6 +116,7 @@ def result_entry(result: CaseResult) -> dict[str, Any]:
         "provenance": result.provenance or None, "provenance_ok": result.provenance_ok,
         "localization": result.localization, "weight_bytes": q(result.weight_bytes, "bytes"),
         "notes": result.notes, "wall_time": q(result.seconds, "s"),
+        "node": result.node,
     }
 
 
@@ -136,6 +137,7 @@ def build_report(matrix: MatrixResult, *, hardware: str | None, assumptions: Cos
         "results": [result_entry(r) for r in matrix.results],
         "node_suite": matrix.node_suite,
         "baseline": baseline,
+        "fleet": matrix.fleet,
     }
 
 

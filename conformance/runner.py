@@ -65,6 +65,10 @@ class ConformanceConfig:
     plugins: Sequence[str] = ()  # modules or .py files each worker imports first
     node_ops: Sequence[str] | None = None  # restrict the node suite to these op types
     use_cache: bool = True  # reuse a node-suite result for the same backend code and SDK
+    # a Ray fleet for the model cells (extra ``ray``): an address, "auto" or "local"; None: this machine
+    ray: str | None = None
+    placement_timeout_s: float = 30.0  # on Ray: how long a target no node offers may wait for one to join
+    accelerator_types: Mapping[str, str] = field(default_factory=dict)  # on Ray: target -> accelerator type
 
     def __post_init__(self) -> None:
         if self.suite not in SUITES:
@@ -138,7 +142,8 @@ def run(config: ConformanceConfig, progress: Progress | None = None) -> Conforma
         matrix = _run_cells(config, cases, targets, progress)
     if config.suite in ("onnx-node", "all"):
         matrix.node_suite = _run_node_suite(config, targets, progress)
-    attach_costs(matrix, config.hardware, assumptions)
+    if not config.ray:  # on a fleet each cell was priced on its own node
+        attach_costs(matrix, config.hardware, assumptions)
     document = build_report(matrix, hardware=config.hardware, assumptions=assumptions)
     if old is not None:
         regressions = find_regressions(document, old, threshold=config.threshold)
@@ -156,9 +161,28 @@ def _run_cells(config: ConformanceConfig, cases: list[Case], targets: list[str],
         if progress is not None:
             progress(ProgressEvent("cell", done, total, result=result))
 
+    if config.ray:
+        return _run_cells_on_ray(config, cases, targets, cell_done, config.assumptions or default_assumptions())
     return run_matrix(cases, targets, list(config.precisions) or None, runs=config.runs, warmup=config.warmup,
                       timeout_s=config.timeout_s, isolate=config.isolate, plugins=config.plugins,
                       localize_failures=config.localize, progress=cell_done)
+
+
+def _run_cells_on_ray(config: ConformanceConfig, cases: list[Case], targets: list[str],
+                      cell_done: Callable[[CaseResult, int, int], None], assumptions: CostAssumptions) -> MatrixResult:
+    """The model cells as Ray tasks (``fleet``); the node suite, when asked for, still runs here."""
+    from .fleet import connect, import_ray, run_matrix_on_ray
+
+    owns = connect(config.ray)
+    try:
+        return run_matrix_on_ray(cases, targets, list(config.precisions) or None, runs=config.runs,
+                                 warmup=config.warmup, timeout_s=config.timeout_s, plugins=config.plugins,
+                                 localize_failures=config.localize, placement_timeout_s=config.placement_timeout_s,
+                                 accelerator_types=dict(config.accelerator_types),
+                                 pricing=(config.hardware, assumptions), progress=cell_done)
+    finally:
+        if owns:
+            import_ray().shutdown()
 
 
 def _run_node_suite(config: ConformanceConfig, targets: list[str], progress: Progress | None) -> dict[str, Any]:

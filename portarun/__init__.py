@@ -31,9 +31,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # portarun.export / portarun.generate load on first use: export imports torch lazily, but
+    # portarun.export / generate / serve load on first use: export imports torch lazily, but
     # neither is needed to run a model. Both are callable modules (portarun.export(module, inputs)).
-    if name in ("export", "generate"):
+    if name in ("export", "generate", "serve"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

@@ -170,6 +170,11 @@ class Manifest:
         """What the backend's ``_save_payload`` returned."""
         return dict(self.raw.get("payload") or {})
 
+    @property
+    def payload_dir(self) -> Path:
+        """The folder the backend's ``_save_payload`` wrote (a Triton export copies engines and IR from it)."""
+        return self.path / PAYLOAD
+
 
 def read_artifact(path: str | os.PathLike) -> Manifest:
     """The manifest of the artifact at ``path``, after checking every file against its sha256."""

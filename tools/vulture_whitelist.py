@@ -46,3 +46,12 @@ _.unregister  # portarun.registry: tests/portarun/test_registry.py (test plugins
 _.is_dynamic  # portarun.types.TensorSpec: tests/portarun/test_types.py
 lower_int4_matmuls  # backends/onnxruntime/lowering.py: tests/backends/onnxruntime/test_lowering.py
 profile_from_dict  # backends/tensorrt/profiles.py, inverse of profile_to_dict: tests/backends/tensorrt
+
+# Triton's python backend loads portarun/serve/triton_python_model.py (copied as 1/model.py) and calls these
+TritonPythonModel
+_.initialize
+_.execute
+_.finalize
+
+# portarun.serve.triton.TritonExport: the written config text, for callers (tests/portarun/serve/test_triton.py)
+_.config_text

@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "bench": "bench_cmd:bench",
     "hardware": "hardware_cmd:hardware",
     "quantize": "quantize_cmd:quantize",
+    "serve": "serve_cmd:serve",
+    "export-triton": "export_triton_cmd:export_triton",
 }
 
 

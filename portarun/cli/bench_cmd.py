@@ -11,6 +11,7 @@ import click
 from ..benchmark import SweepConfig, SweepResult, choose_batch, sweep
 from . import suite
 from ._common import parse_dims, parse_options, table
+from .fleet_options import fleet_options, parse_accelerator_types
 from .hardware_cmd import assumptions_from, cost_options
 from .feed_options import feed_source_options, feeds_from_options, has_user_feeds
 from .options import (backend_options_option, dims_option, emit_json, json_option, precision_option, runs_option,
@@ -44,6 +45,17 @@ def open_executable(source: str, target: str | None, precision: str, options: tu
     return compile_model(load(source), target, precision, **parse_options(options))
 
 
+def _user_feeds(source: str, executable: Any, values: dict[str, Any], dims: tuple[str, ...]) -> list | None:
+    """The user's samples (--inputs/--input/--text), checked against the executable, or the model file
+    when the sweep runs elsewhere (--ray); None: random feeds per batch size."""
+    if not has_user_feeds(values):
+        return None
+    from ..api import load
+
+    return feeds_from_options(executable if executable is not None else load(source), values,
+                              dims=parse_dims(dims)).samples
+
+
 @click.command("bench")
 @click.argument("model_or_artifact")
 @target_option()
@@ -62,11 +74,13 @@ def open_executable(source: str, target: str | None, precision: str, options: tu
 @feed_source_options
 @json_option("Write the results as JSON to PATH ('-': stdout).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG of latency and cost vs batch.")
+@fleet_options
 def bench(model_or_artifact: str, target: str | None, precision: str, options: tuple[str, ...], batch_text: str,
           seq: int | None, dims: tuple[str, ...], runs: int, warmup: int, seed: int, max_latency_ms: float | None,
           new_tokens: int, hardware: str | None, price_per_hour: float | None, utilization: float | None,
           pue: float | None, kwh_price: float | None, lifetime_years: float | None, basis: str,
-          json_path: str | None, plot_path: str | None, **feed_values: Any) -> None:
+          json_path: str | None, plot_path: str | None, ray: str | None, placement_timeout_s: float,
+          accelerator_types: tuple[str, ...], **feed_values: Any) -> None:
     """Measure MODEL_OR_ARTIFACT on TARGET: warm-up, then median/p99 latency, items/s, tokens/s,
     peak memory, energy (RAPL/NVML when readable) and $/1M tokens for each batch size.
 
@@ -74,6 +88,7 @@ def bench(model_or_artifact: str, target: str | None, precision: str, options: t
     Examples:
       portarun bench builtin:transformer -t onnxruntime:cpu --batch 1,2,4,8 --max-latency-ms 20
       portarun bench build/model.ort --batch 1,8 --seq 128 --hardware h100-sxm --json bench.json
+      portarun bench builtin:mlp -t onnxruntime:cuda --ray auto --batch 1,8,32
     """
     from ..models import builtin_default_dims
 
@@ -81,13 +96,22 @@ def bench(model_or_artifact: str, target: str | None, precision: str, options: t
                          max_latency_ms=max_latency_ms, new_tokens=new_tokens, seed=seed,
                          dims={**builtin_default_dims(model_or_artifact), **parse_dims(dims)})
     assumptions = assumptions_from(price_per_hour, utilization, pue, kwh_price, lifetime_years, basis)
-    with open_executable(model_or_artifact, target, precision, options) as exe:
-        if has_user_feeds(feed_values):  # the user's first sample, at the batch size it has
-            config.feeds = feeds_from_options(exe, feed_values, dims=parse_dims(dims)).samples
-        profile = suite.hardware().profile_for(hardware, str(exe.target))
-        result = sweep(exe, config, profile=profile, assumptions=assumptions)
-    if not emit_json(result.to_dict(), json_path):
+    node = None
+    if ray:  # the sweep runs on a Ray node that offers the target (portarun_conformance.fleet)
+        config.feeds = _user_feeds(model_or_artifact, None, feed_values, dims)
+        result, node = suite.fleet().sweep_on_ray(
+            model_or_artifact, target, precision, address=ray, config=config, options=parse_options(options),
+            hardware=hardware, assumptions=assumptions, placement_timeout_s=placement_timeout_s,
+            accelerator_types=parse_accelerator_types(accelerator_types))
+    else:
+        with open_executable(model_or_artifact, target, precision, options) as exe:
+            config.feeds = _user_feeds(model_or_artifact, exe, feed_values, dims)
+            profile = suite.hardware().profile_for(hardware, str(exe.target))
+            result = sweep(exe, config, profile=profile, assumptions=assumptions)
+    if not emit_json({**result.to_dict(), **({"node": node} if node else {})}, json_path):
         (print_decoder_sweep if result.decoder else print_sweep)(result)
+        if node:
+            click.echo(f"ran on Ray node {node['hostname']} ({node['node_id'][:12]}), {node['environment']['cpu']}")
     if plot_path:
         suite.plot().plot_sweep(result.rows, plot_path, title=f"{result.model} on {result.provenance['target']} "
                                 f"{result.provenance['precision']}", max_latency_ms=max_latency_ms)

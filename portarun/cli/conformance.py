@@ -12,6 +12,7 @@ import click
 from . import suite as suite_api
 from ._common import EXIT_FAILED, parse_dims, table
 from .feed_options import FEED_KEYS, feed_source_options, feeds_from_options, has_user_feeds
+from .fleet_options import fleet_options, parse_accelerator_types
 from .hardware_cmd import assumptions_from, cost_options
 from .options import dims_option, json_option, precision_option, runs_option, target_option, warmup_option
 
@@ -97,12 +98,14 @@ def config_from(models: tuple[str, ...], options: dict[str, Any]) -> Any:
         models=models, assumptions=assumptions, dims=dims, feeds=feeds,
         localize=not options.pop("no_localize"), isolate=not options.pop("no_isolation"),
         use_cache=not options.pop("no_cache"),
+        accelerator_types=parse_accelerator_types(options.pop("accelerator_types")),
         node_ops=[o.strip() for o in node_ops.split(",")] if node_ops else None, **options)
 
 
 @click.command("conformance")
 @click.argument("models", nargs=-1)
 @conformance_options
+@fleet_options
 @click.pass_context
 def conformance(ctx: click.Context, models: tuple[str, ...], **options: Any) -> None:
     """Prove parity and measure latency and cost of MODELS on every target and precision.
@@ -119,6 +122,7 @@ def conformance(ctx: click.Context, models: tuple[str, ...], **options: Any) -> 
       portarun conformance --suite models --baseline main.json --json pr.json
       portarun conformance --hardware h100-sxm --price-per-hour 2.5
       portarun conformance minilm.onnx --suite models --inputs feeds.npz -t openvino:cpu
+      portarun conformance --ray auto --suite models --json fleet.json
     """
     config = config_from(models, options)
     report = suite_api.conformance().run(config, progress=show_progress)

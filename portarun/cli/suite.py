@@ -27,6 +27,13 @@ def hardware() -> ModuleType:
     return module
 
 
+def fleet() -> ModuleType:
+    """``portarun_conformance.fleet``: sweeps and cells on a Ray cluster (extra ``ray``)."""
+    from portarun_conformance import fleet as module
+
+    return module
+
+
 def markdown() -> ModuleType:
     """``portarun_conformance.markdown``: HEADERS and matrix_rows, the table the CLI prints."""
     from portarun_conformance import markdown as module
@@ -48,4 +55,4 @@ def plot() -> ModuleType:
     return module
 
 
-__all__ = ["conformance", "hardware", "markdown", "plot", "report"]
+__all__ = ["conformance", "fleet", "hardware", "markdown", "plot", "report"]

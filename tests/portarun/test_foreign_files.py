@@ -115,3 +115,15 @@ def test_a_file_quantized_by_onnxruntime_runs_at_the_precision_it_carries(tmp_pa
         if _available(target):
             with portarun.compile(model, target) as exe:
                 np.testing.assert_allclose(exe.run(feeds)["logits"], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_model_with_wrong_declared_outputs_quantizes():
+    w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((64, 32)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [20, 1, 8210])], [w])
+    model = portarun.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    result = portarun.quantize(model, "int8-weight")  # the checker of the result tolerates the same declaration
+    assert "DequantizeLinear" in result.model.stats().op_histogram
+    with portarun.compile(result.model, "onnxruntime:cpu", "int8-weight") as exe:
+        assert exe.run({"x": np.ones((3, 64), np.float32)})["y"].shape == (3, 32)

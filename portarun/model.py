@@ -417,6 +417,35 @@ def save_model_file(proto: onnx.ModelProto, target: Path, *, external_data: bool
         shutil.rmtree(staging, ignore_errors=True)
 
 
+# Ops whose weight operand a quantizer looks for among the initializers (input index of the weight).
+_WEIGHT_OPERANDS = {"MatMul": 1, "Gemm": 1, "Conv": 1, "Gather": 0}
+
+
+def constant_weights_as_initializers(proto: onnx.ModelProto) -> onnx.ModelProto | None:
+    """A copy of ``proto`` whose Constant nodes that hold a weight (the weight operand of MatMul, Gemm,
+    Conv or Gather in the main graph) are initializers instead, as every other exporter writes them;
+    None when there is none (paddle2onnx keeps every weight in a Constant node)."""
+    graph = proto.graph
+    weights = {node.input[i] for node in graph.node
+               if node.op_type in _WEIGHT_OPERANDS and node.domain in STANDARD_DOMAINS
+               and len(node.input) > (i := _WEIGHT_OPERANDS[node.op_type])}
+    movable = [index for index, node in enumerate(graph.node)
+               if node.op_type == "Constant" and len(node.output) == 1 and node.output[0] in weights
+               and len(node.attribute) == 1 and node.attribute[0].name == "value"]
+    if not movable:
+        return None
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for index in reversed(movable):
+        node = copy.graph.node[index]
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(node.attribute[0].t)
+        tensor.name = node.output[0]
+        copy.graph.initializer.append(tensor)
+        del copy.graph.node[index]
+    return copy
+
+
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul", "QLinearConv",
               "MatMulInteger", "ConvInteger", "MatMulNBits", "DynamicQuantizeMatMul", "QAttention"}
 _INT4_TYPES = {onnx.TensorProto.INT4, onnx.TensorProto.UINT4}

@@ -24,7 +24,7 @@ import onnx
 
 from ..errors import CheckFailedError, ModelError, ModelValidationError, UsageError, first_line
 from ..loading import load
-from ..model import Model, quantization_of
+from ..model import Model, constant_weights_as_initializers, quantization_of
 from ..types import Precision
 from .accuracy import AccuracyFloor, measure
 from .calibration import METHODS, RandomCalibration, RangeCollector, load_samples, split_holdout
@@ -110,6 +110,9 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
                            else f"the {len(valid)} calibration sample(s) (too few to hold any out)")
     runner = Evaluator(evaluator)
 
+    promoted = constant_weights_as_initializers(loaded.proto)
+    if promoted is not None:  # weights in Constant nodes (paddle2onnx) are weights too
+        loaded = Model.from_proto(promoted, name=loaded.name, check=False)
     targets = find_targets(loaded.proto)
     start = START_LEVEL[precision]
     levels: dict[str, str] = {}

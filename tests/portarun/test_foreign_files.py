@@ -127,3 +127,16 @@ def test_a_model_with_wrong_declared_outputs_quantizes():
     assert "DequantizeLinear" in result.model.stats().op_histogram
     with portarun.compile(result.model, "onnxruntime:cpu", "int8-weight") as exe:
         assert exe.run({"x": np.ones((3, 64), np.float32)})["y"].shape == (3, 32)
+
+
+def test_weights_in_constant_nodes_are_quantized_like_initializers():
+    from portarun.model import constant_weights_as_initializers, quantization_of
+
+    model = portarun.load(paddle_style_model())
+    promoted = constant_weights_as_initializers(model.proto)
+    assert {t.name for t in promoted.graph.initializer} == {"conv_w", "fc_w"}  # the bias and shape stay Constants
+    assert constant_weights_as_initializers(portarun.models.build("mlp").proto) is None
+    result = portarun.quantize(model, "int8-weight", accuracy_floor="cosine=0.9",
+                               calibration=[portarun.random_feeds(model, seed=s, dims={"x:2": 16, "x:3": 16})
+                                            for s in range(4)])
+    assert quantization_of(result.model) == "int8-weight" and result.report.counts().get("int8", 0) >= 1

@@ -75,6 +75,8 @@ def _cost(cost: dict[str, Any] | None) -> dict[str, Any] | None:
     hourly = priced["hourly"]
     return {
         "profile": cost["profile"]["name"] if cost["profile"] else None,
+        # the whole profile (sourced values), so `portarun plan --from` can re-price and check memory
+        "hardware_profile": cost["profile"],
         "unit": unit,
         "usd_per_million": q(priced["usd_per_million"], f"USD/1M {unit}"),
         "energy_usd_per_million": q(priced["energy_usd_per_million"], f"USD/1M {unit}"),

@@ -39,6 +39,11 @@ _.energy_usd_per_million
 _.capital_usd_per_million
 _.bytes_per_pass
 _.fallback_steps
+_.tpot_p99_ms  # portarun.plan Candidate: in the plan JSON (plan.schema.json)
+_.energy_j_per_run  # portarun.plan Candidate: in the plan JSON
+_.meets_floor  # portarun.plan CascadePoint: in the plan JSON, read by the tests
+_.per_replica_requests_per_s  # portarun.plan Replicas: in the plan JSON and its summary line
+_.monthly_usd  # portarun.plan Replicas: in the plan JSON and its summary line
 
 # public helpers called only by the tests that pin their behaviour
 _.by_status  # conformance NodeSuiteResult: tests/conformance/test_node_suite.py

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "quantize": "quantize_cmd:quantize",
     "serve": "serve_cmd:serve",
     "export-triton": "export_triton_cmd:export_triton",
+    "plan": "plan_cmd:plan",
 }
 
 

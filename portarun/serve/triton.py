@@ -103,7 +103,7 @@ def _onnxruntime(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
                                backend="onnxruntime",
                                hint="export for onnxruntime:cpu, :cuda, :tensorrt or :openvino, or use "
                                     "--python-backend")
-    _quantized_model(source).save(version / "model.onnx")
+    _quantized_model(source).save(version / triton_config.DEFAULT_FILES["onnxruntime_onnx"])
     kind, accelerator = _ORT_ACCELERATORS[device]
     extra: dict[str, Any] = {}
     if accelerator == "tensorrt":
@@ -178,7 +178,7 @@ def _python(source: _Source, version: Path) -> tuple[dict[str, Any], str]:
             with api.compile(source.model, str(source.target), source.precision) as executable:
                 executable.save(version / "artifact")
         else:  # the target is not here: ship the model, compiled by model.py where Triton runs
-            source.model.save(version / "model.onnx")
+            source.model.save(version / triton_config.SHIPPED_MODEL)
             (version / "portarun.json").write_text(json.dumps(
                 {"target": str(source.target), "precision": source.precision.value, "options": {}}, indent=2))
     kind = "KIND_CPU" if source.target.device in (None, "cpu") else "KIND_GPU"

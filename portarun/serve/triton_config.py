@@ -24,6 +24,8 @@ ENUM_FIELDS = {"data_type", "kind"}  # written bare (TYPE_FP32, KIND_GPU), not q
 # per platform/backend: the file Triton looks for in the version folder by default
 DEFAULT_FILES = {"onnxruntime_onnx": "model.onnx", "openvino": "model.xml", "tensorrt_plan": "model.plan",
                  "python": "model.py"}
+# the python backend's model.py compiles this file where Triton runs when the target is not on this machine
+SHIPPED_MODEL = "model.onnx"
 
 
 def triton_type(dtype: Any) -> str:

@@ -56,6 +56,9 @@ class ConformanceConfig:
     warmup: int = 3
     timeout_s: float = 300.0  # per cell, before its worker is killed
     dims: Mapping[str, int] = field(default_factory=dict)  # symbolic dim sizes for user-named models
+    # the user's feeds for user-named models: an .npz or a folder of them, or a list of feed dicts
+    # (portarun.samples); each cell checks and measures on the first sample; None: random feeds
+    feeds: Any = None
     reference: str | None = None  # reference target for user-named models (None: by model size)
     localize: bool = True  # bisect failing cells to the first divergent node
     isolate: bool = True  # each cell in a worker process
@@ -118,8 +121,13 @@ def chosen_targets(config: ConformanceConfig) -> list[str]:
 
 def chosen_cases(config: ConformanceConfig) -> list[Case]:
     if not config.models:
+        if config.feeds is not None:
+            raise UsageError("feeds are given but no model to feed", hint="name the model the feeds belong to")
         return builtin_cases()
-    return [case_for(m, dict(config.dims), reference=config.reference) for m in config.models]
+    if config.feeds is not None and config.dims:
+        raise UsageError("dims size random feeds, but the feeds are given",
+                         hint="drop --dim: with your own data the shapes are your arrays' shapes")
+    return [case_for(m, dict(config.dims), reference=config.reference, feeds=config.feeds) for m in config.models]
 
 
 def run(config: ConformanceConfig, progress: Progress | None = None) -> ConformanceReport:

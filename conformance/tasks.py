@@ -50,12 +50,18 @@ def prepare_model(model: Model, precision: Precision, case: Case) -> tuple[Model
     quantize = quantizer()
     if quantize is None:
         return model, ""
-    result = quantize(model, precision, dims=dict(case.dims), seed=case.seed + 1)
+    samples = case.user_samples(model) or []
+    if len(samples) > 1:  # the user's data: calibrate on all but the first sample, which the check uses
+        result = quantize(model, precision, calibration=samples[1:], seed=case.seed + 1)
+        source = f"calibrated on {len(samples) - 1} of your samples"
+    else:
+        result = quantize(model, precision, dims=dict(case.dims), seed=case.seed + 1)
+        source = f"random calibration, seed {case.seed + 1}"
     quantized = getattr(result, "model", result)
     if not isinstance(quantized, Model):
         quantized = portarun.load(quantized)
     floor = getattr(result, "floor_met", None)
-    return quantized, (f"quantized to {precision} by portarun.quantize (random calibration, seed {case.seed + 1})"
+    return quantized, (f"quantized to {precision} by portarun.quantize ({source})"
                        + ("" if floor is None else f"; its accuracy floor was {'met' if floor else 'NOT met'}"))
 
 

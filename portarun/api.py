@@ -15,11 +15,14 @@ from .registry import get_backend, resolve_target
 from .types import Precision, Target
 
 
-def compile(model: "Model | str | os.PathLike", target: Target | str, precision: Precision | str = "fp32", *,
+def compile(model: "Model | str | os.PathLike", target: Target | str, precision: Precision | str | None = None, *,
             isolate: bool = False, timeout: float | None = None, **options: Any) -> Executable:
     """Compile ``model`` for ``target`` (e.g. ``"onnxruntime:cpu"``) at ``precision``.
 
-    Backend-specific ``options`` are listed by ``portarun backends`` and each backend's ``options``.
+    Without a precision the model runs as it is written: fp32 for a float model, the precision its
+    quantized ops carry (QDQ, ``quantize_dynamic`` output, QLinear ops) for a quantized one; the
+    provenance says which (``precision_source``). Backend-specific ``options`` are listed by
+    ``portarun backends`` and each backend's ``options``.
     ``isolate=True`` compiles and runs the backend in a worker process (a crash becomes an error,
     not the end of the caller); ``timeout=SECONDS`` bounds each compile and run, and implies
     isolation (an SDK call cannot be interrupted in-process).
@@ -27,6 +30,9 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
     loaded = load(model)
     resolved = resolve_target(target)
     backend = get_backend(resolved.backend)
+    precision_source = "given"
+    if precision is None:
+        precision, precision_source = default_precision(loaded), "as the model is written"
     precision = Precision.parse(precision)
     backend.check_options(options)  # before any quantizing: a wrong option fails at once
     seconds = _seconds(timeout)
@@ -56,6 +62,9 @@ def compile(model: "Model | str | os.PathLike", target: Target | str, precision:
         executable = compile_isolated(loaded, backend, resolved, precision, options, timeout=seconds)
     else:
         executable = backend.compile(loaded, resolved, precision, **options)
+    executable.provenance.details.setdefault("precision_source", precision_source)
+    if loaded.notes:
+        executable.provenance.details.setdefault("model_notes", list(loaded.notes))
     if quantized is not None:
         report = quantized.report
         executable.provenance.details["quantized_by_portarun"] = {
@@ -78,6 +87,11 @@ def _seconds(timeout: float | None) -> float | None:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}",
                          hint="e.g. timeout=60 (CLI: --timeout 60)")
     return value
+
+
+def default_precision(model: Model) -> Precision:
+    """The precision a model runs at when none is asked for: what its quantized ops carry, else fp32."""
+    return Precision.parse(quantization_of(model) or "fp32")
 
 
 def load_compiled(path: str | os.PathLike, target: Target | str | None = None, *,

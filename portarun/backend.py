@@ -219,6 +219,8 @@ class Backend(ABC):
     device_kinds: ClassVar[tuple[str, ...]] = ("cpu",)
     # compile options the backend accepts: name -> one-line description
     options: ClassVar[dict[str, str]] = {}
+    # True when every new input shape costs a compile (XLA): loops such as generation then keep shapes fixed
+    compiles_per_shape: ClassVar[bool] = False
     # Compile options under which this backend computes a quantized model exactly as its QDQ
     # says (no faster approximation), on the host CPU and fast: the quantizer evaluates
     # candidates on the first backend that sets it (else the reference evaluator). None: not one.

@@ -330,6 +330,9 @@ class SweepConfig:
     max_latency_ms: float | None = None  # median latency limit (TTFT for decoders) for the chosen batch
     new_tokens: int = 32  # decoders: tokens generated per run
     seed: int = 0  # of the random feeds (prompt tokens for decoders)
+    # the user's feeds (checked feed dicts, portarun.samples): the first one is measured at the batch
+    # size it has, instead of random feeds per batch size; None: random feeds that respect the graph
+    feeds: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -369,8 +372,17 @@ def sweep(executable: Any, config: SweepConfig, *, profile: Any | None = None, a
     hourly = hourly_cost(profile, assumptions or CostAssumptions())
     weights = weight_bytes(executable.model)
     signature = decoder_signature(executable)
+    batches = config.batches
+    if config.feeds:
+        if signature is not None:
+            from .errors import UsageError
+
+            raise UsageError("a decoder is measured by generating from a prompt, not from feeds",
+                             hint="drop --inputs; use --seq for the prompt length")
+        batch_axis = symbolic_axis(executable.inputs, BATCH_AXES, 0) or "batch"
+        batches = [_bound_dims(executable.inputs, config.feeds[0]).get(batch_axis, 1)]
     rows = []
-    for batch in config.batches:
+    for batch in batches:
         row = (_decoder_row(executable, signature, batch, config, profile, hourly, weights) if signature is not None
                else _feed_row(executable, batch, config, profile, hourly, weights))
         rows.append(row)
@@ -415,10 +427,14 @@ def _feed_row(exe: Any, batch: int, config: SweepConfig, profile: Any | None, ho
 
     batch_axis = symbolic_axis(exe.inputs, BATCH_AXES, 0) or "batch"
     seq_axis = symbolic_axis(exe.inputs, SEQUENCE_AXES, None)
-    sizes = {**config.dims, batch_axis: batch}
-    if seq_axis and config.seq:
-        sizes[seq_axis] = config.seq
-    feeds = random_feeds(exe.inputs, seed=config.seed, dims=sizes)
+    if config.feeds:
+        feeds = config.feeds[0]
+        sizes = _bound_dims(exe.inputs, feeds)
+    else:
+        sizes = {**config.dims, batch_axis: batch}
+        if seq_axis and config.seq:
+            sizes[seq_axis] = config.seq
+        feeds = random_feeds(exe, seed=config.seed, dims=sizes)
     result = benchmark_executable(exe, feeds, warmup=config.warmup, runs=config.runs, batch_axis=batch_axis,
                                   tokens_axis=seq_axis, dims=sizes)
     per_second = result.tokens_per_second or result.items_per_second
@@ -429,6 +445,17 @@ def _feed_row(exe: Any, batch: int, config: SweepConfig, profile: Any | None, ho
             "roofline_fraction": _roofline_fraction(profile, weights, per_second,
                                                     result.tokens_per_run or result.items_per_run),
             "benchmark": result.to_dict(), "chosen": False}
+
+
+def _bound_dims(specs: Any, feeds: dict[str, Any]) -> dict[str, int]:
+    """The sizes the user's arrays give the symbolic dims (for counting items and tokens)."""
+    sizes: dict[str, int] = {}
+    for spec in specs:
+        array = feeds.get(spec.name)
+        for axis, dim in enumerate(spec.shape or ()):
+            if isinstance(dim, str) and array is not None and axis < np.ndim(array):
+                sizes.setdefault(dim, int(np.shape(array)[axis]))
+    return sizes
 
 
 __all__ = ["BenchmarkResult", "EnergyReading", "SweepConfig", "SweepResult", "bench_decoder", "benchmark_executable",

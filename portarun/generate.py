@@ -17,7 +17,15 @@ Two cache modes:
   loop writes each step's new entry into its slot. Only two shapes ever run (prefill
   and decode), so a backend that compiles per shape (XLA) compiles twice, not per token.
 
-Times are wall-clock around ``Executable.run`` plus the argmax: TTFT is the prefill
+``"auto"`` (the default) picks static on backends that compile per input shape
+(``Backend.compiles_per_shape``: XLA) and dynamic elsewhere.
+
+Decoders whose names differ (another exporter's) are mapped with ``names`` (``DecoderNames``)
+instead of edited; a merged decoder's ``use_cache_branch`` input is fed False on a prefill
+without a past and True after. Tokens are greedy by default, or sampled with ``temperature``,
+``top_k``, ``top_p`` and ``seed``.
+
+Times are wall-clock around ``Executable.run`` plus the token choice: TTFT is the prefill
 step (it yields the first token), TPOT each decode step after it.
 """
 
@@ -34,13 +42,53 @@ from ._callable import make_module_callable
 from .backend import Executable
 from .errors import InputError, UsageError
 
-_PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
-CACHE_MODES = ("dynamic", "static")
+CACHE_MODES = ("auto", "dynamic", "static")
+
+
+@dataclass(frozen=True)
+class DecoderNames:
+    """The names a decoder uses for the generation contract; ``{i}`` is the layer, ``{kind}`` key/value."""
+
+    input_ids: str = "input_ids"
+    attention_mask: str = "attention_mask"
+    position_ids: str = "position_ids"
+    logits: str = "logits"
+    past: str = "past_key_values.{i}.{kind}"
+    present: str = "present.{i}.{kind}"
+    use_cache_branch: str = "use_cache_branch"
+
+    @classmethod
+    def parse(cls, pairs: "DecoderNames | dict[str, str] | Sequence[str] | None") -> "DecoderNames":
+        """From a DecoderNames, a dict, or ``KEY=NAME`` strings (``past=past.{i}.{kind}``)."""
+        if pairs is None or isinstance(pairs, DecoderNames):
+            return pairs or cls()
+        items = dict(pairs) if isinstance(pairs, dict) else dict(_split_pair(p) for p in pairs)
+        known = set(cls.__dataclass_fields__)
+        unknown = [k for k in items if k not in known]
+        if unknown:
+            raise UsageError(f"unknown decoder name key(s) {', '.join(unknown)}", hint=f"keys: {', '.join(sorted(known))}")
+        for key in ("past", "present"):
+            if key in items and "{i}" not in items[key]:
+                raise UsageError(f"the {key} name pattern must contain {{i}} (the layer), got '{items[key]}'",
+                                 hint="e.g. past=past.{i}.{kind} (kind is key or value)")
+        return cls(**items)
+
+    def pattern(self, which: str) -> re.Pattern:
+        text = re.escape(getattr(self, which)).replace(re.escape("{i}"), r"(?P<i>\d+)")
+        text = text.replace(re.escape("{kind}"), r"(?P<kind>key|value)")
+        return re.compile(f"^{text}$")
+
+
+def _split_pair(text: str) -> tuple[str, str]:
+    key, sep, value = str(text).partition("=")
+    if not sep or not key or not value:
+        raise UsageError(f"expected KEY=NAME, got '{text}'", hint="e.g. --names logits=lm_logits")
+    return key.strip(), value.strip()
 
 
 @dataclass(frozen=True)
 class DecoderSignature:
-    """Where a decoder's cache lives in its inputs and outputs."""
+    """Where a decoder's tokens, masks and cache live in its inputs and outputs (actual names)."""
 
     past: tuple[str, ...]  # past input names, in layer order (key, value, key, value, ...)
     present: tuple[str, ...]  # matching present output names
@@ -49,35 +97,48 @@ class DecoderSignature:
     has_position_ids: bool
     has_attention_mask: bool
     vocab: int | None
+    input_ids: str = "input_ids"
+    logits: str = "logits"
+    position_ids: str = "position_ids"
+    attention_mask: str = "attention_mask"
+    use_cache_branch: str | None = None  # merged decoders (optimum): which branch runs
 
     @classmethod
-    def of(cls, executable: Executable) -> "DecoderSignature":
+    def of(cls, executable: Executable, names: "DecoderNames | dict | Sequence[str] | None" = None) -> "DecoderSignature":
+        names = DecoderNames.parse(names)
         inputs = {spec.name: spec for spec in executable.inputs}
         outputs = {spec.name for spec in executable.outputs}
         name = executable.model.name
-        if "input_ids" not in inputs or "logits" not in outputs:
-            raise InputError(f"'{name}' is not a KV-cache decoder: it needs an input 'input_ids' and an output "
-                             f"'logits' (it has inputs {', '.join(inputs)})",
-                             hint="use a built-in decoder (decoder-tiny, decoder-small, decoder-1b) or export one "
-                                  "with `portarun export --hf-path DIR --task text-generation`")
-        pasts = sorted((int(m.group(1)), m.group(2) != "key", n) for n in inputs if (m := _PAST.match(n)))
+        if names.input_ids not in inputs or names.logits not in outputs:
+            raise InputError(f"'{name}' is not a KV-cache decoder: it needs an input '{names.input_ids}' and an "
+                             f"output '{names.logits}' (it has inputs {', '.join(inputs)}; outputs "
+                             f"{', '.join(sorted(outputs))})",
+                             hint="map other names with --names input_ids=NAME logits=NAME past=PATTERN present=PATTERN,"
+                                  " or export one with `portarun export --hf-path DIR --task text-generation`")
+        past_re = names.pattern("past")
+        pasts = sorted((int(m.group("i")), (m.groupdict().get("kind") or "key") != "key", n)
+                       for n in inputs if (m := past_re.match(n)))
         if not pasts:
-            raise InputError(f"'{name}' has no KV cache inputs (past_key_values.N.key / .value)",
-                             hint="generation needs a decoder exported with its cache as inputs and outputs")
+            raise InputError(f"'{name}' has no KV cache inputs named like '{names.past}'",
+                             hint="generation needs the cache as inputs and outputs; map other names with "
+                                  "--names past=PATTERN present=PATTERN ({i} = layer, {kind} = key|value)")
         past = tuple(n for _, _, n in pasts)
-        present = tuple(n.replace("past_key_values.", "present.", 1) for n in past)
+        present = tuple(names.present.format(i=i, kind="value" if is_value else "key") for i, is_value, _ in pasts)
         missing = [p for p in present if p not in outputs]
         if missing:
             raise InputError(f"'{name}' lacks cache outputs {', '.join(missing[:3])}",
-                             hint="each past_key_values.N.key|value input needs a present.N.key|value output")
+                             hint=f"each {names.past} input needs a {names.present} output (map with --names present=...)")
         spec = inputs[past[0]]
         if spec.shape is None or len(spec.shape) != 4 or not all(isinstance(d, int) for d in spec.shape[1::2]):
             raise InputError(f"'{name}': cache input '{past[0]}' must be [batch, kv_heads, past, head_dim] "
                              f"with fixed kv_heads and head_dim, got {spec.shape_text()}")
-        logits = next(s for s in executable.outputs if s.name == "logits")
+        logits = next(s for s in executable.outputs if s.name == names.logits)
         vocab = logits.shape[-1] if logits.shape and isinstance(logits.shape[-1], int) else None
         return cls(past, present, (int(spec.shape[1]), int(spec.shape[3])), spec.dtype,
-                   "position_ids" in inputs, "attention_mask" in inputs, vocab)
+                   names.position_ids in inputs, names.attention_mask in inputs, vocab,
+                   input_ids=names.input_ids, logits=names.logits, position_ids=names.position_ids,
+                   attention_mask=names.attention_mask,
+                   use_cache_branch=names.use_cache_branch if names.use_cache_branch in inputs else None)
 
 
 @dataclass
@@ -143,20 +204,81 @@ def _prompt_array(prompt_ids: Any) -> np.ndarray:
     return prompt.astype(np.int64)
 
 
+def resolve_cache(executable: Executable, cache: str, sig: DecoderSignature) -> str:
+    """``auto``: static where the backend compiles per input shape (and a mask can hide empty slots)."""
+    if cache not in CACHE_MODES:
+        raise UsageError(f"unknown cache mode '{cache}'", hint=f"choose one of {', '.join(CACHE_MODES)}")
+    if cache != "auto":
+        return cache
+    per_shape = bool(getattr(executable.backend, "compiles_per_shape", False))
+    return "static" if per_shape and sig.has_attention_mask else "dynamic"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen: greedy (temperature 0), else sampled from the top-k / top-p
+    (nucleus) of the softmax at ``temperature``, seeded."""
+
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise UsageError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise UsageError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise UsageError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def choose(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The next token per row of ``logits`` [batch, vocab]."""
+        if self.greedy:
+            return np.argmax(logits, axis=-1).astype(np.int64)
+        scores = logits.astype(np.float64) / self.temperature
+        if self.top_k is not None and self.top_k < scores.shape[-1]:
+            kth = np.partition(scores, -self.top_k, axis=-1)[:, -self.top_k][:, None]
+            scores = np.where(scores < kth, -np.inf, scores)
+        probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        probs /= probs.sum(axis=-1, keepdims=True)
+        if self.top_p is not None and self.top_p < 1:
+            order = np.argsort(-probs, axis=-1)
+            ranked = np.take_along_axis(probs, order, axis=-1)
+            keep_ranked = np.cumsum(ranked, axis=-1) - ranked < self.top_p  # the smallest set reaching top_p
+            keep = np.zeros_like(keep_ranked)
+            np.put_along_axis(keep, order, keep_ranked, axis=-1)
+            probs = np.where(keep, probs, 0.0)
+            probs /= probs.sum(axis=-1, keepdims=True)
+        return np.array([rng.choice(probs.shape[-1], p=row) for row in probs], dtype=np.int64)
+
+
 def generate(executable: Executable, prompt_ids: Sequence[int] | np.ndarray, max_new_tokens: int = 128, *,
-             cache: str = "dynamic", capacity: int | None = None, bucket: int = 128,
-             eos_token_id: int | None = None) -> GenerationResult:
-    """Greedy-decode ``max_new_tokens`` after ``prompt_ids`` ([seq] or [batch, seq]) with ``executable``.
+             cache: str = "auto", capacity: int | None = None, bucket: int = 128,
+             eos_token_id: int | Sequence[int] | None = None, sampling: Sampling | None = None,
+             names: "DecoderNames | dict | Sequence[str] | None" = None) -> GenerationResult:
+    """Decode ``max_new_tokens`` after ``prompt_ids`` ([seq] or [batch, seq]) with ``executable``.
 
     ``cache="static"`` preallocates ``capacity`` cache slots (default: prompt + new tokens
-    rounded up to ``bucket``). With ``eos_token_id`` a sequence stops at it, and the loop stops
-    when every sequence has; finished sequences are padded with eos and not counted.
+    rounded up to ``bucket``); ``"auto"`` picks per backend (see ``resolve_cache``). With
+    ``eos_token_id`` (one id or several) a sequence stops at it, and the loop stops when every
+    sequence has; finished sequences are padded with eos and not counted. ``sampling`` chooses
+    tokens (greedy by default); ``names`` maps a decoder whose input/output names differ.
     """
     if cache not in CACHE_MODES:
         raise UsageError(f"unknown cache mode '{cache}'", hint=f"choose one of {', '.join(CACHE_MODES)}")
     if max_new_tokens < 1:
         raise UsageError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    sig = DecoderSignature.of(executable)
+    sig = DecoderSignature.of(executable, names)
+    cache = resolve_cache(executable, cache, sig)
+    sampling = sampling or Sampling()
+    rng = np.random.default_rng(sampling.seed)
+    stops = None if eos_token_id is None else np.array(
+        [eos_token_id] if np.ndim(eos_token_id) == 0 else list(eos_token_id), dtype=np.int64)
     prompt = _prompt_array(prompt_ids)
     if sig.vocab is not None and (prompt.min() < 0 or prompt.max() >= sig.vocab):
         raise InputError(f"prompt token ids must be in [0, {sig.vocab}), got {prompt.min()}..{prompt.max()}")
@@ -183,19 +305,19 @@ def generate(executable: Executable, prompt_ids: Sequence[int] | np.ndarray, max
     for step in range(max_new_tokens):
         start = time.perf_counter()
         outputs = executable.run(loop.feeds(ids, positions))
-        next_ids = np.argmax(outputs["logits"][:, -1, :], axis=-1).astype(np.int64)
+        next_ids = sampling.choose(outputs[sig.logits][:, -1, :], rng)
         elapsed = time.perf_counter() - start
         loop.update(outputs, ids.shape[1])
         if step == 0:
             ttft = elapsed
         else:
             steps.append(elapsed)
-        if eos_token_id is not None:
-            next_ids = np.where(finished, eos_token_id, next_ids)
+        if stops is not None:
+            next_ids = np.where(finished, stops[0], next_ids)
         counted += int((~finished).sum())
         tokens[:, step] = next_ids
-        if eos_token_id is not None:
-            finished |= next_ids == eos_token_id
+        if stops is not None:
+            finished |= np.isin(next_ids, stops)
             if finished.all():
                 tokens = tokens[:, :step + 1]
                 break
@@ -204,6 +326,15 @@ def generate(executable: Executable, prompt_ids: Sequence[int] | np.ndarray, max
     return GenerationResult(tokens=tokens, prompt_tokens=prompt_len, generated_tokens=counted, batch=batch,
                             ttft_s=ttft, step_s=steps, cache=cache,
                             capacity=capacity if cache == "static" else None)
+
+
+def _common_feeds(sig: DecoderSignature, ids: np.ndarray, positions: np.ndarray, has_past: bool) -> dict[str, np.ndarray]:
+    feeds: dict[str, np.ndarray] = {sig.input_ids: ids}
+    if sig.has_position_ids:
+        feeds[sig.position_ids] = np.ascontiguousarray(positions)
+    if sig.use_cache_branch is not None:
+        feeds[sig.use_cache_branch] = np.array([has_past], dtype=bool)
+    return feeds
 
 
 class _DynamicCache:
@@ -215,11 +346,9 @@ class _DynamicCache:
         self.batch = batch
 
     def feeds(self, ids: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
-        feeds: dict[str, np.ndarray] = {"input_ids": ids, **self.cache}
-        if self.sig.has_position_ids:
-            feeds["position_ids"] = np.ascontiguousarray(positions)
+        feeds = {**_common_feeds(self.sig, ids, positions, self.length > 0), **self.cache}
         if self.sig.has_attention_mask:
-            feeds["attention_mask"] = np.ones((self.batch, self.length + ids.shape[1]), dtype=np.int64)
+            feeds[self.sig.attention_mask] = np.ones((self.batch, self.length + ids.shape[1]), dtype=np.int64)
         return feeds
 
     def update(self, outputs: dict[str, np.ndarray], new: int) -> None:
@@ -240,10 +369,8 @@ class _StaticCache:
 
     def feeds(self, ids: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
         new = np.ones((ids.shape[0], ids.shape[1]), dtype=np.int64)
-        feeds: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": np.concatenate([self.mask, new], axis=1),
-                                        **self.cache}
-        if self.sig.has_position_ids:
-            feeds["position_ids"] = np.ascontiguousarray(positions)
+        feeds = {**_common_feeds(self.sig, ids, positions, True), **self.cache}  # the slots are always a past
+        feeds[self.sig.attention_mask] = np.concatenate([self.mask, new], axis=1)
         return feeds
 
     def update(self, outputs: dict[str, np.ndarray], new: int) -> None:

@@ -170,6 +170,31 @@ def _dims(type_proto: onnx.TypeProto) -> tuple | None:
     return tuple(dims)
 
 
+# Exporters write a dynamic axis as a number: paddle2onnx and older tf2onnx use -1, some use 0.
+# ONNX Runtime reads both as dynamic; so does portarun (an unnamed symbolic dim).
+DYNAMIC_DIM_VALUES = (-1, 0)
+UNNAMED_DIM_PARAMS = ("?",)
+
+
+def unmark_dynamic_dims(graph: onnx.GraphProto) -> list[str]:
+    """Rewrite dims written as -1/0 (or named '?') in ``graph``'s inputs, outputs and value_info as unnamed dims
+    (in place); return ``"tensor:axis"`` for each one rewritten."""
+    found = []
+    for group in (graph.input, graph.output, graph.value_info):
+        for value_info in group:
+            if not value_info.type.HasField("tensor_type") or not value_info.type.tensor_type.HasField("shape"):
+                continue
+            for axis, dim in enumerate(value_info.type.tensor_type.shape.dim):
+                if dim.HasField("dim_value") and dim.dim_value in DYNAMIC_DIM_VALUES:
+                    dim.ClearField("dim_value")
+                    found.append(f"{value_info.name}:{axis}")
+                elif dim.HasField("dim_param") and dim.dim_param in UNNAMED_DIM_PARAMS:
+                    # paddle2onnx writes '?' for every unknown axis: not one dim shared by all of them
+                    dim.ClearField("dim_param")
+                    found.append(f"{value_info.name}:{axis}")
+    return found
+
+
 def _spec(value_info: onnx.ValueInfoProto) -> TensorSpec:
     type_proto = value_info.type
     if type_proto.HasField("tensor_type"):
@@ -194,6 +219,13 @@ class Model:
         self.proto = proto
         self.path = path
         self.name = name or (path.stem if path else (proto.graph.name or "model"))
+        # Dynamic axes written as -1/0 become unnamed dims here, so the signature, feed checks and
+        # every backend (which all compile from this proto) read them as ONNX Runtime does.
+        self.dynamic_dims_written_as_numbers: list[str] = unmark_dynamic_dims(proto.graph)
+        self.notes: list[str] = []  # what loading found odd but accepted; compile copies it into provenance
+        if self.dynamic_dims_written_as_numbers:
+            self.notes.append("dynamic dims written as -1/0/'?' read as unnamed dims: "
+                              + ", ".join(self.dynamic_dims_written_as_numbers))
         initializer_names = {init.name for init in proto.graph.initializer}
         # IR < 4 listed initializers among the inputs; they are weights, not feeds.
         self.inputs: tuple[TensorSpec, ...] = tuple(
@@ -272,12 +304,36 @@ class Model:
             else:
                 checked = _ort_onnx_domain_ops_moved(self.proto)
                 onnx.checker.check_model(checked)
-                onnx.shape_inference.infer_shapes(checked, check_type=True, strict_mode=True)
+                self._infer_shapes_strictly(checked)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError,
                 # the checker decodes strings as UTF-8 and converts types: a malformed file trips those too
                 UnicodeDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
             raise ModelValidationError(f"{where} fails ONNX validation: {first_line(exc)}",
                                        hint="fix the exporter output; `portarun inspect` shows the graph") from None
+
+    def _infer_shapes_strictly(self, proto: onnx.ModelProto) -> None:
+        """Strict shape inference; a graph that only contradicts its *declared* output shapes passes
+        (real exporters write wrong ones, e.g. [1, seqlen] for a [20, 1, 8210] result; ONNX Runtime
+        runs them) and the contradiction is kept in ``notes``."""
+        try:
+            onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+            return
+        except onnx.shape_inference.InferenceError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            saved = [onnx.TypeProto() for _ in proto.graph.output]
+            for keep, output in zip(saved, proto.graph.output):
+                keep.CopyFrom(output.type)
+                if output.type.HasField("tensor_type"):
+                    output.type.tensor_type.ClearField("shape")
+            try:
+                onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+            except onnx.shape_inference.InferenceError:
+                raise exc from None
+            finally:
+                for keep, output in zip(saved, proto.graph.output):
+                    output.type.CopyFrom(keep)
+            self.notes.append(f"declared output shapes differ from what the graph computes ({first}); "
+                              "the outputs are returned as computed")
 
     # -- facts -------------------------------------------------------------------------
     @property
@@ -399,6 +455,35 @@ def save_model_file(proto: onnx.ModelProto, target: Path, *, external_data: bool
             os.replace(item, target.parent / item.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+# Ops whose weight operand a quantizer looks for among the initializers (input index of the weight).
+_WEIGHT_OPERANDS = {"MatMul": 1, "Gemm": 1, "Conv": 1, "Gather": 0}
+
+
+def constant_weights_as_initializers(proto: onnx.ModelProto) -> onnx.ModelProto | None:
+    """A copy of ``proto`` whose Constant nodes that hold a weight (the weight operand of MatMul, Gemm,
+    Conv or Gather in the main graph) are initializers instead, as every other exporter writes them;
+    None when there is none (paddle2onnx keeps every weight in a Constant node)."""
+    graph = proto.graph
+    weights = {node.input[i] for node in graph.node
+               if node.op_type in _WEIGHT_OPERANDS and node.domain in STANDARD_DOMAINS
+               and len(node.input) > (i := _WEIGHT_OPERANDS[node.op_type])}
+    movable = [index for index, node in enumerate(graph.node)
+               if node.op_type == "Constant" and len(node.output) == 1 and node.output[0] in weights
+               and len(node.attribute) == 1 and node.attribute[0].name == "value"]
+    if not movable:
+        return None
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for index in reversed(movable):
+        node = copy.graph.node[index]
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(node.attribute[0].t)
+        tensor.name = node.output[0]
+        copy.graph.initializer.append(tensor)
+        del copy.graph.node[index]
+    return copy
 
 
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul", "QLinearConv",

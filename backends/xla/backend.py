@@ -61,6 +61,7 @@ class XlaBackend(Backend):
     install_hint = jaxenv.INSTALL_HINT
     default_device = "cpu"
     device_kinds = ("cpu", "gpu", "tpu")
+    compiles_per_shape = True  # one XLA program per input-shape signature
     options = {
         "jit": "True (default): one XLA program per input-shape signature; False: run op by op (no compile)",
         "bucket": "dict of symbolic dim -> 'pow2' or a list of sizes: pad those dims up and slice outputs "

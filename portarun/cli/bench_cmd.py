@@ -13,6 +13,7 @@ from . import suite
 from ._common import parse_dims, parse_options, table
 from .fleet_options import fleet_options, parse_accelerator_types
 from .hardware_cmd import assumptions_from, cost_options
+from .feed_options import feed_source_options, feeds_from_options, has_user_feeds
 from .options import (backend_options_option, dims_option, emit_json, isolate_option, json_option, precision_option,
                       runs_option, seed_option, target_option, timeout_option, warmup_option)
 
@@ -45,6 +46,17 @@ def open_executable(source: str, target: str | None, precision: str, options: tu
     return compile_model(load(source), target, precision, isolate=isolate, timeout=timeout, **parse_options(options))
 
 
+def _user_feeds(source: str, executable: Any, values: dict[str, Any], dims: tuple[str, ...]) -> list | None:
+    """The user's samples (--inputs/--input/--text), checked against the executable, or the model file
+    when the sweep runs elsewhere (--ray); None: random feeds per batch size."""
+    if not has_user_feeds(values):
+        return None
+    from ..api import load
+
+    return feeds_from_options(executable if executable is not None else load(source), values,
+                              dims=parse_dims(dims)).samples
+
+
 @click.command("bench")
 @click.argument("model_or_artifact")
 @target_option()
@@ -60,6 +72,7 @@ def open_executable(source: str, target: str | None, precision: str, options: tu
               help="Latency limit (TTFT for decoders): mark the cheapest batch that meets it.")
 @click.option("--new-tokens", default=32, show_default=True, help="Decoders: tokens generated per run.")
 @cost_options
+@feed_source_options
 @json_option("Write the results as JSON to PATH ('-': stdout).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG of latency and cost vs batch.")
 @fleet_options
@@ -70,7 +83,7 @@ def bench(model_or_artifact: str, target: str | None, precision: str, options: t
           new_tokens: int, hardware: str | None, price_per_hour: float | None, utilization: float | None,
           pue: float | None, kwh_price: float | None, lifetime_years: float | None, basis: str,
           json_path: str | None, plot_path: str | None, ray: str | None, placement_timeout_s: float,
-          accelerator_types: tuple[str, ...], isolate: bool, timeout: float | None) -> None:
+          accelerator_types: tuple[str, ...], isolate: bool, timeout: float | None, **feed_values: Any) -> None:
     """Measure MODEL_OR_ARTIFACT on TARGET: warm-up, then median/p99 latency, items/s, tokens/s,
     peak memory, energy (RAPL/NVML when readable) and $/1M tokens for each batch size.
 
@@ -88,6 +101,7 @@ def bench(model_or_artifact: str, target: str | None, precision: str, options: t
     assumptions = assumptions_from(price_per_hour, utilization, pue, kwh_price, lifetime_years, basis)
     node = None
     if ray:  # the sweep runs on a Ray node that offers the target (portarun_conformance.fleet)
+        config.feeds = _user_feeds(model_or_artifact, None, feed_values, dims)
         result, node = suite.fleet().sweep_on_ray(
             model_or_artifact, target, precision, address=ray, config=config, options=parse_options(options),
             hardware=hardware, assumptions=assumptions, placement_timeout_s=placement_timeout_s,
@@ -95,6 +109,7 @@ def bench(model_or_artifact: str, target: str | None, precision: str, options: t
     else:
         with open_executable(model_or_artifact, target, precision, options, isolate=isolate,
                              timeout=timeout) as exe:
+            config.feeds = _user_feeds(model_or_artifact, exe, feed_values, dims)
             profile = suite.hardware().profile_for(hardware, str(exe.target))
             result = sweep(exe, config, profile=profile, assumptions=assumptions)
     if not emit_json({**result.to_dict(), **({"node": node} if node else {})}, json_path):

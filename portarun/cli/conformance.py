@@ -11,6 +11,7 @@ import click
 
 from . import suite as suite_api
 from ._common import EXIT_FAILED, parse_dims, table
+from .feed_options import FEED_KEYS, feed_source_options, feeds_from_options, has_user_feeds
 from .fleet_options import fleet_options, parse_accelerator_types
 from .hardware_cmd import assumptions_from, cost_options
 from .options import dims_option, json_option, precision_option, runs_option, target_option, warmup_option
@@ -63,6 +64,7 @@ def conformance_options(function: Any) -> Any:
         click.option("--timeout", "timeout_s", default=300.0, show_default=True,
                      help="Seconds a cell may take before its worker is killed and the cell fails."),
         dims_option("Symbolic dim size for MODEL feeds."),
+        feed_source_options,
         click.option("--reference", help="Reference target for MODEL cases (default: by size, reference:cpu or "
                                          "onnxruntime:cpu)."),
         click.option("--no-localize", is_flag=True, help="Do not bisect failing cases to the first divergent node."),
@@ -83,8 +85,17 @@ def config_from(models: tuple[str, ...], options: dict[str, Any]) -> Any:
     cost_keys = ("price_per_hour", "utilization", "pue", "kwh_price", "lifetime_years", "basis")
     assumptions = assumptions_from(*(options.pop(k) for k in cost_keys))
     node_ops = options.pop("node_ops")
+    feed_values = {key: options.pop(key) for key in FEED_KEYS}
+    dims = parse_dims(options.pop("dims"))
+    feeds = None
+    if has_user_feeds(feed_values):
+        if len(models) != 1:
+            raise click.UsageError("--inputs/--input/--text feed one model: name exactly one MODEL")
+        from ..api import load
+
+        feeds = feeds_from_options(load(models[0]), feed_values, dims=dims).samples
     return suite_api.conformance().ConformanceConfig(
-        models=models, assumptions=assumptions, dims=parse_dims(options.pop("dims")),
+        models=models, assumptions=assumptions, dims=dims, feeds=feeds,
         localize=not options.pop("no_localize"), isolate=not options.pop("no_isolation"),
         use_cache=not options.pop("no_cache"),
         accelerator_types=parse_accelerator_types(options.pop("accelerator_types")),
@@ -110,6 +121,7 @@ def conformance(ctx: click.Context, models: tuple[str, ...], **options: Any) -> 
       portarun conformance builtin:transformer -t onnxruntime:cpu -p fp32 --runs 50
       portarun conformance --suite models --baseline main.json --json pr.json
       portarun conformance --hardware h100-sxm --price-per-hour 2.5
+      portarun conformance minilm.onnx --suite models --inputs feeds.npz -t openvino:cpu
       portarun conformance --ray auto --suite models --json fleet.json
     """
     config = config_from(models, options)

@@ -10,7 +10,7 @@ from .options import precision_option, target_option
 @click.command("export-triton")
 @click.argument("model_or_artifact")
 @target_option()
-@precision_option()
+@precision_option(default="fp32")
 @click.option("--repo", required=True, type=click.Path(file_okay=False), help="Model repository folder.")
 @click.option("--name", help="Model name (the folder under --repo); default: the file's stem.")
 @click.option("--max-batch-size", type=click.IntRange(min=0),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..api import load
+from ..api import default_precision, load
 from ._common import table
 from .options import emit_json, json_option
 
@@ -36,6 +36,8 @@ def inspect(model: str, json_path: str | None, no_check: bool) -> None:
         "op_histogram": stats.op_histogram,
         "parameters": stats.parameters,
         "parameter_bytes": stats.parameter_bytes,
+        "precision_as_written": str(default_precision(loaded)),
+        "notes": list(loaded.notes),  # what loading accepted but found odd (-1 dims, wrong declared shapes)
     }
     if emit_json(data, json_path, indent=2):
         return
@@ -44,7 +46,10 @@ def inspect(model: str, json_path: str | None, no_check: bool) -> None:
     if data["producer"]:
         click.echo(f"producer   {data['producer']}")
     click.echo(f"sha256     {data['sha256']}")
-    click.echo(f"parameters {stats.parameters:,} ({_bytes(stats.parameter_bytes)})")
+    click.echo(f"parameters {stats.parameters:,} ({_bytes(stats.parameter_bytes)}); runs as {data['precision_as_written']}"
+               " without -p")
+    for note in data["notes"]:
+        click.echo(f"note       {note}")
     click.echo("")
     rows = [["input", s.name, s.dtype.name, s.shape_text()] for s in loaded.inputs]
     rows += [["output", s.name, s.dtype.name, s.shape_text()] for s in loaded.outputs]

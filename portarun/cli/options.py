@@ -39,13 +39,19 @@ def target_option(*, multiple: bool = False, required: bool = False, help: str |
                         required=required, help=help or TARGET_HELP)
 
 
-def precision_option(*, multiple: bool = False, default: str | None = "fp32", required: bool = False,
+def precision_option(*, multiple: bool = False, default: str | None = None, required: bool = False,
                      precisions: Iterable[Precision] = tuple(Precision), help: str | None = None) -> Decorator:
-    """``-p/--precision`` with the choices taken from ``Precision`` (parameter ``precision`` or ``precisions``)."""
+    """``-p/--precision`` with the choices taken from ``Precision`` (parameter ``precision`` or ``precisions``).
+
+    With no default the model runs as it is written: fp32 for a float model, the precision an already
+    quantized file carries (QDQ, quantize_dynamic output) otherwise; provenance says which."""
+    text = help or "What the compiled model computes in."
+    if default is None and not (multiple or required):
+        text += " Default: as the model is written (fp32 for a float model)."
     return click.option("-p", "--precision", "precisions" if multiple else "precision",
                         type=PrecisionChoice(precisions), multiple=multiple, required=required,
-                        default=None if multiple or required else default, show_default=not (multiple or required),
-                        help=help or "What the compiled model computes in.")
+                        default=None if multiple or required else default,
+                        show_default=default is not None and not (multiple or required), help=text)
 
 
 def backend_options_option() -> Decorator:
@@ -63,8 +69,10 @@ def seed_option(help: str = "Seed of the random feeds.") -> Decorator:
     return click.option("--seed", default=0, show_default=True, help=help)
 
 
-def inputs_option(help: str = "All inputs from one .npz (keys are input names).") -> Decorator:
-    return click.option("--inputs", "inputs_npz", type=click.Path(dir_okay=False), metavar="FILE.npz", help=help)
+def inputs_option(help: str = "Feeds from an .npz (one array per input name; a leading sample axis or 'I/NAME' "
+                              "keys hold several samples) or a folder of .npz samples.",
+                  flag: str = "--inputs", name: str = "inputs_npz") -> Decorator:
+    return click.option(flag, name, type=click.Path(), metavar="FILE.npz|DIR", help=help)
 
 
 def json_option(help: str = "Write the result as JSON to PATH ('-': stdout).", *aliases: str) -> Decorator:

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..api import load
 from ..errors import CheckFailedError
 from ..quantize import RandomCalibration
 from ..quantize import quantize as quantize_model
+from ..samples import load_samples
 from ..types import Precision
 from ._common import parse_dims
 from .options import dims_option, emit_json_text, json_option, precision_option, seed_option
+
+
+def data_options(function: Any) -> Any:
+    """Where calibration and the held-out evaluation set come from (separately)."""
+    options = [
+        click.option("--calibration", "calibration_file", type=click.Path(), metavar="FILE.npz|DIR",
+                     help="Calibration feeds: arrays keyed by input name, one sample per row of the batch dim; "
+                          "or a folder of .npz samples."),
+        click.option("--eval", "eval_file", type=click.Path(), metavar="FILE.npz|DIR",
+                     help="Held-out feeds the accuracy floor is judged on (default: a quarter of the calibration "
+                          "set, or further random samples)."),
+        click.option("--calibration-random", "random_count", type=click.IntRange(min=1), metavar="N",
+                     help="Use N seeded random samples instead (token ids stay inside the vocabulary). Default 8."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
 
 
 @click.command("quantize")
 @click.argument("model")
 @precision_option(required=True, precisions=[p for p in Precision if p.is_quantized],
                   help="int8: weights and activations (static); int8-weight / int4-weight: weights only.")
-@click.option("--calibration", "calibration_file", type=click.Path(dir_okay=False), metavar="FILE.npz",
-              help="Calibration feeds: arrays keyed by input name, one sample per row of the batch dim.")
-@click.option("--calibration-random", "random_count", type=click.IntRange(min=1), metavar="N",
-              help="Use N seeded random samples instead (token ids stay inside the vocabulary). Default 8.")
+@data_options
 @seed_option("Seed for random calibration samples.")
 @dims_option("Size of a symbolic dim for random samples.")
 @click.option("--method", default="minmax", show_default=True, type=click.Choice(["minmax", "percentile", "entropy"]),
@@ -38,7 +55,8 @@ from .options import dims_option, emit_json_text, json_option, precision_option,
 @click.option("--allow-below-floor", is_flag=True, help="Write the model even when the floor cannot be met.")
 @json_option("Also write the report as JSON to PATH ('-': stdout); --report is the older name.", "--report")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Quantized .onnx to write.")
-def quantize(model: str, precision: str, calibration_file: str | None, random_count: int | None, seed: int,
+def quantize(model: str, precision: str, calibration_file: str | None, eval_file: str | None,
+             random_count: int | None, seed: int,
              dims: tuple[str, ...], method: str, block_size: str, symmetric: bool, floor: str | None,
              exclude: tuple[str, ...], evaluator: str, allow_below_floor: bool, json_path: str | None,
              output: str) -> None:
@@ -51,6 +69,7 @@ def quantize(model: str, precision: str, calibration_file: str | None, random_co
     \b
     Examples:
       portarun quantize model.onnx -p int8 --calibration calib.npz -o model.int8.onnx
+      portarun quantize model.onnx -p int8 --calibration calib/ --eval held-out.npz -o model.int8.onnx
       portarun quantize builtin:transformer -p int4-weight --block-size 64 -o tf.int4.onnx
       portarun quantize model.onnx -p int8-weight --accuracy-floor cosine=0.999 --exclude Gather -o m.w8.onnx
     """
@@ -59,7 +78,10 @@ def quantize(model: str, precision: str, calibration_file: str | None, random_co
     parsed_dims = parse_dims(dims)
     calibration = calibration_file or (RandomCalibration(random_count, seed=seed, dims=parsed_dims)
                                        if random_count else None)
-    result = quantize_model(load(model), precision, calibration=calibration, accuracy_floor=floor, method=method,
+    loaded = load(model)
+    validation = load_samples(loaded, eval_file).samples if eval_file else None
+    result = quantize_model(loaded, precision, calibration=calibration, validation=validation,
+                            accuracy_floor=floor, method=method,
                             block_size=int(block_size), symmetric=symmetric, exclude=exclude, evaluator=evaluator,
                             seed=seed, dims=parsed_dims)
     click.echo(result.summary())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -13,11 +14,11 @@ from .._atomic import atomic_write_bytes
 from ..api import compile as compile_model
 from ..api import load, load_compiled
 from ..artifact import is_artifact
-from ..feeds import load_feed_files, random_feeds
 from ..models import builtin_default_dims
-from ._common import parse_dims, parse_key_values, parse_options
-from .options import (backend_options_option, dims_option, inputs_option, isolate_option, precision_option,
-                      seed_option, target_option, timeout_option)
+from ._common import parse_dims, parse_options
+from .feed_options import feed_source_options, feeds_from_options, has_user_feeds
+from .options import (backend_options_option, dims_option, isolate_option, precision_option, seed_option,
+                      target_option, timeout_option)
 
 
 @click.command("run")
@@ -25,18 +26,18 @@ from .options import (backend_options_option, dims_option, inputs_option, isolat
 @target_option()
 @precision_option()
 @backend_options_option()
-@click.option("--input", "input_files", multiple=True, metavar="NAME=FILE.npy", help="One input from a .npy file.")
-@inputs_option()
-@click.option("--random", "use_random", is_flag=True, help="Random inputs (floats ~ N(0,1), ints in [0,10)).")
+@feed_source_options
+@click.option("--random", "use_random", is_flag=True,
+              help="Random inputs that respect the graph (ids inside their table, 0/1 masks, floats ~ N(0,1)).")
 @seed_option("Seed for --random.")
 @dims_option("Size of a symbolic dim for --random.")
 @click.option("--rebuild", is_flag=True, help="Recompile an artifact that was built by another SDK version.")
 @click.option("-o", "--output", type=click.Path(), help="Save outputs to this .npz.")
 @isolate_option()
 @timeout_option()
-def run(model_or_artifact: str, target: str | None, precision: str, options: tuple[str, ...],
-        input_files: tuple[str, ...], inputs_npz: str | None, use_random: bool, seed: int, dims: tuple[str, ...],
-        rebuild: bool, output: str | None, isolate: bool, timeout: float | None) -> None:
+def run(model_or_artifact: str, target: str | None, precision: str | None, options: tuple[str, ...],
+        use_random: bool, seed: int, dims: tuple[str, ...], rebuild: bool, output: str | None,
+        isolate: bool, timeout: float | None, **feed_values: Any) -> None:
     """Run MODEL_OR_ARTIFACT once and print each output's shape, dtype and summary.
 
     \b
@@ -44,10 +45,11 @@ def run(model_or_artifact: str, target: str | None, precision: str, options: tup
       portarun run builtin:mlp -t onnxruntime:cpu --random
       portarun run model.onnx -t onnxruntime:cpu --input x=x.npy -o out.npz
       portarun run build/model.ort-cpu --inputs feeds.npz
+      portarun run minilm.onnx -t openvino:cpu --text "A sentence." --tokenizer ./all-MiniLM-L6-v2
       portarun run builtin:transformer -t reference --random --dim seq=32 --seed 1
     """
-    if sum([bool(input_files or inputs_npz), use_random]) != 1:
-        raise click.UsageError("give the inputs: --input NAME=FILE.npy / --inputs FILE.npz, or --random")
+    if sum([has_user_feeds(feed_values), use_random]) != 1:
+        raise click.UsageError("give the inputs: --input NAME=FILE.npy / --inputs FILE.npz|DIR / --text, or --random")
     if is_artifact(model_or_artifact):
         executable = load_compiled(model_or_artifact, target, rebuild=rebuild, isolate=isolate, timeout=timeout)
     else:
@@ -56,17 +58,15 @@ def run(model_or_artifact: str, target: str | None, precision: str, options: tup
         executable = compile_model(load(model_or_artifact), target, precision, isolate=isolate, timeout=timeout,
                                    **parse_options(options))
     with executable:
-        if use_random:
-            feeds = random_feeds(executable.inputs, seed=seed, dims={**builtin_default_dims(model_or_artifact),
-                                                                       **parse_dims(dims)})
-        else:
-            feeds = load_feed_files(parse_key_values(input_files, "--input"), inputs_npz)
+        feeds = feeds_from_options(executable, feed_values, dims=parse_dims(dims), seed=seed,
+                                   default_dims=builtin_default_dims(model_or_artifact))
         start = time.perf_counter()
-        outputs = executable.run(feeds)
+        outputs = executable.run(feeds[0])
         elapsed = time.perf_counter() - start
         prov = executable.provenance
         click.echo(f"ran {executable.model.name} on {executable.target} ({prov.backend} {prov.sdk_version}, "
-                   f"{', '.join(prov.providers) or '-'}) at {executable.precision} in {elapsed * 1e3:.2f} ms")
+                   f"{', '.join(prov.providers) or '-'}) at {executable.precision} in {elapsed * 1e3:.2f} ms"
+                   + (f" (sample 1 of {len(feeds)})" if len(feeds) > 1 else ""))
         for name, value in outputs.items():
             click.echo(_summary(name, value))
         if output:

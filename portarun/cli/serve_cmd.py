@@ -21,7 +21,7 @@ def _autoscale(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.command("serve")
 @click.argument("model_or_artifact")
 @target_option()
-@precision_option()
+@precision_option(default="fp32")
 @backend_options_option()
 @click.option("--name", help="Model name in the URL (/v2/models/NAME); default: the file's stem.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the HTTP proxy binds.")

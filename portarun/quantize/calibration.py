@@ -18,7 +18,8 @@ import numpy as np
 
 from ..backend import check_feeds
 from ..errors import InputError, UsageError
-from ..feeds import load_feed_files, random_feeds
+from ..feeds import UNBOUNDED_INT_HIGH, load_feed_files, random_feeds
+from ..input_roles import input_roles
 from ..model import Model
 
 Feeds = dict[str, np.ndarray]
@@ -34,30 +35,19 @@ class RandomCalibration:
         self.count, self.seed, self.dims = int(count), int(seed), dict(dims or {})
 
     def samples(self, model: Model, *, offset: int = 0) -> list[Feeds]:
-        highs = integer_ranges(model)
-        return [random_feeds(model.inputs, seed=self.seed + offset + i, dims=self.dims, int_high=highs)
-                for i in range(self.count)]
+        # random_feeds reads the graph: ids stay inside their embedding table, masks are 0/1
+        return [random_feeds(model, seed=self.seed + offset + i, dims=self.dims) for i in range(self.count)]
 
     def __repr__(self) -> str:
         return f"RandomCalibration({self.count}, seed={self.seed})"
 
 
 def integer_ranges(model: Model) -> dict[str, int]:
-    """Upper bound (exclusive) for integer inputs that index an embedding table (Gather on an initializer)."""
-    graph = model.proto.graph
-    sizes = {t.name: t.dims[0] for t in graph.initializer if len(t.dims)}
-    highs: dict[str, int] = {}
-    for node in graph.node:
-        if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in sizes:
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-            if axis == 0:
-                name = node.input[1]
-                highs[name] = min(highs.get(name, sizes[node.input[0]]), sizes[node.input[0]])
-    for spec in model.inputs:
-        if spec.dtype.kind in "iu" and spec.name not in highs:
-            # masks and type ids: 0/1 is always valid for them
-            highs[spec.name] = 2 if "mask" in spec.name or "type" in spec.name else 10
-    return highs
+    """Upper bound (exclusive) of each integer input's random values, as ``portarun.feeds`` infers it
+    (the row count of the embedding a Gather indexes, a OneHot depth, 2 for masks and type ids)."""
+    roles = input_roles(model)
+    return {spec.name: int(roles[spec.name].high if roles[spec.name].high is not None else UNBOUNDED_INT_HIGH)
+            for spec in model.inputs if spec.dtype.kind in "iu" and roles[spec.name].kind != "position"}
 
 
 def _split_rows(model: Model, feeds: Feeds) -> list[Feeds]:
@@ -78,6 +68,10 @@ def load_samples(model: Model, source: Any) -> list[Feeds]:
                          hint="pass an .npz file, portarun.quantize.RandomCalibration(N, seed=S), or a list of feed dicts")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():  # a folder of .npz samples, read as every command reads user data
+            from ..samples import load_samples as load_user_samples
+
+            return load_user_samples(model, path).samples
         if path.suffix != ".npz":
             raise InputError(f"calibration file '{path}' must be an .npz of arrays keyed by input name")
         samples = _split_rows(model, load_feed_files(npz=path))

@@ -40,3 +40,11 @@ def test_top1_floor_needs_class_scores():
     ref = [{"y": np.ones((1, 16, 8), np.float32)}]
     with pytest.raises(UsageError, match="class scores"):
         measure(ref, ref, AccuracyFloor(top1=0.9))
+
+
+def test_zipmap_and_label_outputs_are_skipped_not_a_crash():
+    # skl2onnx classifiers return labels and ZipMap's list of {class: probability} dicts
+    sample = {"label": np.array([1]), "probabilities": [{0: 0.2, 1: 0.8}], "scores": np.array([[0.2, 0.8]], np.float32)}
+    other = {**sample, "scores": np.array([[0.8, 0.2]], np.float32)}
+    accuracy = measure([other], [sample], AccuracyFloor.parse("cosine=0.99", "int8"))
+    assert accuracy.samples == 1 and accuracy.cosine_min < 0.99 and not accuracy.passed

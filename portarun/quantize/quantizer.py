@@ -26,11 +26,13 @@ from ..errors import CheckFailedError, ModelError, UsageError, first_line
 from ..loading import load
 from ..model import Model, quantization_of
 from ..types import Precision
-from .accuracy import AccuracyFloor, measure
+from .accuracy import Accuracy, AccuracyFloor, measure
 from .calibration import METHODS, RandomCalibration, RangeCollector, load_samples, split_holdout
 from .evaluator import Evaluator, with_outputs
 from .report import NodeDecision, QuantizationReport, QuantizedModel
-from .rewrite import DEMOTE, Options, Target, build, find_targets, needed_opset, portable_block_size, upgrade_opset
+from .rewrite import (DEMOTE, Options, Target, build, find_targets, lift_constant_weights, needed_opset,
+                      portable_block_size, upgrade_opset)
+from .swap import SWAPPABLE_LEVELS, WeightSwapSession
 
 START_LEVEL = {Precision.INT4_WEIGHT: "int4", Precision.INT8_WEIGHT: "int8", Precision.INT8: "int8+act"}
 BLOCK_SIZES = (16, 32, 64, 128, 256)
@@ -110,7 +112,12 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
                            else f"the {len(valid)} calibration sample(s) (too few to hold any out)")
     runner = Evaluator(evaluator)
 
+    lifted = lift_constant_weights(loaded.proto)
+    if lifted is not loaded.proto:  # weights held in Constant nodes become initializers, then quantizable
+        loaded = Model.from_proto(lifted, name=loaded.name, check=False)
     targets = find_targets(loaded.proto)
+    if not targets:
+        return _unchanged(loaded, precision, floor, _describe(source, len(samples)), runner.target)
     start = START_LEVEL[precision]
     levels: dict[str, str] = {}
     reasons: dict[str, str] = {}
@@ -139,13 +146,33 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
                                      method)
 
     output_names = [o.name for o in loaded.outputs]
-    reference = runner.run(base, valid, outputs=output_names)
+    # weight-only plans run on one float session with the weights fed (swap.py); static int8 builds each
+    session = WeightSwapSession(base, targets, runner, output_names, opts) \
+        if targets and all(level in SWAPPABLE_LEVELS for level in levels.values()) else None
+    if session is not None:
+        probed = [{**sample, **result} for sample, result in
+                  zip(valid[:RANK_SAMPLES], session.run({}, valid[:RANK_SAMPLES], probes=True))]
+        reference = [{name: r[name] for name in output_names} for r in probed] + \
+            session.run({}, valid[RANK_SAMPLES:])
+    else:
+        probed = []
+        reference = runner.run(base, valid, outputs=output_names)
 
     def evaluate(trial: dict[str, str], limit: int | None = None):
         """Accuracy of the plan ``trial`` on the validation samples (the first ``limit`` of them)."""
-        candidate = build(base, targets, trial, opts)
         count = len(valid) if limit is None else min(limit, len(valid))
+        if session is not None:
+            return measure(session.run(trial, valid[:count]), reference[:count], floor)
+        candidate = build(base, targets, trial, opts)
         return measure(runner.run(candidate, valid[:count], outputs=output_names), reference[:count], floor)
+
+    def local_errors(trial: dict[str, str]) -> dict[str, float] | None:
+        """Each quantized node's own output error on its real inputs, or None unless all are computable."""
+        if session is None:
+            return None
+        errors = {t.node: session.local_error(t, trial[t.node], probed) for t in targets
+                  if trial[t.node] != "float"}
+        return None if any(e is None for e in errors.values()) else errors
 
     sizes = {t.name: int(np.prod(t.dims)) for t in base.graph.initializer}
     steps: list[str] = []
@@ -154,7 +181,7 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     queue: list[str] = []
     while not accuracy.passed:
         if not queue:
-            queue = _rank(targets, levels, evaluate, sizes)
+            queue = _rank(targets, levels, evaluate, sizes, local_errors(levels))
             if not queue:
                 break
         node = queue.pop(0)
@@ -180,6 +207,11 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
                         reasons[node] = f"sensitive: moved {start} -> {old} to meet the floor"
                     steps.append(f"{node}: back to {old}, not needed (then {accuracy.text()})")
 
+    if session is not None:
+        session.close()
+        # the search judged fed weights; the report judges the artifact itself, as the evaluator runs it
+        accuracy = measure(runner.run(build(base, targets, levels, opts), valid, outputs=output_names),
+                           reference, floor)
     all_float = all(level == "float" for level in levels.values())
     floor_met = accuracy.passed and not all_float
     if all_float and targets:
@@ -209,6 +241,19 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
                                f"({floor.text()}): {'; '.join(accuracy.failures)}",
                                hint="lower the floor, use a higher precision, or give representative calibration data")
     return QuantizedModel(quantized, precision, report)
+
+
+def _unchanged(model: Model, precision: Precision, floor: AccuracyFloor, calibration: str,
+               evaluator: str) -> QuantizedModel:
+    """The answer for a model with no weight-carrying node: itself, saying so (no floor failure claimed)."""
+    same = Accuracy(samples=0, cosine_min=1.0, cosine_mean=1.0, top1=None, max_abs=0.0, mean_abs=0.0, nmse=0.0)
+    size = model.stats().parameter_bytes
+    report = QuantizationReport(
+        precision=precision.value, floor=floor.text(), floor_met=True, calibration=calibration,
+        calibration_method="none (nothing to quantize)", validation="none (nothing to quantize)",
+        evaluator=evaluator, weight_bytes_before=size, weight_bytes_after=size, accuracy=same,
+        opset=model.opset, nothing_to_quantize=True)
+    return QuantizedModel(model, precision, report)
 
 
 def _retarget(old: list[Target], new: list[Target]) -> list[Target]:
@@ -245,30 +290,50 @@ def _calibrate(base: onnx.ModelProto, targets: list[Target], samples: list[dict[
 _BITS = {"int4": 4, "int8": 8, "int8+act": 8, "float": 32}
 
 
-def _rank(targets: list[Target], levels: dict[str, str], evaluate, sizes: dict[str, int]) -> list[str]:
+def _rank(targets: list[Target], levels: dict[str, str], evaluate, sizes: dict[str, int],
+          local: dict[str, float] | None = None) -> list[str]:
     """Quantized nodes in the order to move them toward float: error removed per byte added first.
 
     Each node is quantized alone (everything else float); its NMSE vs the float model is the error
     its quantization causes. Dividing by the bytes the next step up would add (a greedy knapsack)
     keeps a large, mildly sensitive embedding table at low precision while small sensitive layers
-    move up; int8+activation -> int8 weight adds no bytes, so those go by error alone.
+    move up; int8+activation -> int8 weight adds no bytes, so those go by error alone. ``local`` (each
+    node's own relative output error, from the float activations it really sees) replaces the
+    quantized-alone runs when every node has one: same ordering idea, no model run per node.
     """
     scores = []
     for t in targets:
         level = levels[t.node]
         if level == "float":
             continue
-        alone = {other.node: "float" for other in targets}
-        alone[t.node] = level
-        nmse = evaluate(alone, RANK_SAMPLES).nmse  # a ranking needs fewer samples than the floor check
+        if local is not None:
+            nmse = local[t.node]
+        else:
+            alone = {other.node: "float" for other in targets}
+            alone[t.node] = level
+            nmse = evaluate(alone, RANK_SAMPLES).nmse  # a ranking needs fewer samples than the floor check
         added_bytes = max(sizes[t.weight] * (_BITS[DEMOTE[level]] - _BITS[level]) / 8, 1.0)
         scores.append((-nmse / added_bytes, t.index, t.node))
     return [node for _, _, node in sorted(scores)]
 
 
 def _full_check(proto: onnx.ModelProto, name: str) -> None:
+    # declared output shapes are the source's claim, not the rewrite's: real exports carry stale ones
+    # (shape inference then fails on a model that runs), so the check judges the graph without their extents
+    shapes: list[onnx.TensorShapeProto | None] = []
+    for output in proto.graph.output:
+        tensor_type = output.type.tensor_type
+        shapes.append(onnx.TensorShapeProto() if tensor_type.HasField("shape") else None)
+        if shapes[-1] is not None:  # same rank, every extent symbolic (the checker wants a shape)
+            shapes[-1].CopyFrom(tensor_type.shape)
+            for j, dim in enumerate(tensor_type.shape.dim):
+                dim.dim_param = f"portarun_checked_{len(shapes)}_{j}"
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:  # a bug in the rewrite
         raise ModelError(f"the quantized '{name}' fails onnx.checker: {first_line(exc)}",
                          hint="please report this; quantize with --exclude on the node it names meanwhile") from None
+    finally:
+        for output, shape in zip(proto.graph.output, shapes):
+            if shape is not None:
+                output.type.tensor_type.shape.CopyFrom(shape)

@@ -23,6 +23,9 @@ from .rewrite import Options, Target, quantized_weight
 Feeds = dict[str, np.ndarray]
 SWAPPABLE_LEVELS = ("int4", "int8", "float")  # int8+act adds activation QDQ nodes: a different graph
 LOCAL_OPS = ("MatMul", "Gemm", "Gather")  # ops whose output error is computed here from their input
+# samples per run when they stack along the batch axis: the weights (fed, so not prepacked) are read
+# once per run, and 16 decoder-small forwards cost about what one does
+STACK = 16
 
 
 def _input_name(t: Target) -> str:
@@ -36,6 +39,8 @@ class WeightSwapSession:
                  opts: Options):
         self.targets, self.opts, self.outputs = targets, opts, list(outputs)
         self.floats: dict[str, np.ndarray] = {}
+        self.stack: bool | None = None  # whether samples may run stacked along the batch axis (checked once)
+        self._reference: dict[str, float] = {}  # node output -> ||x W||^2 on the probed inputs
         self._dequantized: dict[tuple[str, str], np.ndarray] = {}
         proto = onnx.ModelProto()
         proto.CopyFrom(base)
@@ -92,11 +97,40 @@ class WeightSwapSession:
         """Outputs for every sample with each node's weight at its level in ``levels`` (absent: float)."""
         weights = {_input_name(t): self.weight(t, levels.get(t.node, "float")) for t in self.targets}
         names = self.outputs + (self.probes if probes else [])
-        results = []
-        for sample in samples:
-            got = self.executable.run({**sample, **weights}, check=False)
-            results.append({name: got[name] for name in names})
+        if self.stack is None:
+            self.stack = self._stacking_agrees(weights, samples, names)
+        results: list[Feeds] = []
+        step = STACK if self.stack else 1
+        for start in range(0, len(samples), step):
+            results.extend(self._run_stacked(weights, samples[start:start + step], names))
         return results
+
+    def _run_stacked(self, weights: Feeds, chunk: list[Feeds], names: list[str]) -> list[Feeds]:
+        """One run for samples of equal shapes, concatenated along the batch axis and split back after;
+        one run per sample when they cannot be (shapes differ, an output is not batch-major)."""
+        same = len(chunk) > 1 and all({k: np.shape(v) for k, v in s.items()} ==
+                                      {k: np.shape(v) for k, v in chunk[0].items()} for s in chunk)
+        if same:
+            rows = [int(np.shape(next(iter(s.values())))[0]) for s in chunk]
+            feeds = {name: np.concatenate([s[name] for s in chunk]) for name in chunk[0]}
+            got = self.executable.run({**feeds, **weights}, check=False)
+            if all(np.ndim(got[n]) and np.shape(got[n])[0] == sum(rows) for n in names):
+                cuts = np.cumsum(rows)[:-1]
+                parts = {n: np.split(got[n], cuts) for n in names}
+                return [{n: parts[n][i] for n in names} for i in range(len(chunk))]
+        return [{n: got[n] for n in names} for got in
+                (self.executable.run({**sample, **weights}, check=False) for sample in chunk)]
+
+    def _stacking_agrees(self, weights: Feeds, samples: list[Feeds], names: list[str]) -> bool:
+        """Whether stacking samples along the first axis changes nothing (checked once on two samples): a
+        symbolic first dim is usually the batch, but a model may mix rows there (e.g. [seq, hidden])."""
+        if len(samples) < 2 or not all(np.ndim(v) for v in samples[0].values()):
+            return False
+        apart = [{n: got[n] for n in names} for got in
+                 (self.executable.run({**sample, **weights}, check=False) for sample in samples[:2])]
+        together = self._run_stacked(weights, samples[:2], names)
+        return all(np.allclose(a[n], b[n], rtol=1e-4, atol=1e-5) for a, b in zip(apart, together) for n in names
+                   if np.asarray(a[n]).dtype.kind == "f")
 
     def local_error(self, t: Target, level: str, probed: list[Feeds]) -> float | None:
         """Relative squared error of node ``t``'s output at ``level`` on its real inputs (``probed``: results
@@ -106,21 +140,22 @@ class WeightSwapSession:
         (probe,) = self._probe_inputs(t) or (None,)
         if probe is None:
             return None
+        xs = [result.get(probe) for result in probed]  # each result carries its sample's feeds too
+        if not xs or any(x is None for x in xs):
+            return None
         w, wq = self.floats[t.weight], self.weight(t, level)
-        err = ref = 0.0
-        for result in probed:  # each result carries its sample's feeds too (graph inputs are probes)
-            x = result.get(probe)
-            if x is None:
+        if t.op == "Gather":
+            rows = np.concatenate([np.asarray(x, np.int64).ravel() for x in xs]) % w.shape[0]
+            y, dy = w[rows], wq[rows] - w[rows]
+        else:
+            b = w if t.block_axis == 0 else w.T  # Gemm transB: W is [N, K]
+            x2 = np.concatenate([np.asarray(x, np.float32).reshape(-1, np.shape(x)[-1]) for x in xs])
+            if x2.shape[1] != b.shape[0]:
                 return None
-            if t.op == "Gather":
-                rows = np.asarray(x, np.int64).ravel() % w.shape[0]
-                y, dy = w[rows], wq[rows] - w[rows]
-            else:
-                x2 = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
-                b, db = (w, wq - w) if t.block_axis == 0 else (w.T, (wq - w).T)  # Gemm transB: W is [N, K]
-                if x2.shape[1] != b.shape[0]:
-                    return None
-                y, dy = x2 @ b, x2 @ db
-            err += float(np.sum(np.square(dy, dtype=np.float64)))
-            ref += float(np.sum(np.square(y, dtype=np.float64)))
+            dy = x2 @ ((wq - w) if t.block_axis == 0 else (wq - w).T)
+            y = None if t.output in self._reference else x2 @ b
+        err = float(np.sum(np.square(dy, dtype=np.float64)))
+        if t.output not in self._reference:
+            self._reference[t.output] = float(np.sum(np.square(y, dtype=np.float64)))
+        ref = self._reference[t.output]
         return err / ref if ref > 0 else (0.0 if err == 0 else float("inf"))

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import numpy as np
 import onnx
 
-from ..errors import CheckFailedError, ModelError, UsageError, first_line
+from ..errors import CheckFailedError, ModelError, PortarunError, UsageError, first_line
 from ..loading import load
 from ..model import Model, quantization_of
 from ..types import Precision
@@ -145,6 +145,8 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
             reasons[t.node] = "no float activation input to quantize (weight-only)"
         else:
             levels[t.node] = start
+    for t, why in _unportable_int4(loaded.proto, targets, levels, block_size):
+        levels[t.node], reasons[t.node] = "int8", why
     unknown = [e for e in exclude if not any(e in (t.node, t.op, t.weight) for t in targets)]
     if unknown:
         names = sorted({t.node for t in targets} | {t.op for t in targets})
@@ -266,6 +268,43 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
                                f"({floor.text()}): {'; '.join(accuracy.failures)}",
                                hint="lower the floor, use a higher precision, or give representative calibration data")
     return QuantizedModel(quantized, precision, report)
+
+
+def _unportable_int4(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str],
+                     block_size: int) -> list[tuple[Target, str]]:
+    """int4 targets whose blocked layout an in-tree backend refuses, each with the reason it stays int8.
+
+    A portable int4 weight has whole blocks along its reduction axis: OpenVINO's ONNX frontend refuses
+    a short last block (depthwise convolutions have 1 input channel per group; odd reduction dims), so
+    such a layer is written int8 rather than as an artifact some backend cannot read."""
+    dims = {t.name: list(t.dims) for t in proto.graph.initializer}
+    found = []
+    for t in targets:
+        if levels.get(t.node) != "int4":
+            continue
+        length = dims[t.weight][t.block_axis]
+        block = portable_block_size(length, block_size, t.op)
+        if length % block:
+            found.append((t, f"int4 not portable: no block size of 16-{block_size} divides its reduction dim "
+                             f"{length} (OpenVINO refuses a short last block); kept int8"))
+    return found
+
+
+def check_on_targets(model: Model, precision: Precision | str, targets: Iterable[str]) -> list[str]:
+    """Compile ``model`` at ``precision`` on each target; the lines 'TARGET: reason' of those that refuse it.
+
+    ``portarun quantize --check-targets`` runs this before writing, so an artifact that some backend
+    the user named cannot read fails early and says which and why."""
+    from ..registry import get_backend, resolve_target
+
+    failures = []
+    for text in targets:
+        try:
+            target = resolve_target(text)
+            get_backend(target.backend).compile(model, target, Precision.parse(precision)).close()
+        except PortarunError as exc:
+            failures.append(f"{text}: {exc}")
+    return failures
 
 
 def _is_decoder(model: Model) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..errors import PortarunError
 from .numerics import QuantizedTensor
 from .rewrite import Options, Target, quantized_weight
 
@@ -124,11 +125,17 @@ class WeightSwapSession:
     def _stacking_agrees(self, weights: Feeds, samples: list[Feeds], names: list[str]) -> bool:
         """Whether stacking samples along the first axis changes nothing (checked once on two samples): a
         symbolic first dim is usually the batch, but a model may mix rows there (e.g. [seq, hidden])."""
-        if len(samples) < 2 or not all(np.ndim(v) for v in samples[0].values()):
-            return False
+        specs = {spec.name: spec for spec in self.executable.inputs}
+        if len(samples) < 2 or not all(np.ndim(v) and name in specs and specs[name].shape
+                                       and not isinstance(specs[name].shape[0], int)
+                                       for name, v in samples[0].items()):
+            return False  # a fixed first dim (batch 1) cannot take two samples
         apart = [{n: got[n] for n in names} for got in
                  (self.executable.run({**sample, **weights}, check=False) for sample in samples[:2])]
-        together = self._run_stacked(weights, samples[:2], names)
+        try:
+            together = self._run_stacked(weights, samples[:2], names)
+        except PortarunError:  # e.g. a Reshape with the batch baked in
+            return False
         return all(np.allclose(a[n], b[n], rtol=1e-4, atol=1e-5) for a, b in zip(apart, together) for n in names
                    if np.asarray(a[n]).dtype.kind == "f")
 

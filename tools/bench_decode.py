@@ -116,6 +116,8 @@ def main() -> int:
                         help="cache mode for ORT and OpenVINO (XLA always static)")
     parser.add_argument("--ort-exact", action="store_true",
                         help="ORT int-weight MatMuls without int8 activations (accuracy level 0)")
+    parser.add_argument("--ort-variants", action="store_true",
+                        help="also run ORT's weight-only precisions with int8 activations and with ORT's own fusion")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -129,17 +131,17 @@ def main() -> int:
     for target in args.targets:
         for precision, model in built.items():
             cache = "static" if target.startswith("xla") else args.cache
-            try:
-                start = time.perf_counter()
-                options = ORT_EXACT if args.ort_exact and target.startswith("onnxruntime") else {}
-                exe = portarun.compile(model, target, precision, **options)
-                portarun.generate(exe, prompt, 4, cache=cache, capacity=_capacity(args, cache))  # warm-up
-                warm = time.perf_counter() - start
-            except PortarunError as exc:
-                print(f"skip {target} {precision}: {exc}", file=sys.stderr)
-                continue
-            runs.append({"target": target, "precision": precision, "cache": cache, "exe": exe, "results": [],
-                         "compile_and_warmup_s": warm})
+            for variant, options in _variants(args, target, precision):
+                try:
+                    start = time.perf_counter()
+                    exe = portarun.compile(model, target, precision, **options)
+                    portarun.generate(exe, prompt, 4, cache=cache, capacity=_capacity(args, cache))  # warm-up
+                    warm = time.perf_counter() - start
+                except PortarunError as exc:
+                    print(f"skip {target} {precision} {variant}: {exc}", file=sys.stderr)
+                    continue
+                runs.append({"target": target, "precision": precision, "variant": variant, "cache": cache, "exe": exe,
+                             "results": [], "compile_and_warmup_s": warm})
     for _ in range(args.repeats):  # round robin: each configuration once per round
         for run in runs:
             run["results"].append(portarun.generate(run["exe"], prompt, args.new_tokens, cache=run["cache"],
@@ -150,7 +152,7 @@ def main() -> int:
         results = run["results"]
         steps = [s for r in results for s in r.step_s]
         tokens = [r.tokens for r in results]
-        row = {"target": run["target"], "precision": run["precision"], "cache": run["cache"],
+        row = {"target": run["target"], "precision": run["precision"], "variant": run["variant"], "cache": run["cache"],
                "decode_tokens_per_s": statistics.median(r.decode_tokens_per_s for r in results),
                "tpot_median_ms": 1e3 * statistics.median(steps), "tpot_p99_ms": 1e3 * float(np.percentile(steps, 99)),
                "ttft_ms": 1e3 * statistics.median(r.ttft_s for r in results),
@@ -165,13 +167,13 @@ def main() -> int:
         rows.append(row)
         run["exe"].close()
 
-    fp32 = {r["target"]: r for r in rows if r["precision"] == "fp32"}
+    fp32 = {r["target"]: r for r in rows if r["precision"] == "fp32" and not r["variant"]}
     print(f"\n{args.model}: {config}, batch 1, prompt {args.prompt_tokens}, {args.new_tokens} new tokens, "
           f"{args.repeats} repeats; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("copy bandwidth (NumPy copy, read + write): " + ", ".join(
         f"{label} {value / 1e9:.1f} GB/s" for label, value in measured.items())
         + "; each row's roofline uses the best copy bandwidth at or above its bytes per step")
-    header = f"{'target':<16} {'precision':<12} {'cache':<7} {'tok/s':>7} {'vs fp32':>7} {'same tok':>8} " \
+    header = f"{'target':<16} {'precision':<28} {'cache':<7} {'tok/s':>7} {'vs fp32':>7} {'same tok':>8} " \
              f"{'TPOT med':>9} {'p99':>8} {'MB/step':>8} {'GB/s':>5} {'roofline':>8} {'MBU':>5}"
     print(header)
     print("-" * len(header))
@@ -181,7 +183,8 @@ def main() -> int:
         same = np.mean(np.asarray(r["tokens"]) == np.asarray(base["tokens"])) if base else float("nan")
         r.update({"vs_fp32": r["decode_tokens_per_s"] / base["decode_tokens_per_s"] if base else None,
                   "tokens_equal_to_fp32": float(same)})
-        print(f"{r['target']:<16} {r['precision']:<12} {r['cache']:<7} {r['decode_tokens_per_s']:>7.1f} {ratio:>7} "
+        label = r["precision"] + (f" ({r['variant']})" if r["variant"] else "")
+        print(f"{r['target']:<16} {label:<28} {r['cache']:<7} {r['decode_tokens_per_s']:>7.1f} {ratio:>7} "
               f"{same:>8.2f} {r['tpot_median_ms']:>7.2f}ms {r['tpot_p99_ms']:>6.2f}ms "
               f"{r['bytes_per_step'] / 1e6:>8.1f} {r['bandwidth_bytes_per_s'] / 1e9:>5.1f} "
               f"{r['roofline_tokens_per_s']:>8.1f} {r['mbu']:>5.2f}")
@@ -193,6 +196,23 @@ def main() -> int:
         args.json.write_text(json.dumps({"model": args.model, "config": config, "bandwidth_measured": measured,
                                          "load_average": os.getloadavg(), "rows": rows}, indent=2, default=str))
     return 0
+
+
+# ONNX Runtime's weight-only forms side by side: the default (float activations, lowered), int8 activations
+# (named, a different precision), and what ORT did by itself before portarun lowered anything (its DQ
+# fusion at its default accuracy level 4, whole embedding tables dequantized every step)
+ORT_VARIANTS = {"int8-dynamic": {"activations": "int8-dynamic"},
+                "ORT's own fusion": {"lower_int4": "none", "lower_int8": "none", "matmulnbits_accuracy_level": 4}}
+
+
+def _variants(args, target: str, precision: str) -> list[tuple[str, dict]]:
+    if not target.startswith("onnxruntime"):
+        return [("", {})]
+    if args.ort_exact:
+        return [("exact", ORT_EXACT)]
+    if args.ort_variants and precision in ("int8-weight", "int4-weight"):
+        return [("", {})] + list(ORT_VARIANTS.items())
+    return [("", {})]
 
 
 def _capacity(args, cache: str) -> int | None:

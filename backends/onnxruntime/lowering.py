@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from portarun.plugin import onnx_domain, pack_int4
+from portarun.plugin import onnx_domain
 
 MS_DOMAIN = "com.microsoft"
 _INT4 = (TensorProto.INT4, TensorProto.UINT4)
@@ -41,13 +41,13 @@ def _ints(tensor: TensorProto) -> np.ndarray:
 
 
 def _pack_rows(values: np.ndarray) -> np.ndarray:
-    """Pack each row's 4-bit values (0..15) into bytes, low nibble first; rows padded to an even length."""
+    """Pack each row's 4-bit values (0..15) into bytes, low nibble first; rows padded to an even length.
+    (Vectorized: a row-by-row loop took seconds on a 32000-row lm_head at every compile.)"""
     rows, cols = values.shape
     if cols % 2:
         values = np.concatenate([values, np.zeros((rows, 1), values.dtype)], axis=1)
-    if not rows:
-        return np.zeros((0, (cols + 1) // 2), np.uint8)
-    return np.stack([np.frombuffer(pack_int4(row), np.uint8) for row in values])
+    nibbles = (np.asarray(values) & 0x0F).astype(np.uint8)
+    return np.ascontiguousarray(nibbles[:, 0::2] | (nibbles[:, 1::2] << 4))
 
 
 def _constant_dequantize(node: onnx.NodeProto, inits: dict[str, TensorProto]):
@@ -139,8 +139,11 @@ def _gather_block_quantized(node: onnx.NodeProto, users: list[onnx.NodeProto], f
 
 
 def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = None,
-                         bits: tuple[int, ...] = (4,)) -> tuple[onnx.ModelProto, int]:
-    """(copy of ``proto`` with eligible DQ+MatMul pairs of the given ``bits`` as MatMulNBits, number lowered)."""
+                         bits: tuple[int, ...] = (4,),
+                         gather_bits: tuple[int, ...] | None = None) -> tuple[onnx.ModelProto, int]:
+    """(copy of ``proto`` with eligible DQ+MatMul pairs of the given ``bits`` as MatMulNBits and DQ+Gather
+    pairs of ``gather_bits`` (default: ``bits``) as GatherBlockQuantized, number lowered)."""
+    gather_bits = bits if gather_bits is None else gather_bits
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     graph = out.graph
@@ -161,7 +164,7 @@ def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = No
         if node.output[0] in graph_outputs or not users:
             continue
         if all(u.op_type == "Gather" and u.input[0] == node.output[0] and _attr(u, "axis", 0) == 0 for u in users):
-            gather = _gather_form(node, inits, bits)
+            gather = _gather_form(node, inits, gather_bits)
             if gather is not None:
                 count += _gather_block_quantized(node, users, gather, new_inits, replaced)
                 dropped.add(id(node))

@@ -70,7 +70,7 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
              block_size: int = 128, symmetric: bool = True, exclude: Iterable[str] = (),
              evaluator: str = "auto", seed: int = 0, dims: dict[str, int] | None = None,
              strict: bool = False, eval: Any = None, labels: Any = None,
-             label_output: str | None = None) -> QuantizedModel:
+             label_output: str | None = None, portable: bool = True) -> QuantizedModel:
     """Quantize ``model`` to ``precision`` (``int8``, ``int8-weight`` or ``int4-weight``).
 
     ``calibration``: an .npz path, ``RandomCalibration(n, seed=...)``, a dict of arrays, or an
@@ -84,6 +84,8 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     the argmax of ``label_output``, default the first output) for an ``exact_match`` floor, the task
     metric. Decoders (an output named *logits* [batch, seq, vocab]) are judged on 32 held-out random
     prompts by default, and the report gives next-token agreement with its 95 % interval.
+    ``portable`` (default) keeps int8 any layer whose int4 blocks cannot tile its reduction dim (a layout
+    OpenVINO refuses); ``portable=False`` writes the short last block the ONNX spec allows (ORT runs it).
     """
     loaded = load(model)
     precision = Precision.parse(precision)
@@ -145,7 +147,7 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
             reasons[t.node] = "no float activation input to quantize (weight-only)"
         else:
             levels[t.node] = start
-    for t, why in _unportable_int4(loaded.proto, targets, levels, block_size):
+    for t, why in _unportable_int4(loaded.proto, targets, levels, block_size) if portable else ():
         levels[t.node], reasons[t.node] = "int8", why
     unknown = [e for e in exclude if not any(e in (t.node, t.op, t.weight) for t in targets)]
     if unknown:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import portarun  # noqa: E402
 from portarun import models  # noqa: E402
-from portarun.cost import memory_roofline  # noqa: E402
+from portarun.cost import memory_roofline, usd_per_million_tokens  # noqa: E402
 from portarun.errors import PortarunError  # noqa: E402
 from portarun.models import decoder  # noqa: E402
 from portarun.models.decoder import decode_step_bytes  # noqa: E402
@@ -118,6 +118,9 @@ def main() -> int:
                         help="ORT int-weight MatMuls without int8 activations (accuracy level 0)")
     parser.add_argument("--ort-variants", action="store_true",
                         help="also run ORT's weight-only precisions with int8 activations and with ORT's own fusion")
+    parser.add_argument("--hardware", default="xeon-8480",
+                        help="hardware profile that prices the $/1M tokens column (a share of its cores: ours)")
+    parser.add_argument("--price-per-hour", type=float, help="explicit $/hour of the whole machine instead")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -173,8 +176,10 @@ def main() -> int:
     print("copy bandwidth (NumPy copy, read + write): " + ", ".join(
         f"{label} {value / 1e9:.1f} GB/s" for label, value in measured.items())
         + "; each row's roofline uses the best copy bandwidth at or above its bytes per step")
+    usd_per_hour, priced_as = _usd_per_hour(args)
+    print(f"$/1M tokens: {priced_as}")
     header = f"{'target':<16} {'precision':<28} {'cache':<7} {'tok/s':>7} {'vs fp32':>7} {'same tok':>8} " \
-             f"{'TPOT med':>9} {'p99':>8} {'MB/step':>8} {'GB/s':>5} {'roofline':>8} {'MBU':>5}"
+             f"{'TPOT med':>9} {'p99':>8} {'MB/step':>8} {'GB/s':>5} {'roofline':>8} {'MBU':>5} {'$/1M tok':>9}"
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -182,12 +187,15 @@ def main() -> int:
         ratio = f"{r['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f}x" if base else "-"
         same = np.mean(np.asarray(r["tokens"]) == np.asarray(base["tokens"])) if base else float("nan")
         r.update({"vs_fp32": r["decode_tokens_per_s"] / base["decode_tokens_per_s"] if base else None,
-                  "tokens_equal_to_fp32": float(same)})
+                  "tokens_equal_to_fp32": float(same),
+                  "usd_per_million_tokens": usd_per_million_tokens(usd_per_hour, r["decode_tokens_per_s"])
+                  if usd_per_hour else None})
         label = r["precision"] + (f" ({r['variant']})" if r["variant"] else "")
         print(f"{r['target']:<16} {label:<28} {r['cache']:<7} {r['decode_tokens_per_s']:>7.1f} {ratio:>7} "
               f"{same:>8.2f} {r['tpot_median_ms']:>7.2f}ms {r['tpot_p99_ms']:>6.2f}ms "
               f"{r['bytes_per_step'] / 1e6:>8.1f} {r['bandwidth_bytes_per_s'] / 1e9:>5.1f} "
-              f"{r['roofline_tokens_per_s']:>8.1f} {r['mbu']:>5.2f}")
+              f"{r['roofline_tokens_per_s']:>8.1f} {r['mbu']:>5.2f} "
+              f"{r['usd_per_million_tokens'] or float('nan'):>9.3f}")
     fp32_tokens = {t: r["tokens"] for t, r in fp32.items()}
     if len(fp32_tokens) > 1:
         same = len({json.dumps(t) for t in fp32_tokens.values()}) == 1
@@ -213,6 +221,20 @@ def _variants(args, target: str, precision: str) -> list[tuple[str, dict]]:
     if args.ort_variants and precision in ("int8-weight", "int4-weight"):
         return [("", {})] + list(ORT_VARIANTS.items())
     return [("", {})]
+
+
+def _usd_per_hour(args) -> tuple[float | None, str]:
+    """$/hour of the cores this run used: the profile's machine $/hour times our share of its cores."""
+    from portarun.cost import hourly_cost
+    from portarun_conformance.hardware import default_assumptions, get_profile
+
+    profile = get_profile(args.hardware)
+    hourly = hourly_cost(profile, default_assumptions(price_per_hour_usd=args.price_per_hour))
+    if hourly.usd_per_hour is None:
+        return None, f"not priced ({hourly.note})"
+    share = min(1.0, (os.cpu_count() or 1) / profile.cores) if profile.cores else 1.0
+    return hourly.usd_per_hour * share, (f"{profile.name} at ${hourly.usd_per_hour:.3f}/h ({hourly.basis}) x "
+                                         f"{share:.3f} of its cores = ${hourly.usd_per_hour * share:.4f}/h")
 
 
 def _capacity(args, cache: str) -> int | None:

@@ -1,7 +1,9 @@
 """int4 DQ+MatMul lowered to MatMulNBits computes what the neutral artifact computes."""
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import portarun
 from portarun.quantize import RandomCalibration
@@ -33,9 +35,16 @@ def test_matmulnbits_equals_neutral_dq_model(small_transformer, symmetric, block
 
 
 def test_lowering_skips_what_it_cannot_express():
-    q = portarun.quantize("builtin:mlp", "int4-weight", accuracy_floor="cosine=0")  # Gemm, transB: axis 1
-    lowered, count = lower_int4_matmuls(q.proto)
-    assert count == 0 and lowered == q.proto
+    # the mlp's Gemms (transB, weight blocked along axis 1) are lowered now; one with alpha != 1 is not
+    q = portarun.quantize("builtin:mlp", "int4-weight", accuracy_floor="cosine=0")
+    assert lower_int4_matmuls(q.proto)[1] == 3
+    scaled = onnx.ModelProto()
+    scaled.CopyFrom(q.proto)
+    for node in scaled.graph.node:
+        if node.op_type == "Gemm":
+            node.attribute.append(helper.make_attribute("alpha", 0.5))
+    lowered, count = lower_int4_matmuls(scaled)
+    assert count == 0 and lowered == scaled
 
 
 def test_accuracy_level_is_exposed_and_reported(small_transformer):
@@ -133,3 +142,26 @@ def test_default_lowering_reads_one_embedding_row_and_keeps_float_activations():
                                   int_high={"input_ids": 100})
     neutral = portarun.compile(q.model, "reference", "int4-weight").run(feeds)
     assert portarun.compare(exe.run(feeds), neutral, portarun.Tolerance(rtol=1e-3, atol=1e-4))
+
+
+@pytest.mark.parametrize("precision, level", [("int4-weight", "int4"), ("int8-weight", "int8")])
+def test_gemm_with_trans_b_lowers_to_matmulnbits_plus_bias(precision, level):
+    rng = np.random.default_rng(0)
+    w, c = rng.standard_normal((48, 64)).astype(np.float32), rng.standard_normal(48).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="fc", transB=1)], "gemm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 48])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(c, "c")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    q = portarun.quantize(portarun.load(proto), precision, calibration=RandomCalibration(2, dims={"b": 3}),
+                          block_size=32, accuracy_floor="cosine=0")
+    assert q.report.nodes[0].level == level
+    lowered, count = lower_weight_matmuls(q.proto, accuracy_level=0, bits=(4, 8))
+    assert count == 1 and [n.op_type for n in lowered.graph.node] == ["MatMulNBits", "Add"]
+    feeds = {"x": rng.standard_normal((5, 64)).astype(np.float32)}
+    neutral = portarun.compile(q.model, "reference", precision).run(feeds)
+    import onnxruntime as ort  # the lowered graph as ORT itself runs it (8-bit MatMulNBits reads as int4 to portarun)
+
+    got = ort.InferenceSession(lowered.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    assert portarun.compare({"y": got}, neutral, portarun.Tolerance(rtol=1e-4, atol=1e-4))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import onnx
@@ -70,7 +70,8 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
              block_size: int = 128, symmetric: bool = True, exclude: Iterable[str] = (),
              evaluator: str = "auto", seed: int = 0, dims: dict[str, int] | None = None,
              strict: bool = False, eval: Any = None, labels: Any = None,
-             label_output: str | None = None, portable: bool = True) -> QuantizedModel:
+             label_output: str | None = None, portable: bool = True,
+             progress: "Callable[[str, int, int], None] | None" = None) -> QuantizedModel:
     """Quantize ``model`` to ``precision`` (``int8``, ``int8-weight`` or ``int4-weight``).
 
     ``calibration``: an .npz path, ``RandomCalibration(n, seed=...)``, a dict of arrays, or an
@@ -86,7 +87,13 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     prompts by default, and the report gives next-token agreement with its 95 % interval.
     ``portable`` (default) keeps int8 any layer whose int4 blocks cannot tile its reduction dim (a layout
     OpenVINO refuses); ``portable=False`` writes the short last block the ONNX spec allows (ORT runs it).
+    ``progress(stage, done, total)`` is called as the search advances (stages: reference, rank, search,
+    undo, check), for a progress bar; done == total ends a stage.
     """
+    def tell(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
     loaded = load(model)
     precision = Precision.parse(precision)
     if not precision.is_quantized:
@@ -207,11 +214,14 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     sizes = {t.name: int(np.prod(t.dims)) for t in base.graph.initializer}
     steps: list[str] = []
     history: list[tuple[str, str]] = []  # (node, level it had) for every move toward float
+    tell("reference", 1, 1)
+    # every move is one step toward float: int4 -> int8 -> float at most two per node
+    most_moves = sum({"int4": 2, "int8+act": 2, "int8": 1}.get(level, 0) for level in levels.values())
     accuracy = evaluate(levels)
     queue: list[str] = []
     while not accuracy.passed:
         if not queue:
-            queue = _rank(targets, levels, evaluate, sizes, local_errors(levels))
+            queue = _rank(targets, levels, evaluate, sizes, local_errors(levels), tell)
             if not queue:
                 break
         node = queue.pop(0)
@@ -221,11 +231,13 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         reasons[node] = f"sensitive: moved {old} -> {levels[node]} to meet the floor"
         accuracy = evaluate(levels)
         history.append((node, old))
+        tell("search", len(history), most_moves)
         steps.append(f"{node}: {old} -> {levels[node]} (then {accuracy.text()})")
     if accuracy.passed and history:
         # Greedy steps can overshoot: an early move may be unnecessary once later ones are made.
         # Undo each (oldest first) when the floor still holds without it.
-        for node, old in history:
+        for undone, (node, old) in enumerate(history):
+            tell("undo", undone + 1, len(history))
             if levels[node] == DEMOTE.get(old):
                 trial = {**levels, node: old}
                 trial_accuracy = evaluate(trial)
@@ -247,9 +259,11 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         accuracy.failures.append("every quantizable node had to stay float")
     weight_dims = {t.name: list(t.dims) for t in base.graph.initializer}
     sizes_by_axis = {t.node: weight_dims[t.weight][t.block_axis] for t in targets}
+    tell("check", 0, 1)
     final = build(base, targets, levels, opts)
     final.graph.name = loaded.proto.graph.name
     _full_check(final, loaded.name)
+    tell("check", 1, 1)
     quantized = Model.from_proto(final, name=loaded.name, check=False)
     report = QuantizationReport(
         precision=precision.value, floor=floor.text(), floor_met=floor_met,
@@ -378,7 +392,7 @@ _BITS = {"int4": 4, "int8": 8, "int8+act": 8, "float": 32}
 
 
 def _rank(targets: list[Target], levels: dict[str, str], evaluate, sizes: dict[str, int],
-          local: dict[str, float] | None = None) -> list[str]:
+          local: dict[str, float] | None = None, tell=lambda stage, done, total: None) -> list[str]:
     """Quantized nodes in the order to move them toward float: error removed per byte added first.
 
     Each node is quantized alone (everything else float); its NMSE vs the float model is the error
@@ -389,7 +403,8 @@ def _rank(targets: list[Target], levels: dict[str, str], evaluate, sizes: dict[s
     quantized-alone runs when every node has one: same ordering idea, no model run per node.
     """
     scores = []
-    for t in targets:
+    for ranked, t in enumerate(targets):
+        tell("rank", ranked + 1, len(targets))
         level = levels[t.node]
         if level == "float":
             continue

@@ -62,3 +62,14 @@ def test_user_eval_set_and_labels_give_an_exact_match_floor():
         portarun.quantize(mlp, "int8-weight", eval=eval_set, labels=labels[:3])
     with pytest.raises(UsageError, match="exact_match floor needs labels"):
         portarun.quantize(mlp, "int8-weight", eval=eval_set, accuracy_floor="exact_match=0.5")
+
+
+def test_progress_is_reported_while_searching():
+    seen = []
+    q = portarun.quantize("builtin:mlp", "int4-weight", accuracy_floor="cosine=0.9999",
+                          progress=lambda stage, done, total: seen.append((stage, done, total)))
+    stages = [stage for stage, _, _ in seen]
+    assert stages[0] == "reference" and seen[-1] == ("check", 1, 1)
+    if q.report.fallback_steps:  # a floor this high moves layers: the search reports each move
+        assert "rank" in stages and "search" in stages
+    assert all(0 <= done <= total for _, done, total in seen)

@@ -16,9 +16,10 @@ step must read at least, counted as stored (``portarun.models.decoder.decode_ste
 at the run's mean context length); MBU is achieved / roofline. The load average is printed:
 compare ratios within one run, not tokens/s across runs. XLA runs the static cache (fixed shapes, no
 recompilation per token); the others the dynamic one unless ``--cache static``.
-ONNX Runtime runs its default session (its fused int-weight MatMuls quantize
-activations to int8) unless ``--ort-exact``; the provenance in ``--json`` says which.
-Quantized decoders are cached under ``portarun.cache_dir()/bench_decode``.
+ONNX Runtime runs portarun's default (weight-only MatMuls lowered to MatMulNBits with float
+activations; ``--ort-variants`` adds int8 activations, named, and ORT's own DQ fusion side by
+side); the provenance in ``--json`` says which. ``$/1M tok`` prices our share of the cores of
+``--hardware`` (conformance's hardware profiles). Quantized decoders are cached under ``portarun.cache_dir()/bench_decode``.
 """
 
 from __future__ import annotations

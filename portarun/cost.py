@@ -238,16 +238,21 @@ def memory_roofline(bandwidth_bytes_per_s: float, weight_bytes: float, kv_bytes_
 
 
 def weight_bytes(model: Any) -> int:
-    """Bytes of a model's initializers (what a pass must read at least once)."""
+    """Bytes of a model's weights as stored (4-bit weights: half a byte each, plus their scales and zero
+    points, which are tensors too): what a pass must read at least once. A ``Model`` counts through its
+    ``stats()`` (initializers and Constant-node tensors); a bare ModelProto counts its initializers."""
+    stats = getattr(model, "stats", None)
+    if callable(stats):
+        return int(stats().parameter_bytes)
+    import onnx
     from onnx import numpy_helper
 
-    proto = getattr(model, "proto", model)
+    packed = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4, onnx.TensorProto.FLOAT4E2M1: 4}
     total = 0
-    for tensor in proto.graph.initializer:
-        try:
-            total += numpy_helper.to_array(tensor).nbytes
-        except Exception:  # packed sub-byte types: count the stored payload instead
-            total += len(tensor.raw_data)
+    for tensor in model.graph.initializer:
+        count = math.prod(tensor.dims)
+        total += (count * packed[tensor.data_type] + 7) // 8 if tensor.data_type in packed \
+            else numpy_helper.to_array(tensor).nbytes
     return total
 
 

@@ -424,10 +424,22 @@ def _hash_tensor(h, tensor: onnx.TensorProto) -> None:
     h.update(copy.SerializeToString(deterministic=True))
 
 
+# element widths of the sub-byte types, as ONNX stores them (packed, two or four to a byte)
+SUB_BYTE_BITS = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4, onnx.TensorProto.FLOAT4E2M1: 4,
+                 onnx.TensorProto.INT2: 2, onnx.TensorProto.UINT2: 2}
+
+
+def stored_nbytes(tensor: onnx.TensorProto) -> int:
+    """Bytes ``tensor`` occupies as stored: sub-byte types packed (4-bit = half a byte), not as the
+    one-byte-per-element arrays NumPy/ml_dtypes unpack them to. What a pass over the weight reads."""
+    count = int(np.prod(tensor.dims)) if len(tensor.dims) else 1
+    return _tensor_nbytes(tensor, count)
+
+
 def _tensor_nbytes(tensor: onnx.TensorProto, count: int) -> int:
-    bits = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4}
-    if tensor.data_type in bits:
-        return (count * bits[tensor.data_type] + 7) // 8
+    bits = SUB_BYTE_BITS.get(tensor.data_type)
+    if bits:
+        return (count * bits + 7) // 8
     try:
         return count * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
     except (KeyError, TypeError, ValueError):

@@ -37,7 +37,7 @@ from .errors import (
     UsageError,
     first_line,
 )
-from .model import PROTOBUF_LIMIT, Model, onnx_domain, opset_versions, quantization_of
+from .model import PROTOBUF_LIMIT, Model, onnx_domain, opset_versions, quantization_of, stored_nbytes
 from .quantize.accuracy import AccuracyFloor, measure as measure_accuracy
 from .quantize.calibration import RandomCalibration, load_samples
 from .quantize.numerics import pack_int4
@@ -48,7 +48,7 @@ __all__ = [
     "Backend", "Executable", "Manifest", "Provenance", "check_feeds", "import_sdk", "payload_file",
     "quantization_support",
     # models and types
-    "Model", "PROTOBUF_LIMIT", "onnx_domain", "opset_versions", "quantization_of",
+    "Model", "PROTOBUF_LIMIT", "onnx_domain", "opset_versions", "quantization_of", "stored_nbytes",
     "Device", "Precision", "Support", "Target", "TensorSpec", "np_dtype",
     # a backend's own quantizer (OpenVINO's NNCF): calibration feeds, the accuracy floor, int4 packing
     "AccuracyFloor", "RandomCalibration", "load_samples", "measure_accuracy", "pack_int4",

@@ -7,15 +7,19 @@
 Everything runs in one process and the configurations take turns (round robin), so
 a noisy neighbour slows them all alike. Each configuration gets one warm-up
 generation, then ``--repeats`` measured ones; the table shows medians over repeats
-(TTFT, TPOT median and p99 pooled over all steps, decode tokens/s) and the ratio to
-onnxruntime:cpu fp32. The roofline line is this machine's memory bandwidth, measured
-with a NumPy copy (read + write bytes), divided by the bytes one decode step must read
-at least: every weight except the embedding table (one row of it), plus the KV cache
-at the run's mean context length. XLA runs the static cache (fixed shapes, no
+(TPOT median and p99 pooled over all steps, decode tokens/s), the ratio to the same
+backend's fp32 and the fraction of greedy tokens equal to that fp32 run. The roofline
+divides a NumPy copy's bandwidth (read + write bytes, at a footprint no smaller than the
+step's bytes: this CPU's last-level cache may hold a small model) by the bytes one decode
+step must read at least, counted as stored (``portarun.models.decoder.decode_step_bytes``:
+4-bit weights as half a byte plus scales and zero points, one embedding row, the KV cache
+at the run's mean context length); MBU is achieved / roofline. The load average is printed:
+compare ratios within one run, not tokens/s across runs. XLA runs the static cache (fixed shapes, no
 recompilation per token); the others the dynamic one unless ``--cache static``.
-ONNX Runtime runs its default session (its fused int-weight MatMuls quantize
-activations to int8) unless ``--ort-exact``; the provenance in ``--json`` says which.
-Quantized decoders are cached under ``portarun.cache_dir()/bench_decode``.
+ONNX Runtime runs portarun's default (weight-only MatMuls lowered to MatMulNBits with float
+activations; ``--ort-variants`` adds int8 activations, named, and ORT's own DQ fusion side by
+side); the provenance in ``--json`` says which. ``$/1M tok`` prices our share of the cores of
+``--hardware`` (conformance's hardware profiles). Quantized decoders are cached under ``portarun.cache_dir()/bench_decode``.
 """
 
 from __future__ import annotations
@@ -34,63 +38,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import portarun  # noqa: E402
 from portarun import models  # noqa: E402
-from portarun.cost import memory_roofline  # noqa: E402
+from portarun.cost import memory_roofline, usd_per_million_tokens  # noqa: E402
 from portarun.errors import PortarunError  # noqa: E402
 from portarun.models import decoder  # noqa: E402
+from portarun.models.decoder import decode_step_bytes  # noqa: E402
 
 CPU_TARGETS = ("onnxruntime:cpu", "openvino:cpu", "xla:cpu")
 # --ort-exact: ORT computes the QDQ graph as written (no int8 activations in its fused int-weight MatMuls)
 ORT_EXACT = {"session_config": {"session.qdq_matmulnbits_accuracy_level": "0"}}
 
 
-def measure_bandwidth(megabytes: int = 512, repeats: int = 7) -> dict[str, float]:
-    """Bytes/s of a large NumPy copy (bytes read + bytes written), on one thread and on one thread per
-    core (NumPy releases the GIL while copying): one core alone rarely saturates the memory bus."""
+def measure_bandwidth(megabytes: tuple[int, ...] = (32, 64, 128, 256, 512), repeats: int = 7) -> dict[str, float]:
+    """Bytes/s of NumPy copies (bytes read + bytes written) whose footprint (source + destination) is
+    each of ``megabytes``, on one thread per core (NumPy releases the GIL while copying; one core alone
+    rarely saturates the bus). A decode step that reads 60 MB may be served from a large last-level
+    cache (480 MiB on some Xeons), so its roofline must use the bandwidth at its own footprint, not the
+    DRAM figure alone: otherwise an MBU above 1 says "cache", not "fast"."""
     from concurrent.futures import ThreadPoolExecutor
 
-    src = np.ones(megabytes * (1 << 20) // 8, dtype=np.float64)
-    dst = np.empty_like(src)
-    np.copyto(dst, src)  # touch the pages first
     threads = os.cpu_count() or 1
-    chunks = [(d, s) for d, s in zip(np.array_split(dst, threads), np.array_split(src, threads))]
     result = {}
     with ThreadPoolExecutor(threads) as pool:
-        for label, copy in (("one_thread", lambda: np.copyto(dst, src)),
-                            ("all_threads", lambda: list(pool.map(lambda c: np.copyto(*c), chunks)))):
+        for size in megabytes:
+            src = np.ones(size * (1 << 20) // 16, dtype=np.float64)  # half the footprint each
+            dst = np.empty_like(src)
+            np.copyto(dst, src)  # touch the pages first
+            chunks = list(zip(np.array_split(dst, threads), np.array_split(src, threads)))
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                copy()
+                list(pool.map(lambda c: np.copyto(*c), chunks))
                 times.append(time.perf_counter() - start)
-            result[label] = 2 * src.nbytes / statistics.median(times)
+            result[f"{size} MB"] = 2 * src.nbytes / statistics.median(times)
     return result
 
 
-def bytes_per_decode_step(model: portarun.Model, config: dict, context: float) -> float:
-    """Initializer bytes a decode step must read (embedding table: one row) + KV cache bytes at ``context``."""
-    graph = model.proto.graph
-    producers = {out: node for node in graph.node for out in node.output}
-    embedding = set()
-    for node in graph.node:
-        if node.op_type == "Gather":
-            source = node.input[0]
-            while source in producers and producers[source].op_type == "DequantizeLinear":
-                embedding.update(producers[source].input)
-                source = producers[source].input[0]
-            embedding.add(source)
-    from onnx import numpy_helper
-
-    total = 0
-    for tensor in graph.initializer:
-        if tensor.name in embedding:
-            continue
-        try:
-            total += numpy_helper.to_array(tensor).nbytes
-        except Exception:  # packed int4: the payload is what is read
-            total += len(tensor.raw_data)
-    total += config["hidden"] * 4  # the one embedding row
-    kv = 2 * config["layers"] * config["kv_heads"] * config["head_dim"] * 4 * context
-    return total + kv
+def _bandwidth_for(step_bytes: float, measured: dict[str, float]) -> float:
+    """The best bandwidth measured at a footprint >= ``step_bytes`` (the largest footprint if none is):
+    a smaller copy may sit in a cache the step's bytes do not fit in."""
+    fitting = [bw for label, bw in measured.items() if float(label.split()[0]) * (1 << 20) >= step_bytes]
+    return max(fitting) if fitting else measured[max(measured, key=lambda k: float(k.split()[0]))]
 
 
 def build_models(name: str, precisions: list[str]) -> dict[str, portarun.Model]:
@@ -130,11 +117,15 @@ def main() -> int:
                         help="cache mode for ORT and OpenVINO (XLA always static)")
     parser.add_argument("--ort-exact", action="store_true",
                         help="ORT int-weight MatMuls without int8 activations (accuracy level 0)")
+    parser.add_argument("--ort-variants", action="store_true",
+                        help="also run ORT's weight-only precisions with int8 activations and with ORT's own fusion")
+    parser.add_argument("--hardware", default="xeon-8480",
+                        help="hardware profile that prices the $/1M tokens column (a share of its cores: ours)")
+    parser.add_argument("--price-per-hour", type=float, help="explicit $/hour of the whole machine instead")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     measured = measure_bandwidth()
-    bandwidth = max(measured.values())
     built = build_models(args.model, args.precisions)
     config = decoder.config_of(next(iter(built.values())))
     prompt = np.random.default_rng(0).integers(0, config["vocab"], size=(1, args.prompt_tokens))
@@ -144,17 +135,17 @@ def main() -> int:
     for target in args.targets:
         for precision, model in built.items():
             cache = "static" if target.startswith("xla") else args.cache
-            try:
-                start = time.perf_counter()
-                options = ORT_EXACT if args.ort_exact and target.startswith("onnxruntime") else {}
-                exe = portarun.compile(model, target, precision, **options)
-                portarun.generate(exe, prompt, 4, cache=cache, capacity=_capacity(args, cache))  # warm-up
-                warm = time.perf_counter() - start
-            except PortarunError as exc:
-                print(f"skip {target} {precision}: {exc}", file=sys.stderr)
-                continue
-            runs.append({"target": target, "precision": precision, "cache": cache, "exe": exe, "results": [],
-                         "compile_and_warmup_s": warm})
+            for variant, options in _variants(args, target, precision):
+                try:
+                    start = time.perf_counter()
+                    exe = portarun.compile(model, target, precision, **options)
+                    portarun.generate(exe, prompt, 4, cache=cache, capacity=_capacity(args, cache))  # warm-up
+                    warm = time.perf_counter() - start
+                except PortarunError as exc:
+                    print(f"skip {target} {precision} {variant}: {exc}", file=sys.stderr)
+                    continue
+                runs.append({"target": target, "precision": precision, "variant": variant, "cache": cache, "exe": exe,
+                             "results": [], "compile_and_warmup_s": warm})
     for _ in range(args.repeats):  # round robin: each configuration once per round
         for run in runs:
             run["results"].append(portarun.generate(run["exe"], prompt, args.new_tokens, cache=run["cache"],
@@ -165,43 +156,86 @@ def main() -> int:
         results = run["results"]
         steps = [s for r in results for s in r.step_s]
         tokens = [r.tokens for r in results]
-        row = {"target": run["target"], "precision": run["precision"], "cache": run["cache"],
+        row = {"target": run["target"], "precision": run["precision"], "variant": run["variant"], "cache": run["cache"],
                "decode_tokens_per_s": statistics.median(r.decode_tokens_per_s for r in results),
                "tpot_median_ms": 1e3 * statistics.median(steps), "tpot_p99_ms": 1e3 * float(np.percentile(steps, 99)),
                "ttft_ms": 1e3 * statistics.median(r.ttft_s for r in results),
                "same_tokens_every_repeat": all(np.array_equal(t, tokens[0]) for t in tokens),
                "compile_and_warmup_s": run["compile_and_warmup_s"],
                "provenance": run["exe"].provenance.to_dict(), "tokens": tokens[0].tolist()}
-        per_step = bytes_per_decode_step(built[run["precision"]], config, context)
+        per_step = decode_step_bytes(built[run["precision"]], config, context)
+        bandwidth = _bandwidth_for(per_step, measured)
         roof = memory_roofline(bandwidth, per_step, achieved_tokens_per_second=row["decode_tokens_per_s"])
-        row.update({"bytes_per_step": per_step, "roofline_tokens_per_s": roof.tokens_per_second,
-                    "mbu": roof.fraction})
+        row.update({"bytes_per_step": per_step, "bandwidth_bytes_per_s": bandwidth,
+                    "roofline_tokens_per_s": roof.tokens_per_second, "mbu": roof.fraction})
         rows.append(row)
         run["exe"].close()
 
-    baseline = next((r["decode_tokens_per_s"] for r in rows
-                     if r["target"] == "onnxruntime:cpu" and r["precision"] == "fp32"), None)
+    fp32 = {r["target"]: r for r in rows if r["precision"] == "fp32" and not r["variant"]}
     print(f"\n{args.model}: {config}, batch 1, prompt {args.prompt_tokens}, {args.new_tokens} new tokens, "
-          f"{args.repeats} repeats; measured copy bandwidth {bandwidth / 1e9:.1f} GB/s (NumPy copy, one thread "
-          f"{measured['one_thread'] / 1e9:.1f}, all threads {measured['all_threads'] / 1e9:.1f}); roofline and MBU use "
-          f"the higher")
-    header = f"{'target':<16} {'precision':<12} {'cache':<8} {'tok/s':>8} {'vs ort fp32':>11} {'TPOT med':>9} " \
-             f"{'p99':>8} {'TTFT':>8} {'MB/step':>8} {'roofline':>9} {'MBU':>5}"
+          f"{args.repeats} repeats; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("copy bandwidth (NumPy copy, read + write): " + ", ".join(
+        f"{label} {value / 1e9:.1f} GB/s" for label, value in measured.items())
+        + "; each row's roofline uses the best copy bandwidth at or above its bytes per step")
+    usd_per_hour, priced_as = _usd_per_hour(args)
+    print(f"$/1M tokens: {priced_as}")
+    header = f"{'target':<16} {'precision':<28} {'cache':<7} {'tok/s':>7} {'vs fp32':>7} {'same tok':>8} " \
+             f"{'TPOT med':>9} {'p99':>8} {'MB/step':>8} {'GB/s':>5} {'roofline':>8} {'MBU':>5} {'$/1M tok':>9}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        ratio = f"{r['decode_tokens_per_s'] / baseline:.2f}x" if baseline else "-"
-        print(f"{r['target']:<16} {r['precision']:<12} {r['cache']:<8} {r['decode_tokens_per_s']:>8.1f} {ratio:>11} "
-              f"{r['tpot_median_ms']:>7.2f}ms {r['tpot_p99_ms']:>6.2f}ms {r['ttft_ms']:>6.1f}ms "
-              f"{r['bytes_per_step'] / 1e6:>8.1f} {r['roofline_tokens_per_s']:>9.1f} {r['mbu']:>5.2f}")
-    fp32_tokens = {r["target"]: r["tokens"] for r in rows if r["precision"] == "fp32"}
+        base = fp32.get(r["target"])
+        ratio = f"{r['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f}x" if base else "-"
+        same = np.mean(np.asarray(r["tokens"]) == np.asarray(base["tokens"])) if base else float("nan")
+        r.update({"vs_fp32": r["decode_tokens_per_s"] / base["decode_tokens_per_s"] if base else None,
+                  "tokens_equal_to_fp32": float(same),
+                  "usd_per_million_tokens": usd_per_million_tokens(usd_per_hour, r["decode_tokens_per_s"])
+                  if usd_per_hour else None})
+        label = r["precision"] + (f" ({r['variant']})" if r["variant"] else "")
+        print(f"{r['target']:<16} {label:<28} {r['cache']:<7} {r['decode_tokens_per_s']:>7.1f} {ratio:>7} "
+              f"{same:>8.2f} {r['tpot_median_ms']:>7.2f}ms {r['tpot_p99_ms']:>6.2f}ms "
+              f"{r['bytes_per_step'] / 1e6:>8.1f} {r['bandwidth_bytes_per_s'] / 1e9:>5.1f} "
+              f"{r['roofline_tokens_per_s']:>8.1f} {r['mbu']:>5.2f} "
+              f"{r['usd_per_million_tokens'] or float('nan'):>9.3f}")
+    fp32_tokens = {t: r["tokens"] for t, r in fp32.items()}
     if len(fp32_tokens) > 1:
         same = len({json.dumps(t) for t in fp32_tokens.values()}) == 1
         print(f"fp32 greedy tokens identical across {', '.join(fp32_tokens)}: {same}")
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "config": config, "bandwidth_bytes_per_s": bandwidth, "bandwidth_measured": measured,
-                                         "rows": rows}, indent=2, default=str))
+        args.json.write_text(json.dumps({"model": args.model, "config": config, "bandwidth_measured": measured,
+                                         "load_average": os.getloadavg(), "rows": rows}, indent=2, default=str))
     return 0
+
+
+# ONNX Runtime's weight-only forms side by side: the default (float activations, lowered), int8 activations
+# (named, a different precision), and what ORT did by itself before portarun lowered anything (its DQ
+# fusion at its default accuracy level 4, whole embedding tables dequantized every step)
+ORT_VARIANTS = {"int8-dynamic": {"activations": "int8-dynamic"},
+                "ORT's own fusion": {"lower_int4": "none", "lower_int8": "none", "matmulnbits_accuracy_level": 4}}
+
+
+def _variants(args, target: str, precision: str) -> list[tuple[str, dict]]:
+    if not target.startswith("onnxruntime"):
+        return [("", {})]
+    if args.ort_exact:
+        return [("exact", ORT_EXACT)]
+    if args.ort_variants and precision in ("int8-weight", "int4-weight"):
+        return [("", {})] + list(ORT_VARIANTS.items())
+    return [("", {})]
+
+
+def _usd_per_hour(args) -> tuple[float | None, str]:
+    """$/hour of the cores this run used: the profile's machine $/hour times our share of its cores."""
+    from portarun.cost import hourly_cost
+    from portarun_conformance.hardware import default_assumptions, get_profile
+
+    profile = get_profile(args.hardware)
+    hourly = hourly_cost(profile, default_assumptions(price_per_hour_usd=args.price_per_hour))
+    if hourly.usd_per_hour is None:
+        return None, f"not priced ({hourly.note})"
+    share = min(1.0, (os.cpu_count() or 1) / profile.cores) if profile.cores else 1.0
+    return hourly.usd_per_hour * share, (f"{profile.name} at ${hourly.usd_per_hour:.3f}/h ({hourly.basis}) x "
+                                         f"{share:.3f} of its cores = ${hourly.usd_per_hour * share:.4f}/h")
 
 
 def _capacity(args, cache: str) -> int | None:

@@ -27,6 +27,10 @@ from .providers import EP_BY_DEVICE, ExecutionProviderChoice, choose_providers
 
 INSTALL_HINT = "pip install 'portarun[onnxruntime]'"
 ACCURACY_LEVEL_KEY = "session.qdq_matmulnbits_accuracy_level"
+# MatMulNBits accuracy level per activation mode. Float: level 1 (fp32 compute, exact like 0; measured
+# in tools/bench_decode.py); int8-dynamic: 4, int8 activations per block (VNNI/AMX integer dot products)
+ACTIVATION_LEVELS = {"float": 1, "int8-dynamic": 4}
+DISABLE_QDQ_FUSION_KEY = "session.disable_quant_qdq"  # ORT then folds constant DQ weights to float instead
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -103,11 +107,16 @@ class OnnxRuntimeBackend(Backend):
         "session_config": "dict of ORT session config entries, e.g. {'session.qdq_matmulnbits_accuracy_level': '0'}",
         "provider_options": "dict of options for the target's execution provider",
         "cache_dir": "folder for EP caches (TensorRT engines, MIGraphX models); default the portarun cache",
-        "lower_int4": "int4-weight: 'matmulnbits' rewrites blocked DQ+MatMul as MatMulNBits and DQ+Gather as "
-                      "GatherBlockQuantized (default: ORT fuses the MatMuls, dequantizes whole embedding tables)",
-        "lower_int8": "int8-weight / int4-weight: 'matmulnbits' rewrites per-channel int8 DQ+MatMul / DQ+Gather as 8-bit "
-                      "MatMulNBits / GatherBlockQuantized (default: ORT fuses the MatMuls itself)",
-        "matmulnbits_accuracy_level": "0-4: how MatMulNBits computes (0/1 fp32 exact, 4 int8 activations: ORT default)",
+        "lower_int4": "int4-weight: 'matmulnbits' (default on the CPU) rewrites blocked DQ+MatMul as MatMulNBits and "
+                      "DQ+Gather as GatherBlockQuantized; 'none' leaves the DQ nodes to ORT (it fuses the MatMuls, "
+                      "dequantizes whole embedding tables every run)",
+        "lower_int8": "int8-weight / int4-weight: 'matmulnbits' (default on the CPU) rewrites per-channel int8 DQ+MatMul "
+                      "/ DQ+Gather as 8-bit MatMulNBits / GatherBlockQuantized; 'none' leaves them to ORT",
+        "activations": "weight-only precisions: 'float' (default: activations stay fp32, the artifact's numbers) or "
+                       "'int8-dynamic' (MatMulNBits quantizes activations to int8 per block, accuracy level 4: "
+                       "faster on VNNI/AMX CPUs, a different precision, reported as such)",
+        "matmulnbits_accuracy_level": "0-4: expert override of how MatMulNBits computes (0/1 fp32, 2 fp16, 3 bf16, "
+                                      "4 int8 activations); default from 'activations'",
     }
     # fast on the CPU, and exact once int4 weight-only MatMuls keep float activations (ORT quantizes them
     # to int8 by default): the quantizer's evaluator
@@ -165,36 +174,57 @@ class OnnxRuntimeBackend(Backend):
             so.add_session_config_entry(ACCURACY_LEVEL_KEY, str(int(options["matmulnbits_accuracy_level"])))
         return so
 
-    def _lower(self, model: Model, precision: Precision, options: dict[str, Any]) -> tuple[Model, dict[str, Any]]:
-        """Apply ``lower_int4``; return the model to run and what to report about int4 MatMuls."""
+    def _lower(self, model: Model, target: Target, precision: Precision,
+               options: dict[str, Any]) -> tuple[Model, dict[str, Any], dict[str, str]]:
+        """The model to run, what to report about weight-only MatMuls, and session config entries to add.
+
+        Weight-only precisions keep float activations unless ``activations='int8-dynamic'`` says otherwise
+        (ORT's own default, accuracy level 4, quantizes them silently: not here). On the CPU the DQ+MatMul
+        and DQ+Gather pairs are lowered to MatMulNBits / GatherBlockQuantized by default (ORT left alone
+        dequantizes a whole embedding table every step, which made int4 decode 0.29x of fp32)."""
         level = options.get("matmulnbits_accuracy_level")
         configured = dict(options.get("session_config") or {}).get(ACCURACY_LEVEL_KEY)
         if level is not None and not 0 <= int(level) <= 4:
             raise UsageError(f"onnxruntime: matmulnbits_accuracy_level must be 0-4, got {level}",
                              hint="0 or 1: fp32 (exact), 2: fp16, 3: bf16, 4: int8 activations")
+        activations = str(options.get("activations") or "float").lower()
+        if activations not in ACTIVATION_LEVELS:
+            raise UsageError(f"onnxruntime: unknown activations '{activations}'",
+                             hint=f"choose {' or '.join(ACTIVATION_LEVELS)}")
+        default_lowering = "matmulnbits" if target.device == "cpu" else "none"
         lower = {}
         for key in ("lower_int4", "lower_int8"):
-            lower[key] = str(options.get(key) or "none").lower()
+            lower[key] = str(options.get(key) or default_lowering).lower()
             if lower[key] not in ("none", "matmulnbits"):
                 raise UsageError(f"onnxruntime: unknown {key} '{lower[key]}'", hint="choose matmulnbits or none")
-        bits = ((4,) if lower["lower_int4"] == "matmulnbits" and precision is Precision.INT4_WEIGHT else ()) + \
-               ((8,) if lower["lower_int8"] == "matmulnbits" and precision in (Precision.INT8_WEIGHT,
-                                                                              Precision.INT4_WEIGHT) else ())
         if precision not in (Precision.INT4_WEIGHT, Precision.INT8_WEIGHT):
-            return model, {}  # the accuracy level only governs weight-only MatMuls (ORT fuses int8 ones too)
-        effective = level if level is not None else configured
-        details: dict[str, Any] = {
-            ACCURACY_LEVEL_KEY: str(effective) if effective is not None else "4 (ORT default: int8 activations)",
-            **{key: value for key, value in lower.items() if key == "lower_int4" or value != "none"},
-        }
-        if bits:
+            return model, {}, {}  # the accuracy level only governs weight-only MatMuls (ORT fuses int8 ones too)
+        effective = int(level if level is not None else configured if configured is not None
+                        else ACTIVATION_LEVELS[activations])
+        if effective == ACTIVATION_LEVELS["int8-dynamic"]:
+            activations = "int8-dynamic"
+        int4 = (4,) if lower["lower_int4"] == "matmulnbits" and precision is Precision.INT4_WEIGHT else ()
+        int8 = (8,) if lower["lower_int8"] == "matmulnbits" else ()
+        # 8-bit MatMulNBits with float activations (levels 0-3) runs ORT's slow generic path: 50-100x a
+        # fp32 MatMul, measured on AVX-512 (tools/bench_decode.py). With float activations, int8 MatMuls are
+        # therefore left as DQ+MatMul, which ORT folds once into a fp32 weight (exact, fp32 speed), and only
+        # int8 embedding tables become GatherBlockQuantized (one row read per token).
+        fold_int8 = effective < 4 and bool(int8) and options.get("lower_int8") is None  # unless asked for
+        matmul_bits = int4 + (() if fold_int8 else int8)
+        details: dict[str, Any] = {ACCURACY_LEVEL_KEY: str(effective), "activations": activations, **lower}
+        config = {} if configured is not None or level is not None else {ACCURACY_LEVEL_KEY: str(effective)}
+        if fold_int8:
+            details["int8_matmuls"] = "dequantized once at load, fp32 MatMul (no fast int8-weight kernel with " \
+                                      "float activations in ORT; activations='int8-dynamic' runs them as int8)"
+            config[DISABLE_QDQ_FUSION_KEY] = "1"
+        if matmul_bits or int4 + int8:
             from .lowering import lower_weight_matmuls
 
-            # without an explicit level, lowered nodes compute like ORT's own fusion does (its default, 4)
-            lowered, count = lower_weight_matmuls(model.proto, 4 if effective is None else int(effective), bits)
+            lowered, count = lower_weight_matmuls(model.proto, effective, matmul_bits, int4 + int8)
             details["matmulnbits_nodes"] = count
             model = Model.from_proto(lowered, name=model.name, check=False)
-        return model, details
+        # ORT's own DQ+MatMul fusion (what is not lowered here) reads the level from the session config
+        return model, details, config
 
     def _prepare(self, model: Model, precision: Precision) -> Model:
         if precision is not Precision.FP16:
@@ -230,7 +260,9 @@ class OnnxRuntimeBackend(Backend):
     def _compile(self, model: Model, target: Target, precision: Precision, options: dict[str, Any]) -> Executable:
         choice = self.choose_providers(target, precision, options)
         prepared = self._prepare(model, precision)
-        prepared, lowering = self._lower(prepared, precision, options)
+        prepared, lowering, config = self._lower(prepared, target, precision, options)
+        if config:  # kept in the options so that a saved artifact's session is made the same way
+            options = {**options, "session_config": {**config, **dict(options.get("session_config") or {})}}
         so = self.session_options(options)
         session = self.create_session(self.model_source(prepared), so, choice, target, f"'{model.name}'")
         provenance = Provenance(

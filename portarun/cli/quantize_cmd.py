@@ -8,7 +8,7 @@ import click
 
 from ..api import load
 from ..errors import CheckFailedError
-from ..quantize import RandomCalibration
+from ..quantize import RandomCalibration, check_on_targets
 from ..quantize import quantize as quantize_model
 from ..samples import load_samples
 from ..types import Precision
@@ -53,13 +53,15 @@ def data_options(function: Any) -> Any:
 @click.option("--evaluator", default="auto", show_default=True,
               help="Target that runs candidates while searching (auto: onnxruntime:cpu, else reference).")
 @click.option("--allow-below-floor", is_flag=True, help="Write the model even when the floor cannot be met.")
+@click.option("--check-targets", metavar="T1,T2", help="Compile the result on each of these targets before writing "
+              "it; fail (nothing written) when one refuses it.")
 @json_option("Also write the report as JSON to PATH ('-': stdout); --report is the older name.", "--report")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Quantized .onnx to write.")
 def quantize(model: str, precision: str, calibration_file: str | None, eval_file: str | None,
              random_count: int | None, seed: int,
              dims: tuple[str, ...], method: str, block_size: str, symmetric: bool, floor: str | None,
-             exclude: tuple[str, ...], evaluator: str, allow_below_floor: bool, json_path: str | None,
-             output: str) -> None:
+             exclude: tuple[str, ...], evaluator: str, allow_below_floor: bool, check_targets: str | None,
+             json_path: str | None, output: str) -> None:
     """Quantize MODEL (an .onnx file or builtin:NAME) to standard ONNX QDQ and write it to OUTPUT.
 
     The accuracy floor is measured on held-out samples against the float model;
@@ -87,6 +89,12 @@ def quantize(model: str, precision: str, calibration_file: str | None, eval_file
     click.echo(result.summary())
     if json_path:
         emit_json_text(result.to_json(), json_path)
+    if check_targets:
+        failures = check_on_targets(result.model, precision, [t.strip() for t in check_targets.split(",") if t.strip()])
+        if failures:
+            raise CheckFailedError(f"the quantized model does not compile on {'; '.join(failures)}; nothing written",
+                                   hint="--exclude the node it names, or choose another --block-size or precision")
+        click.echo(f"compiles on {check_targets}")
     if not result.floor_met and not allow_below_floor:
         raise CheckFailedError("accuracy floor not met; nothing written",
                                hint="lower --accuracy-floor, choose a higher precision, --exclude sensitive ops, "

@@ -52,6 +52,39 @@ def config_of(model: Model) -> dict | None:
     return None
 
 
+def decode_step_bytes(model: Model, config: dict, context: float) -> float:
+    """Bytes one batch-1 decode step must read at least, counted as stored: every weight tensor
+    (4-bit weights as half a byte, plus their scales and zero points) except embedding tables,
+    of which one row is read (the row's share of the table, its scales and zero points), plus the
+    fp32 KV cache at ``context`` tokens. The memory roofline and MBU divide by this."""
+    from ..model import stored_nbytes
+
+    graph = model.proto.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    inits = {t.name: t for t in graph.initializer}
+    tables: list[set[str]] = []  # each Gather'd table with its DequantizeLinear operands
+    for node in graph.node:
+        if node.op_type not in ("Gather", "GatherBlockQuantized"):
+            continue
+        names, pending = set(), [node.input[0]]
+        if node.op_type == "GatherBlockQuantized":
+            pending += list(node.input[2:])
+        while pending:
+            name = pending.pop()
+            names.add(name)
+            if name in producers and producers[name].op_type == "DequantizeLinear":
+                pending.extend(n for n in producers[name].input if n)
+        tables.append({n for n in names if n in inits})
+    in_tables = set().union(*tables) if tables else set()
+    total = float(sum(stored_nbytes(t) for name, t in inits.items() if name not in in_tables))
+    for table in tables:
+        rows = max((inits[n].dims[0] for n in table if len(inits[n].dims) == 2), default=0)
+        if rows > 1:  # index tables of shapes (a [2]-long shape vector) are read whole; skip them
+            total += sum(stored_nbytes(inits[n]) for n in table) / rows
+    kv = 2 * config["layers"] * config["kv_heads"] * config["head_dim"] * 4 * context
+    return total + kv
+
+
 def parameter_count(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int, vocab: int) -> int:
     head_dim = hidden // heads
     per_layer = (hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden

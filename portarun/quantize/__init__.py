@@ -15,11 +15,11 @@ from .._callable import make_module_callable
 from .accuracy import Accuracy, AccuracyFloor
 from .calibration import RandomCalibration
 from .numerics import dequantize, pack_int4, quantize_blocked_int4, quantize_per_channel_int8, unpack_int4
-from .quantizer import quantize
+from .quantizer import check_on_targets, quantize
 from .report import NodeDecision, QuantizationReport, QuantizedModel
 
 __all__ = ["Accuracy", "AccuracyFloor", "NodeDecision", "QuantizationReport", "QuantizedModel", "RandomCalibration",
-           "dequantize", "pack_int4", "quantize", "quantize_blocked_int4", "quantize_per_channel_int8", "unpack_int4"]
+           "check_on_targets", "dequantize", "pack_int4", "quantize", "quantize_blocked_int4", "quantize_per_channel_int8", "unpack_int4"]
 
 
 # portarun.quantize(model, "int8") calls ``quantize``, while portarun.quantize.RandomCalibration and

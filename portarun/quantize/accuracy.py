@@ -16,6 +16,9 @@ import numpy as np
 from ..errors import UsageError
 from ..types import Precision
 
+AT_LEAST = ("cosine", "top1", "next_token", "exact_match")  # bounds that are minimums (the rest: maximums)
+Z95 = 1.959964  # two-sided 95 % normal quantile
+
 # The floors the issue asks for, per precision: quantization must keep at least this much.
 DEFAULT_COSINE = {Precision.INT8_WEIGHT: 0.999, Precision.INT8: 0.995, Precision.INT4_WEIGHT: 0.98}
 
@@ -28,6 +31,9 @@ class AccuracyFloor:
     top1: float | None = None  # minimum fraction of argmax agreement (classifier outputs)
     max_abs: float | None = None  # maximum absolute error
     mean_abs: float | None = None  # maximum mean absolute error
+    next_token: float | None = None  # decoders: minimum fraction of sequences whose next token (argmax at the
+    #   last position of *logits*) equals the float model's
+    exact_match: float | None = None  # minimum fraction of samples whose argmax equals the user's label
 
     @classmethod
     def parse(cls, value: "AccuracyFloor | str | dict | None", precision: Precision) -> "AccuracyFloor":
@@ -55,13 +61,13 @@ class AccuracyFloor:
             parsed = {k: float(v) for k, v in value.items()}
         except (TypeError, ValueError):
             raise UsageError(f"accuracy floor values must be numbers, got {value}") from None
-        for key in ("cosine", "top1"):
+        for key in ("cosine", "top1", "next_token", "exact_match"):
             if key in parsed and not 0.0 <= parsed[key] <= 1.0:
                 raise UsageError(f"accuracy floor {key}={parsed[key]} must lie in [0, 1]")
         return cls(**parsed)
 
     def text(self) -> str:
-        parts = [f"{k}{'>=' if k in ('cosine', 'top1') else '<='}{v:g}" for k, v in asdict(self).items()
+        parts = [f"{k}{'>=' if k in AT_LEAST else '<='}{v:g}" for k, v in asdict(self).items()
                  if v is not None]
         return ", ".join(parts) or "none"
 
@@ -79,18 +85,91 @@ class Accuracy:
     nmse: float  # mean over samples and outputs; the sensitivity ranking uses it
     passed: bool = True
     failures: list[str] = field(default_factory=list)
+    # the uncertainty of what was measured, so a floor passed on few samples reads as what it is
+    cosine_interval: tuple[float, float] | None = None  # 95 % interval of the mean cosine over samples
+    next_token: float | None = None  # decoders: fraction of sequences with the float model's next token
+    next_token_interval: tuple[float, float] | None = None  # 95 % Wilson interval of that fraction
+    exact_match: float | None = None  # fraction of samples whose argmax equals the user's label
+    exact_match_interval: tuple[float, float] | None = None
+    float_exact_match: float | None = None  # the float model on the same labels, for comparison
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def text(self) -> str:
         top1 = f", top-1 {self.top1:.4f}" if self.top1 is not None else ""
-        return (f"cosine min {self.cosine_min:.6f} mean {self.cosine_mean:.6f}{top1}, "
+        ci = f" (95% CI {self.cosine_interval[0]:.6f}-{self.cosine_interval[1]:.6f})" if self.cosine_interval else ""
+        extra = ""
+        if self.next_token is not None:
+            lo, hi = self.next_token_interval or (self.next_token, self.next_token)
+            extra += f", next token {self.next_token:.3f} (95% CI {lo:.3f}-{hi:.3f})"
+        if self.exact_match is not None:
+            lo, hi = self.exact_match_interval or (self.exact_match, self.exact_match)
+            was = f", float {self.float_exact_match:.3f}" if self.float_exact_match is not None else ""
+            extra += f", exact match {self.exact_match:.3f} (95% CI {lo:.3f}-{hi:.3f}{was})"
+        return (f"cosine min {self.cosine_min:.6f} mean {self.cosine_mean:.6f}{ci}{top1}{extra}, "
                 f"max abs {self.max_abs:.4g}, mean abs {self.mean_abs:.4g} ({self.samples} samples)")
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+def wilson_interval(successes: int, total: int, z: float = Z95) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (sound at 0 or n successes, unlike the normal one)."""
+    if total <= 0:
+        return 0.0, 1.0
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def mean_interval(values: list[float], z: float = Z95) -> tuple[float, float] | None:
+    """Normal 95 % interval of a mean (None for fewer than two values)."""
+    if len(values) < 2:
+        return None
+    mean, sem = float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values)))
+    return mean - z * sem, mean + z * sem
+
+
+def argmax_labels(outputs: list[dict[str, np.ndarray]], name: str | None = None) -> list[np.ndarray]:
+    """Each sample's predicted labels: argmax over the last axis of output ``name`` (default the first)."""
+    result = []
+    for out in outputs:
+        key = name if name is not None else next(iter(out))
+        if key not in out:
+            raise UsageError(f"label output '{key}' is not an output of the model", hint=f"use one of {', '.join(out)}")
+        result.append(np.argmax(np.asarray(out[key]), axis=-1))
+    return result
+
+
+def exact_match(predicted: list[np.ndarray], labels: list[Any]) -> tuple[int, int]:
+    """(samples whose every predicted label equals the given one, samples)."""
+    if len(predicted) != len(labels):
+        raise UsageError(f"{len(labels)} labels for {len(predicted)} evaluation samples",
+                         hint="give one label (or array of labels) per evaluation sample")
+    hits = 0
+    for got, want in zip(predicted, labels):
+        want = np.asarray(want)
+        try:
+            hits += bool(np.array_equal(np.broadcast_to(want, got.shape), got))
+        except ValueError:
+            raise UsageError(f"a label of shape {want.shape} does not fit the prediction's shape {got.shape}",
+                             hint="labels are class indices: argmax of the label output's last axis") from None
+    return hits, len(predicted)
+
+
+def _next_tokens(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> tuple[int, int]:
+    """(rows whose argmax at the last position matches, rows) over outputs named like logits [b, seq, vocab]."""
+    hits = total = 0
+    for name, ref in want.items():
+        ref = np.asarray(ref)
+        if "logit" in name.lower() and ref.ndim == 3 and ref.shape[-1] > 1:
+            hits += int(np.sum(np.argmax(np.asarray(got[name])[:, -1], -1) == np.argmax(ref[:, -1], -1)))
+            total += ref.shape[0]
+    return hits, total
+
+
+def _cosine(a: np.ndarray, b: np.ndarray, bb: float | None = None) -> float:
+    na = float(np.sqrt(np.dot(a, a)))
+    nb = float(np.sqrt(np.dot(b, b) if bb is None else bb))
     if na == 0.0 and nb == 0.0:
         return 1.0
     if na == 0.0 or nb == 0.0:
@@ -99,10 +178,15 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure(actual: list[dict[str, np.ndarray]], expected: list[dict[str, np.ndarray]],
-            floor: AccuracyFloor) -> Accuracy:
-    """Compare per sample and output; ``passed`` says whether ``floor`` holds."""
+            floor: AccuracyFloor, *, labels: list[Any] | None = None, label_output: str | None = None,
+            float_exact_match: float | None = None) -> Accuracy:
+    """Compare per sample and output; ``passed`` says whether ``floor`` holds. ``labels`` (one per sample:
+    class indices for the argmax of ``label_output``, default the first output) adds exact match."""
     cosines, top1s, max_abs, mean_abs, nmses = [], [], 0.0, [], []
+    next_hits = next_total = 0
     for got, want in zip(actual, expected):
+        hits, total = _next_tokens(got, want)
+        next_hits, next_total = next_hits + hits, next_total + total
         for name, ref in want.items():
             if np.asarray(ref).dtype.kind != "f":  # labels, ZipMap's list of dicts: not measured here
                 continue
@@ -111,11 +195,11 @@ def measure(actual: list[dict[str, np.ndarray]], expected: list[dict[str, np.nda
             if ref64.size == 0:
                 continue
             diff = np.abs(out64 - ref64)
-            cosines.append(_cosine(out64, ref64))
+            energy = float(np.dot(ref64, ref64))  # dot products: one pass each (this runs per candidate)
+            cosines.append(_cosine(out64, ref64, energy))
             max_abs = max(max_abs, float(diff.max()))
             mean_abs.append(float(diff.mean()))
-            energy = float(np.sum(ref64 * ref64))
-            nmses.append(float(np.sum(diff * diff) / energy) if energy > 0 else float(diff.max() > 0))
+            nmses.append(float(np.dot(diff, diff) / energy) if energy > 0 else float(diff.max() > 0))
             ref_arr = np.asarray(ref)
             # class scores: [batch, classes], or anything named like logits ([batch, seq, vocab])
             if ref_arr.shape and ref_arr.shape[-1] > 1 and (ref_arr.ndim == 2 or "logit" in name.lower()):
@@ -124,7 +208,23 @@ def measure(actual: list[dict[str, np.ndarray]], expected: list[dict[str, np.nda
         raise UsageError("the model has no float outputs to measure accuracy on")
     acc = Accuracy(samples=len(expected), cosine_min=min(cosines), cosine_mean=float(np.mean(cosines)),
                    top1=min(top1s) if top1s else None, max_abs=max_abs, mean_abs=float(np.mean(mean_abs)),
-                   nmse=float(np.mean(nmses)))
+                   nmse=float(np.mean(nmses)), cosine_interval=mean_interval(cosines))
+    if next_total:
+        acc.next_token = next_hits / next_total
+        acc.next_token_interval = wilson_interval(next_hits, next_total)
+    if labels is not None:
+        hits, total = exact_match(argmax_labels(actual, label_output), labels)
+        acc.exact_match, acc.exact_match_interval = hits / total, wilson_interval(hits, total)
+        acc.float_exact_match = float_exact_match
+    for key, value, what in (("next_token", acc.next_token, "a decoder output named *logits* [batch, seq, vocab]"),
+                             ("exact_match", acc.exact_match, "labels for the evaluation samples")):
+        bound = getattr(floor, key)
+        if bound is None:
+            continue
+        if value is None:
+            raise UsageError(f"a {key} floor needs {what}")
+        if value < bound:
+            acc.failures.append(f"{key.replace('_', ' ')} {value:.4f} < {bound:g}")
     if floor.cosine is not None and acc.cosine_min < floor.cosine:
         acc.failures.append(f"cosine {acc.cosine_min:.6f} < {floor.cosine:g}")
     if floor.top1 is not None:

@@ -46,14 +46,16 @@ class Evaluator:
     def __init__(self, evaluator: str = "auto"):
         self.target, self.options = resolve_evaluator(evaluator)
 
+    def compile(self, proto: onnx.ModelProto):
+        """An executable of ``proto`` (at the precision it carries) to run many times; the caller closes it."""
+        model = Model.from_proto(proto, name=proto.graph.name or "candidate", check=False)
+        target = resolve_target(self.target)
+        return get_backend(target.backend).compile(model, target, quantization_of(model) or "fp32", **self.options)
+
     def run(self, proto: onnx.ModelProto, samples: list[dict[str, np.ndarray]],
             outputs: list[str] | None = None) -> list[dict[str, np.ndarray]]:
         """Outputs of ``proto`` (at the precision it carries) for every sample."""
-        model = Model.from_proto(proto, name=proto.graph.name or "candidate", check=False)
-        target = resolve_target(self.target)
-        executable = get_backend(target.backend).compile(model, target, quantization_of(model) or "fp32",
-                                                         **self.options)
-        with executable:
+        with self.compile(proto) as executable:
             results = [executable.run(sample, check=False) for sample in samples]
         if outputs is not None:
             results = [{name: r[name] for name in outputs} for r in results]

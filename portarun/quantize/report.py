@@ -43,6 +43,7 @@ class QuantizationReport:
     opset: int = 0
     block_size: int | None = None
     symmetric: bool = True
+    nothing_to_quantize: bool = False  # no weight-carrying node: the model is returned unchanged
 
     @property
     def weight_ratio(self) -> float:
@@ -53,6 +54,10 @@ class QuantizationReport:
         for decision in self.nodes:
             result[decision.level] = result.get(decision.level, 0) + 1
         return result
+
+    def why_not_met(self) -> str:
+        """The failed bounds; never empty for a floor that is not met."""
+        return "; ".join(self.accuracy.failures) or "no bound failed but the floor is not met (please report this)"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -70,8 +75,11 @@ class QuantizationReport:
             f"calibration: {self.calibration} ({self.calibration_method}); validation: {self.validation}; "
             f"evaluated on {self.evaluator}",
             f"accuracy vs float: {self.accuracy.text()}",
-            f"floor ({self.floor}): {'met' if self.floor_met else 'NOT met: ' + '; '.join(self.accuracy.failures)}",
+            f"floor ({self.floor}): {'met' if self.floor_met else 'NOT met: ' + self.why_not_met()}",
         ]
+        if self.nothing_to_quantize:
+            lines[-2:] = [f"nothing to quantize: no MatMul, Gemm, Conv or embedding Gather with a constant float "
+                          f"weight; the model is unchanged (no floor to judge)"]
         if self.block_size:
             smaller = sorted({d.block_size for d in self.nodes if d.block_size and d.block_size != self.block_size})
             if smaller:

@@ -40,6 +40,7 @@ class Target:
     block_axis: int  # int4 blocks run along this axis (the reduction axis)
     activation: str | None  # the float activation input, for static int8 (None: not quantizable)
     output: str = ""  # the node's first output: identifies it across opset conversion (indices shift)
+    indices: str | None = None  # Gather: the ids input (its local error is measured on the rows it reads)
 
 
 @dataclass
@@ -80,7 +81,7 @@ def find_targets(proto: onnx.ModelProto) -> list[Target]:
                                   node.output[0]))
         elif node.op_type == "Gather" and len(ins) == 2 and ins[0] in inits and len(inits[ins[0]].dims) == 2 \
                 and _attr(node, "axis", 0) == 0 and ins[0] not in graph_inputs:
-            targets.append(Target(name, "Gather", index, ins[0], 0, 0, 1, None, node.output[0]))
+            targets.append(Target(name, "Gather", index, ins[0], 0, 0, 1, None, node.output[0], ins[1]))
     return targets
 
 
@@ -140,11 +141,18 @@ def portable_block_size(length: int, requested: int, op: str = "MatMul") -> int:
     return requested
 
 
-def _weight_tensors(target: Target, weight: np.ndarray, level: str, opts: Options) -> QuantizedTensor:
-    if level == "int4":
-        block = portable_block_size(weight.shape[target.block_axis], opts.block_size, target.op)
-        return quantize_blocked_int4(weight, target.block_axis, block, symmetric=opts.symmetric)
-    return quantize_per_channel_int8(weight, target.channel_axis)
+def quantized_weight(target: Target, weight: np.ndarray, level: str, opts: Options) -> QuantizedTensor:
+    """``target``'s weight quantized for ``level`` (int4 blocks along the reduction axis, or int8 per output
+    channel), computed once per (weight, form, axis) and kept in ``opts.cache``."""
+    form = "int4" if level == "int4" else "int8"
+    key = (target.weight, form, target.block_axis if form == "int4" else target.channel_axis)
+    if key not in opts.cache:
+        if form == "int4":
+            block = portable_block_size(weight.shape[target.block_axis], opts.block_size, target.op)
+            opts.cache[key] = quantize_blocked_int4(weight, target.block_axis, block, symmetric=opts.symmetric)
+        else:
+            opts.cache[key] = quantize_per_channel_int8(weight, target.channel_axis)
+    return opts.cache[key]
 
 
 def _int4_proto(name: str, values: np.ndarray, signed: bool) -> TensorProto:
@@ -173,7 +181,7 @@ def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str],
             return weight_cache[key], []
         q = opts.cache.get(key)
         if q is None:
-            q = opts.cache[key] = _weight_tensors(t, numpy_helper.to_array(inits[t.weight]), level, opts)
+            q = quantized_weight(t, numpy_helper.to_array(inits[t.weight]), level, opts)
         base = f"{t.weight}_{key[1]}"
         if q.bits == 4:
             new_inits.append(_int4_proto(f"{base}_q", q.values, q.signed))

@@ -99,7 +99,6 @@ def bench(model_or_artifact: str, target: str | None, precision: str, options: t
                          max_latency_ms=max_latency_ms, new_tokens=new_tokens, seed=seed,
                          dims={**builtin_default_dims(model_or_artifact), **parse_dims(dims)})
     assumptions = assumptions_from(price_per_hour, utilization, pue, kwh_price, lifetime_years, basis)
-    node = None
     if ray:  # the sweep runs on a Ray node that offers the target (portarun_conformance.fleet)
         config.feeds = _user_feeds(model_or_artifact, None, feed_values, dims)
         result, node = suite.fleet().sweep_on_ray(
@@ -107,11 +106,22 @@ def bench(model_or_artifact: str, target: str | None, precision: str, options: t
             hardware=hardware, assumptions=assumptions, placement_timeout_s=placement_timeout_s,
             accelerator_types=parse_accelerator_types(accelerator_types))
     else:
-        with open_executable(model_or_artifact, target, precision, options, isolate=isolate,
-                             timeout=timeout) as exe:
-            config.feeds = _user_feeds(model_or_artifact, exe, feed_values, dims)
-            profile = suite.hardware().profile_for(hardware, str(exe.target))
-            result = sweep(exe, config, profile=profile, assumptions=assumptions)
+        result, node = _sweep_here(model_or_artifact, target, precision, options, config, hardware, assumptions,
+                                   isolate, timeout, feed_values, dims), None
+    _report(result, node, json_path, plot_path, max_latency_ms)
+
+
+def _sweep_here(source: str, target: str | None, precision: str, options: tuple[str, ...], config: SweepConfig,
+                hardware: str | None, assumptions: Any, isolate: bool, timeout: float | None,
+                feed_values: dict[str, Any], dims: tuple[str, ...]) -> SweepResult:
+    with open_executable(source, target, precision, options, isolate=isolate, timeout=timeout) as exe:
+        config.feeds = _user_feeds(source, exe, feed_values, dims)
+        profile = suite.hardware().profile_for(hardware, str(exe.target))
+        return sweep(exe, config, profile=profile, assumptions=assumptions)
+
+
+def _report(result: SweepResult, node: dict[str, Any] | None, json_path: str | None, plot_path: str | None,
+            max_latency_ms: float | None) -> None:
     if not emit_json({**result.to_dict(), **({"node": node} if node else {})}, json_path):
         (print_decoder_sweep if result.decoder else print_sweep)(result)
         if node:

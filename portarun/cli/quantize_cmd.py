@@ -89,6 +89,12 @@ def quantize(model: str, precision: str, calibration_file: str | None, eval_file
     click.echo(result.summary())
     if json_path:
         emit_json_text(result.to_json(), json_path)
+    _check_and_write(result, precision, check_targets, allow_below_floor, output)
+
+
+def _check_and_write(result: Any, precision: str, check_targets: str | None, allow_below_floor: bool,
+                     output: str) -> None:
+    """Compile the result on --check-targets, hold the floor, then write OUTPUT (nothing when a check fails)."""
     if check_targets:
         failures = check_on_targets(result.model, precision, [t.strip() for t in check_targets.split(",") if t.strip()])
         if failures:

@@ -5,6 +5,7 @@ server cannot run here; see the README for the docker command to try one."""
 from __future__ import annotations
 
 import importlib.util
+import hashlib
 import json
 import sys
 import types
@@ -146,8 +147,10 @@ def test_tensorrt_engine_is_filed_by_compute_capability(tmp_path, mlp):
     manifest.update(backend="tensorrt", target="tensorrt:cuda:0",
                     payload={"engine": "model.engine", "engine_key": {"compute_capability": "9.0"},
                              "profiles": {"x": [[1, 64], [4, 64], [4, 64]]}})  # the engine takes batches up to 4
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    manifest["provenance"].update(backend="tensorrt", target="tensorrt:cuda:0")  # a closed artifact agrees with itself
     (root / "payload" / "model.engine").write_bytes(b"stand-in engine")
+    manifest["files"]["payload/model.engine"] = hashlib.sha256(b"stand-in engine").hexdigest()  # every file is listed
+    (root / "manifest.json").write_text(json.dumps(manifest))
     result = export_triton(root, tmp_path / "repo", name="mlp_trt")
     config = _config(result.path)
     assert config.platform == "tensorrt_plan" and dict(config.cc_model_filenames) == {"9.0": "model_sm90.plan"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ._atomic import atomic_directory, atomic_file, atomic_write_bytes, atomic_write_text
 from ._cache import backend_cache_dir, cache_dir
 from ._sysinfo import cpu_count, cpu_name, environment
+from .cpu_features import CpuFeatures, cpu_features
 from .artifact import Manifest
 from .backend import Backend, Executable, Provenance, check_feeds, import_sdk, quantization_support
 from .errors import (
@@ -53,7 +54,7 @@ __all__ = [
     "AccuracyFloor", "RandomCalibration", "load_samples", "measure_accuracy", "pack_int4",
     # files, caches, host facts
     "atomic_directory", "atomic_file", "atomic_write_bytes", "atomic_write_text", "backend_cache_dir",
-    "cache_dir", "cpu_count", "cpu_name", "environment",
+    "cache_dir", "cpu_count", "cpu_features", "cpu_name", "CpuFeatures", "environment",
     # errors and their one-line form
     "ArtifactCorruptError", "ArtifactError", "ArtifactIncompatibleError", "BackendError", "BackendNotFoundError",
     "BackendUnavailableError", "CheckFailedError", "CompileError", "InputError", "InvalidPrecisionError",

@@ -18,7 +18,7 @@ import numpy as np
 
 from portarun.plugin import (
     PROTOBUF_LIMIT, Backend, CompileError, Device, Executable, Manifest, Model, Precision, Provenance, Support,
-    Target, UnsupportedError, UsageError, backend_cache_dir, cpu_name, first_line, import_sdk,
+    Target, UnsupportedError, UsageError, backend_cache_dir, cpu_name, first_line, import_sdk, native_logs_quiet,
     quantization_support,
 )
 
@@ -33,7 +33,10 @@ OPTIMIZED_MODEL = "optimized.onnx"
 
 
 def _ort():
-    return import_sdk("onnxruntime", backend="onnxruntime", hint=INSTALL_HINT)
+    ort = import_sdk("onnxruntime", backend="onnxruntime", hint=INSTALL_HINT)
+    if native_logs_quiet():  # the error becomes a PortarunError; ORT's own "[E:onnxruntime:...]" line is noise
+        ort.set_default_logger_severity(4)
+    return ort
 
 
 class OnnxRuntimeExecutable(Executable):
@@ -139,7 +142,8 @@ class OnnxRuntimeBackend(Backend):
             so.intra_op_num_threads = int(options["threads"])
         if options.get("inter_op_threads"):
             so.inter_op_num_threads = int(options["inter_op_threads"])
-        so.log_severity_level = 3  # errors only; warnings are reported through provenance
+        # errors only (fatal only when quiet, `portarun` without -v); warnings are reported through provenance
+        so.log_severity_level = 4 if native_logs_quiet() else 3
         for key, value in dict(options.get("session_config") or {}).items():
             so.add_session_config_entry(str(key), str(value))
         if options.get("matmulnbits_accuracy_level") is not None:

@@ -1,0 +1,112 @@
+"""Progress on stderr for anything that can take more than a couple of seconds, and quiet native SDKs.
+
+A bar (tqdm) with counts and ETA on a terminal; one plain line per update when stderr is not a
+terminal (CI logs, pipes), formatted by tqdm too. ``PORTARUN_PROGRESS=0`` turns it off. ::
+
+    from portarun.progress import progress
+    with progress("cells", total=68, unit="cell") as bar:
+        for cell in cells:
+            ...
+            bar.update(note=f"{cell} PASS")
+
+Native SDK logs (XLA's C++ warnings such as "constant folding is taking > 1s", ONNX Runtime's
+"[E:onnxruntime:...]" lines, absl) are silenced by ``quiet_native_logs()`` through their own
+environment variables, which spawned worker processes inherit; ``portarun -v`` keeps them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+ENV_PROGRESS = "PORTARUN_PROGRESS"  # "0": no progress output
+ENV_NATIVE_LOGS = "PORTARUN_NATIVE_LOGS"  # "quiet" (the CLI's default) or "verbose"
+# environment variables the SDKs read at import: value when quiet
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "TF_CPP_MAX_VLOG_LEVEL": "-1"}
+
+
+def quiet_native_logs(verbose: bool = False) -> None:
+    """Silence (or, with ``verbose``, keep) the vendor SDKs' native logs in this process and its workers.
+
+    Call before the SDKs are imported; variables the user set explicitly are left alone."""
+    os.environ[ENV_NATIVE_LOGS] = "verbose" if verbose else "quiet"
+    if verbose:
+        return
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+def native_logs_quiet() -> bool:
+    """Whether a backend should turn its SDK's own logger down (ORT severity, OpenVINO LOG_LEVEL)."""
+    return os.environ.get(ENV_NATIVE_LOGS, "") == "quiet"
+
+
+class Progress:
+    """One progress display: ``update(n, note=...)`` after each step, ``close()`` (or ``with``) at the end."""
+
+    def __init__(self, description: str, total: int | None = None, unit: str = "it", *,
+                 enabled: bool | None = None, stream: Any = None):
+        self.description, self.total, self.unit = description, total, unit
+        self.stream = stream or sys.stderr
+        self.enabled = (os.environ.get(ENV_PROGRESS, "1") != "0") if enabled is None else enabled
+        self.done = 0
+        self.started = time.monotonic()
+        self._bar = None
+        if self.enabled and _isatty(self.stream):
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=description, unit=unit, file=self.stream, dynamic_ncols=True,
+                             leave=True)
+
+    def update(self, n: int = 1, note: str = "") -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            if note:
+                self._bar.set_postfix_str(note, refresh=False)
+            self._bar.update(n)
+            return
+        from tqdm import tqdm
+
+        line = tqdm.format_meter(self.done, self.total, time.monotonic() - self.started, prefix=self.description,
+                                 unit=self.unit, ncols=0)
+        self.stream.write(f"{line}{'  ' + note if note else ''}\n")
+        self.stream.flush()
+
+    def write(self, text: str) -> None:
+        """A line that stays above the bar (or just a line, off a terminal)."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress(description: str, total: int | None = None, unit: str = "it", **kwargs: Any) -> Progress:
+    return Progress(description, total, unit, **kwargs)
+
+
+__all__ = ["ENV_NATIVE_LOGS", "ENV_PROGRESS", "Progress", "native_logs_quiet", "progress", "quiet_native_logs"]

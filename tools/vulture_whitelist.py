@@ -46,3 +46,7 @@ _.unregister  # portarun.registry: tests/portarun/test_registry.py (test plugins
 _.is_dynamic  # portarun.types.TensorSpec: tests/portarun/test_types.py
 lower_int4_matmuls  # backends/onnxruntime/lowering.py: tests/backends/onnxruntime/test_lowering.py
 profile_from_dict  # backends/tensorrt/profiles.py, inverse of profile_to_dict: tests/backends/tensorrt
+
+# called by Python or click, not by our code
+__dir__  # portarun/__init__.py: module __dir__ (PEP 562), lists the lazily loaded names
+_.format_commands  # portarun/cli/__init__.py LazyGroup: click calls it to list the commands in --help

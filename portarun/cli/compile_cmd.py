@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..api import compile as compile_model
-from ..api import load
-from ._common import parse_options
+from ._common import lazy, parse_options
 from .options import backend_options_option, precision_option, target_option
+
+compile_model = lazy(".api", "compile")
+load = lazy(".api", "load")
 
 
 @click.command("compile")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..api import load
-from ._common import table
+from ._common import lazy, table
 from .options import emit_json, json_option
+
+load = lazy(".api", "load")
 
 
 @click.command("inspect")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from ..api import load
 from ..errors import CheckFailedError
-from ..quantize import RandomCalibration
-from ..quantize import quantize as quantize_model
 from ..types import Precision
-from ._common import parse_dims
+from ._common import lazy, parse_dims
 from .options import dims_option, emit_json_text, json_option, precision_option, seed_option
+
+load = lazy(".api", "load")
+RandomCalibration = lazy(".quantize", "RandomCalibration")
+quantize_model = lazy(".quantize", "quantize")
 
 
 @click.command("quantize")

@@ -7,17 +7,17 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from .._atomic import atomic_write_bytes
-from ..api import compile as compile_model
-from ..api import load, load_compiled
-from ..artifact import is_artifact
-from ..feeds import load_feed_files, random_feeds
-from ..models import builtin_default_dims
-from ._common import parse_dims, parse_key_values, parse_options
+from ._common import lazy, parse_dims, parse_key_values, parse_options
 from .options import (backend_options_option, dims_option, inputs_option, precision_option, seed_option,
                       target_option)
+
+compile_model = lazy(".api", "compile")
+load, load_compiled = lazy(".api", "load"), lazy(".api", "load_compiled")
+is_artifact = lazy(".artifact", "is_artifact")
+load_feed_files, random_feeds = lazy(".feeds", "load_feed_files"), lazy(".feeds", "random_feeds")
+builtin_default_dims = lazy(".models", "builtin_default_dims")
 
 
 @click.command("run")
@@ -68,12 +68,16 @@ def run(model_or_artifact: str, target: str | None, precision: str, options: tup
             click.echo(_summary(name, value))
         if output:
             buffer = io.BytesIO()
+            import numpy as np
+
             np.savez(buffer, **{k: np.asarray(v) for k, v in outputs.items()})
             atomic_write_bytes(Path(output), buffer.getvalue())
             click.echo(f"wrote {output}")
 
 
 def _summary(name: str, value) -> str:
+    import numpy as np
+
     array = np.asarray(value)
     head = f"  {name}: {array.dtype.name}{list(array.shape)}"
     if array.size and array.dtype.kind in "fiub":

@@ -20,6 +20,7 @@ import functools
 import os
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 # the oneDNN ISA names in order, each with the cpuinfo flags it needs (one of each tuple)
 ISA_LEVELS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
@@ -121,4 +122,21 @@ def cpu_features() -> CpuFeatures:
     return features_from(_read_flags(), os.environ.get("ONEDNN_MAX_CPU_ISA", ""))
 
 
-__all__ = ["CpuFeatures", "ISA_NAMES", "cpu_features", "features_from"]
+def last_level_cache_bytes() -> int | None:
+    """The largest cache of CPU 0 (L3 on servers) from sysfs, or None where sysfs does not say."""
+    best = None
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        try:
+            size = int(text.rstrip("KMG")) * scale
+        except ValueError:
+            continue
+        best = max(best or 0, size)
+    return best
+
+
+__all__ = ["CpuFeatures", "ISA_NAMES", "cpu_features", "features_from", "last_level_cache_bytes"]

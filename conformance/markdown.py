@@ -67,7 +67,9 @@ def markdown_summary(document: dict[str, Any]) -> str:
         lines += ["", "## Skipped (with reasons)", ""] + [f"- {s}" for s in skips]
     node_suite = document.get("node_suite")
     if node_suite and node_suite.get("targets"):
-        lines += ["", f"## ONNX node suite (rtol {node_suite['rtol']:g}, atol {node_suite['atol']:g})", "",
+        scope = (f"{node_suite['mode']}: {node_suite.get('cases_run', '?')} of {node_suite.get('cases_in_suite', '?')} "
+                 "cases, " if node_suite.get("mode") else "")
+        lines += ["", f"## ONNX node suite ({scope}rtol {node_suite['rtol']:g}, atol {node_suite['atol']:g})", "",
                   "| target | passed | failed | errors | skipped | total | case-seconds | problems |",
                   "|---|---|---|---|---|---|---|---|"]
         for target, c in node_suite["targets"].items():

@@ -154,6 +154,10 @@ def print_summary(report: Any, *, err: bool = False) -> None:
     if matrix.results:
         markdown = suite_api.markdown()
         echo(table(markdown.HEADERS, markdown.matrix_rows(document)))
+    if node_suite.get("targets") and node_suite.get("mode"):
+        echo(f"onnx node suite, {node_suite['mode']}: {node_suite.get('cases_run', '?')} of "
+             f"{node_suite.get('cases_in_suite', '?')} cases per target"
+             + (" (every op type, 2 cases each; --node-suite full runs all)" if node_suite["mode"] == "sample" else ""))
     for target, counts in node_suite.get("targets", {}).items():
         echo(f"onnx node suite {target}: {counts['passed']} passed, {counts['failed']} failed, "
              f"{counts['errors']} errors, {counts['skipped']} skipped of {counts['total']}"

@@ -14,15 +14,21 @@ load = lazy(".api", "load")
 @click.argument("model")
 @json_option("Write what is inside as JSON to PATH ('-': stdout).")
 @click.option("--no-check", is_flag=True, help="Skip onnx.checker and shape inference (inspect broken models).")
-def inspect(model: str, json_path: str | None, no_check: bool) -> None:
+@click.option("--save", "save_path", type=click.Path(dir_okay=False),
+              help="Also write the model to this .onnx file (e.g. a built-in, to try the other commands on).")
+def inspect(model: str, json_path: str | None, no_check: bool, save_path: str | None) -> None:
     """Show what is inside MODEL (an .onnx file or builtin:NAME).
 
     \b
     Examples:
       portarun inspect model.onnx
       portarun inspect builtin:transformer --json -
+      portarun inspect builtin:transformer --save model.onnx
     """
     loaded = load(model, check=not no_check)
+    if save_path:
+        loaded.save(save_path)
+        click.echo(f"wrote {save_path}", err=True)
     stats = loaded.stats()
     data = {
         "name": loaded.name,

@@ -40,3 +40,16 @@ def test_top1_floor_needs_class_scores():
     ref = [{"y": np.ones((1, 16, 8), np.float32)}]
     with pytest.raises(UsageError, match="class scores"):
         measure(ref, ref, AccuracyFloor(top1=0.9))
+
+
+def test_a_floor_of_cosine_1_holds_for_identical_outputs_and_shows_the_gap_otherwise():
+    from portarun.quantize.accuracy import AccuracyFloor, measure
+
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    same = measure([{"y": x.copy()}], [{"y": x}], AccuracyFloor(cosine=1.0))
+    assert same.passed and same.failures == []
+    close = x.copy()
+    close[0] += 1e-3  # cosine 1 - O(1e-10): printed to six places it reads 1.000000
+    near = measure([{"y": close}], [{"y": x}], AccuracyFloor(cosine=1.0))
+    assert not near.passed and "1.000000" not in near.failures[0] and "0.99999" in near.failures[0]
+    assert "1.000000" not in near.text()

@@ -16,6 +16,7 @@ environment variables, which spawned worker processes inherit; ``portarun -v`` k
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -109,4 +110,42 @@ def progress(description: str, total: int | None = None, unit: str = "it", **kwa
     return Progress(description, total, unit, **kwargs)
 
 
-__all__ = ["ENV_NATIVE_LOGS", "ENV_PROGRESS", "Progress", "native_logs_quiet", "progress", "quiet_native_logs"]
+@contextlib.contextmanager
+def status(description: str, *, stream: Any = None, enabled: bool | None = None):
+    """For one long step with no count (a compile, an export): on a terminal, a line whose elapsed
+    time ticks every half second; off one, a line when it starts and one when it ends."""
+    stream = stream or sys.stderr
+    if not ((os.environ.get(ENV_PROGRESS, "1") != "0") if enabled is None else enabled):
+        yield
+        return
+    started = time.monotonic()
+    if not _isatty(stream):
+        stream.write(f"{description} ...\n")
+        stream.flush()
+        yield
+        stream.write(f"{description}: done in {time.monotonic() - started:.1f} s\n")
+        stream.flush()
+        return
+    import threading
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc=description, file=stream, bar_format="{desc}: {elapsed}", leave=False)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        bar.close()
+
+
+__all__ = ["ENV_NATIVE_LOGS", "ENV_PROGRESS", "Progress", "native_logs_quiet", "progress", "quiet_native_logs",
+           "status"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..progress import status
 from ._common import lazy, parse_options
 from .options import backend_options_option, precision_option, target_option
 
@@ -32,7 +33,8 @@ def compile_(model: str, target: str | None, precision: str, options: tuple[str,
     if not target:
         raise click.UsageError("missing -t/--target (e.g. -t onnxruntime:cpu); `portarun backends` lists them")
     loaded = load(model)
-    executable = compile_model(loaded, target, precision, **parse_options(options))
+    with status(f"compiling {loaded.name} for {target} at {precision}"):
+        executable = compile_model(loaded, target, precision, **parse_options(options))
     path = executable.save(output)
     prov = executable.provenance
     click.echo(f"compiled {loaded.name} for {executable.target} at {executable.precision} "

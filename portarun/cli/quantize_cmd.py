@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import CheckFailedError
+from ..progress import status
 from ..types import Precision
 from ._common import lazy, parse_dims
 from .options import dims_option, emit_json_text, json_option, precision_option, seed_option
@@ -60,9 +61,10 @@ def quantize(model: str, precision: str, calibration_file: str | None, random_co
     parsed_dims = parse_dims(dims)
     calibration = calibration_file or (RandomCalibration(random_count, seed=seed, dims=parsed_dims)
                                        if random_count else None)
-    result = quantize_model(load(model), precision, calibration=calibration, accuracy_floor=floor, method=method,
-                            block_size=int(block_size), symmetric=symmetric, exclude=exclude, evaluator=evaluator,
-                            seed=seed, dims=parsed_dims)
+    with status(f"quantizing {model} to {precision} (accuracy floor: per-layer fallback)"):
+        result = quantize_model(load(model), precision, calibration=calibration, accuracy_floor=floor,
+                                method=method, block_size=int(block_size), symmetric=symmetric, exclude=exclude,
+                                evaluator=evaluator, seed=seed, dims=parsed_dims)
     click.echo(result.summary())
     if json_path:
         emit_json_text(result.to_json(), json_path)

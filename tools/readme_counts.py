@@ -50,10 +50,10 @@ def main_job_text(document: dict, load: str | None) -> str:
 
 
 def replace(text: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(\n<!-- end: {name} -->)", re.S)
+    pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(<!-- end: {name} -->)", re.S)
     if not pattern.search(text):
         raise SystemExit(f"README has no <!-- generated: {name} --> ... <!-- end: {name} --> markers")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return pattern.sub(lambda m: m.group(1) + (body + "\n" if body else "") + m.group(2), text)
 
 
 def main() -> None:

@@ -131,6 +131,8 @@ def conformance(ctx: click.Context, models: tuple[str, ...], **options: Any) -> 
       portarun conformance --hardware h100-sxm --price-per-hour 2.5
     """
     config = config_from(models, options)
+    click.echo(f"conformance: {', '.join(config.models) or 'the built-in models'} on "
+               f"{', '.join(config.targets) or 'every available target'}; node suite: {config.node_suite_mode}", err=True)
     printer = ProgressPrinter()
     try:
         report = suite_api.conformance().run(config, progress=printer)

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 ENV_PROGRESS = "PORTARUN_PROGRESS"  # "0": no progress output
+STATUS_AFTER_S = 2.0  # off a terminal, a step says it is running once it has taken this long
 ENV_NATIVE_LOGS = "PORTARUN_NATIVE_LOGS"  # "quiet" (the CLI's default) or "verbose"
 # environment variables the SDKs read at import: value when quiet
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "TF_CPP_MAX_VLOG_LEVEL": "-1"}
@@ -113,21 +114,33 @@ def progress(description: str, total: int | None = None, unit: str = "it", **kwa
 @contextlib.contextmanager
 def status(description: str, *, stream: Any = None, enabled: bool | None = None):
     """For one long step with no count (a compile, an export): on a terminal, a line whose elapsed
-    time ticks every half second; off one, a line when it starts and one when it ends."""
+    time ticks every half second; off one, a line once it has run STATUS_AFTER_S and one when it ends."""
     stream = stream or sys.stderr
     if not ((os.environ.get(ENV_PROGRESS, "1") != "0") if enabled is None else enabled):
         yield
         return
-    started = time.monotonic()
-    if not _isatty(stream):
-        stream.write(f"{description} ...\n")
-        stream.flush()
-        yield
-        stream.write(f"{description}: done in {time.monotonic() - started:.1f} s\n")
-        stream.flush()
-        return
     import threading
 
+    started = time.monotonic()
+    if not _isatty(stream):  # a line only for a step that lasts: a quick one (or its one-line error) stays alone
+        announced = threading.Event()
+
+        def announce() -> None:
+            announced.set()
+            stream.write(f"{description} ...\n")
+            stream.flush()
+
+        timer = threading.Timer(STATUS_AFTER_S, announce)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+        if announced.is_set():
+            stream.write(f"{description}: done in {time.monotonic() - started:.1f} s\n")
+            stream.flush()
+        return
     from tqdm import tqdm
 
     bar = tqdm(total=None, desc=description, file=stream, bar_format="{desc}: {elapsed}", leave=False)

@@ -36,3 +36,19 @@ def test_native_logs_are_quiet_by_default_and_kept_with_verbose(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
     quiet_native_logs(verbose=True)
     assert not native_logs_quiet() and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+
+
+def test_status_off_a_terminal_is_silent_for_quick_steps_and_reports_slow_ones(monkeypatch):
+    import time
+
+    import portarun.progress as module
+
+    stream = io.StringIO()
+    with module.status("compiling", stream=stream, enabled=True):
+        pass
+    assert stream.getvalue() == ""  # a quick step (or its one-line error) is not wrapped in status lines
+    monkeypatch.setattr(module, "STATUS_AFTER_S", 0.01)
+    with module.status("compiling", stream=stream, enabled=True):
+        time.sleep(0.2)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "compiling ..." and lines[1].startswith("compiling: done in ")

@@ -46,18 +46,23 @@ SHORT_HELP: dict[str, str] = {
 }
 
 
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word to fit ``limit`` characters, with '...' (as click shortens help)."""
+    if len(text) <= limit:
+        return text
+    return text[:max(limit - 3, 1)].rsplit(" ", 1)[0].rstrip(" ,;:") + "..."
+
+
 class LazyGroup(PortarunGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The commands and their one-line help from SHORT_HELP: importing them would cost seconds."""
-        from click.utils import make_default_short_help
-
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(len(name) for name in names)
         with formatter.section("Commands"):
-            formatter.write_dl([(name, make_default_short_help(SHORT_HELP.get(name, ""), limit)) for name in names])
+            formatter.write_dl([(name, _shorten(SHORT_HELP.get(name, ""), limit)) for name in names])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)

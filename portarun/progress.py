@@ -60,7 +60,7 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=description, unit=unit, file=self.stream, dynamic_ncols=True,
-                             leave=True)
+                             leave=True, ascii=_ascii_only(self.stream))
 
     def update(self, n: int = 1, note: str = "") -> None:
         self.done += n
@@ -100,10 +100,20 @@ class Progress:
         self.close()
 
 
+def _ascii_only(stream: Any) -> bool:
+    """tqdm's block characters on a non-UTF-8 terminal (C locale) raise, and tqdm then goes silent."""
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    return not encoding.startswith("utf")
+
+
 def _isatty(stream: Any) -> bool:
+    """A terminal a bar can be drawn on: one that reports no width (a pty nobody sized, e.g. under
+    `script`) gets plain lines, since tqdm draws nothing at width 0."""
     try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
+        if not stream.isatty():
+            return False
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):
         return False
 
 
@@ -143,7 +153,8 @@ def status(description: str, *, stream: Any = None, enabled: bool | None = None)
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=None, desc=description, file=stream, bar_format="{desc}: {elapsed}", leave=False)
+    bar = tqdm(total=None, desc=description, file=stream, bar_format="{desc}: {elapsed}", leave=False,
+               ascii=_ascii_only(stream))
     stop = threading.Event()
 
     def tick() -> None:

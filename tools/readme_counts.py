@@ -1,7 +1,8 @@
 """Write the README's node-suite counts and main-job times from a conformance run's report.json.
 
 The README states numbers from a run, never typed by hand: this rewrites the text between the
-``<!-- generated: NAME -->`` and ``<!-- end: NAME -->`` markers for ``node-suite`` and ``main-job``.
+``<!-- generated: NAME -->`` and ``<!-- end: NAME -->`` markers: ``main-job`` and ``node-suite`` from the
+main job's report, ``node-suite-full`` from a ``--suite onnx-node --node-suite full`` run's.
 
     portarun conformance --out-dir reports/conformance
     python tools/readme_counts.py reports/conformance/report.json --load "$(cut -d' ' -f1 /proc/loadavg)"
@@ -63,8 +64,13 @@ def main() -> None:
     args = parser.parse_args()
     document = json.loads(args.report.read_text())
     text = README.read_text()
-    text = replace(text, "node-suite", node_suite_text(document))
-    text = replace(text, "main-job", main_job_text(document, args.load))
+    if (document.get("node_suite") or {}).get("mode") == "full":  # `--suite onnx-node --node-suite full`
+        suite_time = ((document["node_suite"].get("wall_time") or {}).get("value") or 0)
+        text = replace(text, "node-suite-full", node_suite_text(document)[:-1]
+                       + f" ({suite_time:.0f} s cold{f', load average {args.load}' if args.load else ''}).")
+    else:
+        text = replace(text, "node-suite", node_suite_text(document))
+        text = replace(text, "main-job", main_job_text(document, args.load))
     README.write_text(text)
 
 

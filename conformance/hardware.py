@@ -99,13 +99,23 @@ def local_profile(measurement: LocalMeasurement | None = None) -> HardwareProfil
         share = base.tdp_w.value * measurement.cores / base.cores
         tdp = Sourced(share, f"{base.tdp_w.value:g} W TDP of {base.name} x {measurement.cores}/{base.cores} cores "
                              f"used here ({base.tdp_w.source})", base.tdp_w.date, "I")
+    price = cpu_vcpu_price()
+    hourly = Sourced(price["usd_per_vcpu_hour"] * measurement.cores,
+                     f"{price['usd_per_vcpu_hour']:g} $/vCPU-h ({price['family']}; {price['source']}) x "
+                     f"{measurement.cores} vCPUs used here", price["date"], "I" if price["tag"] == "R" else price["tag"])
     return HardwareProfile(
-        name="local", kind="cpu", cores=measurement.cores,
+        name="local", kind="cpu", cores=measurement.cores, cloud_usd_per_hour=hourly,
         description=f"this machine: {measurement.cpu}, {measurement.cores} cores"
                     + (f" (power share of {base.name})" if base else ""),
         bandwidth_tbs=Sourced(measurement.bandwidth_gbs / 1e3, "measured: NumPy copy, read+write", when, "M"),
         fp16_tflops=Sourced(measurement.matmul_gflops / 1e3, "measured: NumPy float32 matmul (not fp16)", when, "M"),
         tdp_w=tdp)
+
+
+def cpu_vcpu_price() -> dict[str, Any]:
+    """The sourced cloud $/vCPU-hour that prices CPU targets (data/hardware.json ``cpu_prices``)."""
+    table = _data()["cpu_prices"]
+    return table["entries"][table["default"]]
 
 
 def _matching_cpu_profile(cpu: str) -> HardwareProfile | None:

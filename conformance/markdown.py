@@ -67,7 +67,9 @@ def markdown_summary(document: dict[str, Any]) -> str:
         lines += ["", "## Skipped (with reasons)", ""] + [f"- {s}" for s in skips]
     node_suite = document.get("node_suite")
     if node_suite and node_suite.get("targets"):
-        lines += ["", f"## ONNX node suite (rtol {node_suite['rtol']:g}, atol {node_suite['atol']:g})", "",
+        scope = (f"{node_suite['mode']}: {node_suite.get('cases_run', '?')} of {node_suite.get('cases_in_suite', '?')} "
+                 "cases, " if node_suite.get("mode") else "")
+        lines += ["", f"## ONNX node suite ({scope}rtol {node_suite['rtol']:g}, atol {node_suite['atol']:g})", "",
                   "| target | passed | failed | errors | skipped | total | case-seconds | problems |",
                   "|---|---|---|---|---|---|---|---|"]
         for target, c in node_suite["targets"].items():
@@ -93,8 +95,9 @@ def markdown_summary(document: dict[str, Any]) -> str:
                      + (f"; watts {watts.get('value')} [{watts.get('tag')}] ({watts.get('source')})" if watts else "")
                      + (f"; {c['note']}" if c.get("note") else ""))
     lines.append("- of roofline: achieved throughput / memory roofline (bandwidth x tokens per pass / weight bytes, "
-                 "the issue's tokens/s <= bandwidth / (weight + KV bytes per token) at one token per pass); "
-                 "above 100 % the weights stay in CPU caches and DRAM bandwidth is not the limit.")
+                 "tokens/s <= bandwidth / (weight + KV bytes per token) at one token per pass), at most 100 %; "
+                 "'–' where the weights fit in the CPU's last-level cache (bandwidth is not the limit) or the "
+                 "rate beats the roofline (the report's roofline note says which).")
     baseline = document.get("baseline")
     if baseline:
         lines += ["", f"## Against baseline `{baseline['path']}` (threshold {baseline['threshold']:.0%})", ""]

@@ -27,11 +27,13 @@ def summarize(result: Any) -> dict[str, Any]:
 
 
 def node_suite_task(target: str, rtol: float, atol: float, case_timeout_s: float,
-                    ops: Sequence[str] | None = None, part: int = 0, parts: int = 1) -> dict[str, Any]:
-    """Worker side: run every ``parts``-th node case from ``part`` on (of ``ops`` only, when given)."""
-    from . import node_suite  # imported lazily: it generates the cases from the onnx package (~5-10 s)
+                    ops: Sequence[str] | None = None, part: int = 0, parts: int = 1,
+                    mode: str = "full") -> dict[str, Any]:
+    """Worker side: run every ``parts``-th node case from ``part`` on (of ``ops`` only, when given;
+    ``mode="sample"``: of the representative sample only)."""
+    from . import node_suite  # imported lazily: the cases come from the onnx package (or their cache)
 
-    cases = node_suite.load_node_cases(op_types=list(ops) if ops else None)[part::parts]
+    cases = node_suite.load_node_cases(op_types=list(ops) if ops else None, sample=mode == "sample")[part::parts]
     result = node_suite.run_node_suite(target, cases=cases, rtol=rtol, atol=atol, timeout_s=case_timeout_s)
     return summarize(result)
 
@@ -44,7 +46,7 @@ def node_suite_available() -> tuple[bool, str]:
     return True, ""
 
 
-def fingerprint(target: str, rtol: float, atol: float, ops: Sequence[str] | None) -> str | None:
+def fingerprint(target: str, rtol: float, atol: float, ops: Sequence[str] | None, mode: str = "full") -> str | None:
     """What a node-suite result depends on: the backend's code and SDK version, the node-suite code,
     onnx and portarun versions, tolerances and op filter. None when the backend cannot be loaded."""
     import hashlib
@@ -63,7 +65,7 @@ def fingerprint(target: str, rtol: float, atol: float, ops: Sequence[str] | None
     except portarun.PortarunError:
         return None
     digest = hashlib.sha256()
-    for part in (str(target), sdk, portarun.__version__, onnx.__version__, repr((rtol, atol, sorted(ops or [])))):
+    for part in (str(target), sdk, portarun.__version__, onnx.__version__, repr((rtol, atol, sorted(ops or []), mode))):
         digest.update(part.encode() + b"\0")
     sources = [Path(__file__).with_name("node_suite.py")]
     module_file = inspect.getsourcefile(sys.modules[type(backend).__module__])
@@ -119,8 +121,9 @@ def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float =
                     chunk_timeout_s: float = 600.0, parts: int = 8, workers: int | None = None,
                     isolate: bool = True, plugins: Sequence[str] = (), ops: Sequence[str] | None = None,
                     task: Callable[..., dict[str, Any]] = node_suite_task,
-                    use_cache: bool = True,
-                    progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                    use_cache: bool = True, mode: str = "full",
+                    progress: Callable[[str, dict[str, Any]], None] | None = None,
+                    chunk_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """{"targets": {target: {passed, failed, errors, skipped, total, per_op, failing, problems}}, ...}.
 
     A target's result is cached under a fingerprint of everything it depends on (``fingerprint``), so
@@ -128,22 +131,31 @@ def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float =
 
     Each target's cases are split into ``parts`` strided chunks, run by ``workers`` isolated worker
     processes side by side (default: one per core, at most 4). Run it after the timed model matrix,
-    never beside it, so latencies are measured on a quiet machine.
+    never beside it, so latencies are measured on a quiet machine. ``mode``: "full" (every case) or
+    "sample" (``node_suite.sample_cases``: every op type, a few cases each); the summary says which
+    and how many cases of how many. ``chunk_progress(done, total)`` is called after every chunk.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from portarun.plugin import cpu_count, first_line
 
-    summary: dict[str, Any] = {"targets": {}, "rtol": rtol, "atol": atol, "failed_targets": [], "note": ""}
+    summary: dict[str, Any] = {"targets": {}, "rtol": rtol, "atol": atol, "failed_targets": [], "note": "",
+                               "mode": mode}
     if task is node_suite_task:
         available, why = node_suite_available()
         if not available:
             summary["note"] = why
             return summary
+        from . import node_suite
+
+        # generated once here (and cached on disk) rather than by every worker at once
+        summary["cases_in_suite"] = len(node_suite.load_node_cases(op_types=list(ops) if ops else None))
+        summary["cases_run"] = len(node_suite.load_node_cases(op_types=list(ops) if ops else None,
+                                                              sample=mode == "sample"))
     if ops:
         parts = 1  # a few ops: one worker, one load of the cases (~10 s) beats splitting
     workers = max(1, workers or min(cpu_count(), 4)) if isolate else 1
-    keys = {t: fingerprint(t, rtol, atol, ops) if task is node_suite_task else None for t in targets}
+    keys = {t: fingerprint(t, rtol, atol, ops, mode) if task is node_suite_task else None for t in targets}
     for target in targets:
         hit = _cached(keys[target]) if use_cache else None
         if hit is not None:
@@ -160,13 +172,16 @@ def run_node_suites(targets: Sequence[str], *, rtol: float = 1e-3, atol: float =
             runners.append(local.runner)
         target, part = job
         return target, part, local.runner.call(task, target, rtol, atol, case_timeout_s,
-                                               list(ops) if ops else None, part, parts, timeout_s=chunk_timeout_s)
+                                               list(ops) if ops else None, part, parts, mode,
+                                               timeout_s=chunk_timeout_s)
 
     totals = {t: {"counts": {}, "per_op": {}, "failing": [], "seconds": 0.0, "problems": [], "done": 0}
               for t in targets}
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
-            for target, part, outcome in pool.map(run, jobs):
+            for finished, (target, part, outcome) in enumerate(pool.map(run, jobs), 1):
+                if chunk_progress:
+                    chunk_progress(finished, len(jobs))
                 total = totals[target]
                 if outcome.ok:
                     _merge(total, outcome.value)

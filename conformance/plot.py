@@ -1,10 +1,11 @@
 """PNG plots (matplotlib, Agg backend: no display needed on CI).
 
-``plot_report``: cost per 1M tokens (items) against accuracy per target x
-precision, accuracy drawn as 1 - cosine vs the reference on a log axis (cosines
-of passing cells are all 0.99999...), plus median latency bars with p99 whiskers.
-``plot_sweep``: the batch sweep, cost per 1M tokens falling and latency rising
-with batch, with the cheapest batch that meets the latency limit marked.
+``plot_report``: one row per model (a model's unit, tokens or items, is never mixed
+with another's): cost per 1M against accuracy, drawn as 1 - cosine vs the reference
+on a log axis (cosines of passing cells are all 0.99999...), each point labelled
+with target and precision, and that model's median latency bars with p99 whiskers.
+``plot_sweep``: the batch sweep, cost per 1M falling and median/p99 latency rising
+with batch, the latency limit (SLO) drawn, the cheapest batch meeting it marked.
 """
 
 from __future__ import annotations
@@ -40,53 +41,101 @@ def _save(fig: Any, path: str | Path) -> Path:
 PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^", "int8-weight": "v", "int4-weight": "X"}
 
 
-def plot_report(document: dict[str, Any], path: str | Path) -> Path:
-    """Left: cost per 1M against 1 - cosine (colour: target, marker: precision, label: model).
-    Right: median latency per cell as horizontal bars with p99 whiskers (green pass, red fail)."""
-    plt = _pyplot()
-    measured = [e for e in document["results"] if e.get("performance")]
-    height = max(5.5, 0.22 * len(measured) + 1.5)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, height), gridspec_kw={"width_ratios": [1.1, 1]})
-    targets = sorted({e["target"] for e in measured})
-    colors = {t: plt.get_cmap("tab10")(n % 10) for n, t in enumerate(targets)}
-    seen: set[tuple[str, str]] = set()
-    priced = 0
-    for e in measured:
-        cosine = ((e.get("metrics") or {}).get("cosine") or {}).get("value")
-        cost = ((e.get("cost") or {}).get("usd_per_million") or {}).get("value")
+def _value(entry: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        entry = (entry or {}).get(key) or {}
+    return entry if not isinstance(entry, dict) else entry.get("value")
+
+
+def _scale(axis: Any, which: str, values: list[float]) -> None:
+    """Log scale when every value is positive and they span over a decade (cost and latency often do),
+    else linear: a zero-cost cell must not crash the plot ("Data cannot be log-scaled")."""
+    if values and all(v > 0 for v in values) and max(values) / min(values) > 10:
+        getattr(axis, f"set_{which}scale")("log")
+
+
+def _labels_without_overlap(axis: Any, points: list[tuple[float, float, str, Any]]) -> None:
+    """Label each point in a column right of the data, ordered by height and evenly spaced in axes
+    coordinates, with a thin line to its point: labels never overlap, however close the points are."""
+    if not points:
+        return
+    transform = axis.transData + axis.transAxes.inverted()
+    placed = sorted(points, key=lambda p: transform.transform((p[0], p[1]))[1])
+    n = len(placed)
+    for rank, (x, y, text, color) in enumerate(placed):
+        label_y = (rank + 0.5) / n
+        axis.annotate(text, xy=(x, y), xycoords="data", xytext=(1.03, label_y), textcoords="axes fraction",
+                      fontsize=7, color=color, va="center",
+                      arrowprops={"arrowstyle": "-", "color": color, "lw": 0.5, "alpha": 0.6})
+
+
+def _cost_panel(axis: Any, cells: list[dict[str, Any]], colors: dict[str, Any]) -> None:
+    points, costs, errors = [], [], []
+    unit = "items"
+    for e in cells:
+        cosine, cost = _value(e, "metrics", "cosine"), _value(e, "cost", "usd_per_million")
         if cosine is None or cost is None:
             continue
-        priced += 1
-        key = (e["target"], e["precision"])
+        unit = (e.get("cost") or {}).get("unit") or unit
         x = max(1.0 - cosine, FLOOR)
-        left.scatter([x], [cost], color=colors[e["target"]], marker=PRECISION_MARKERS.get(e["precision"], "o"),
-                     s=55, label=f"{e['target']} {e['precision']}" if key not in seen else None,
-                     edgecolors="black" if not e["passed"] else "none")
-        seen.add(key)
-        left.annotate(e["case"].replace("builtin:", ""), (x, cost), textcoords="offset points", xytext=(4, 3),
-                      fontsize=6, color="dimgray")
-    left.set_xscale("log")
-    left.set_yscale("log")
-    left.set_xlabel(f"1 - cosine vs reference (lower is more accurate; exact agreement drawn at {FLOOR:g})")
-    left.set_ylabel("USD per 1M tokens (sequence models) or items (others)")
-    left.set_title("Cost against accuracy (colour: target, marker: precision)")
-    if priced:
-        left.legend(fontsize=6, ncol=2, loc="best")
-    else:
-        left.text(0.5, 0.5, "no priced cells\n(pass --hardware or --price-per-hour)", ha="center",
-                  va="center", transform=left.transAxes)
-    labels = [f"{e['case'].replace('builtin:', '')}  {e['target']} {e['precision']}" for e in measured]
-    medians = [e["performance"]["median_latency"]["value"] for e in measured]
-    p99 = [e["performance"]["p99_latency"]["value"] for e in measured]
-    positions = list(range(len(measured)))
-    right.barh(positions, medians, color=["tab:green" if e["passed"] else "tab:red" for e in measured],
-               xerr=[[0] * len(medians), [max(p - m, 0) for p, m in zip(p99, medians)]], capsize=2)
-    right.set_yticks(positions, labels, fontsize=6)
-    right.invert_yaxis()
-    right.set_xscale("log")
-    right.set_xlabel("latency, ms (bar: median, whisker: p99)")
-    right.set_title("Latency per cell (green: pass, red: fail)")
-    fig.tight_layout()
+        axis.scatter([x], [cost], color=colors[e["target"]], marker=PRECISION_MARKERS.get(e["precision"], "o"), s=45,
+                     edgecolors="black" if not e["passed"] else "none", zorder=3)
+        points.append((x, cost, f"{e['target']} {e['precision']}" + ("" if e["passed"] else " FAIL"),
+                       colors[e["target"]]))
+        costs.append(cost)
+        errors.append(x)
+    if not points:
+        axis.text(0.5, 0.5, "no priced cells", ha="center", va="center", transform=axis.transAxes)
+        return
+    axis.set_xscale("log")
+    _scale(axis, "y", costs)
+    if min(errors) == max(errors):  # one point, or all equally exact: give the log axis a decade
+        axis.set_xlim(min(errors) / 10, max(errors) * 10)
+    axis.set_xlabel(f"1 - cosine vs reference (exact drawn at {FLOOR:g})", fontsize=8)
+    axis.set_ylabel(f"USD per 1M {unit}", fontsize=8)
+    _labels_without_overlap(axis, points)
+
+
+def _latency_panel(axis: Any, cells: list[dict[str, Any]]) -> None:
+    labels = [f"{e['target']} {e['precision']}" for e in cells]
+    medians = [_value(e, "performance", "median_latency") or 0.0 for e in cells]
+    p99 = [_value(e, "performance", "p99_latency") or m for e, m in zip(cells, medians)]
+    positions = list(range(len(cells)))
+    axis.barh(positions, medians, color=["tab:green" if e["passed"] else "tab:red" for e in cells],
+              xerr=[[0] * len(medians), [max(p - m, 0) for p, m in zip(p99, medians)]], capsize=2)
+    axis.set_yticks(positions, labels, fontsize=7)
+    axis.invert_yaxis()
+    _scale(axis, "x", medians)
+    axis.set_xlabel("latency, ms (bar: median, whisker: p99; green pass, red fail)", fontsize=8)
+
+
+def plot_report(document: dict[str, Any], path: str | Path) -> Path:
+    """One row per model: left, cost per 1M tokens (items for models without a sequence axis) against
+    1 - cosine, each point labelled with its target and precision; right, that model's latency bars.
+    Colour: target; marker: precision; black edge: a failed cell."""
+    plt = _pyplot()
+    measured = [e for e in document["results"] if e.get("performance")]
+    models = sorted({e["case"] for e in measured})
+    targets = sorted({e["target"] for e in measured})
+    colors = {t: plt.get_cmap("tab10")(n % 10) for n, t in enumerate(targets)}
+    if not models:
+        fig, axis = plt.subplots(figsize=(7, 2.5))
+        axis.axis("off")
+        axis.text(0.5, 0.5, "no cell was measured (every cell failed before timing, or none ran)",
+                  ha="center", va="center")
+        try:
+            return _save(fig, path)
+        finally:
+            plt.close(fig)
+    rows = [[e for e in measured if e["case"] == m] for m in models]
+    heights = [max(2.6, 0.28 * len(cells) + 1.2) for cells in rows]
+    fig, axes = plt.subplots(len(models), 2, figsize=(15, sum(heights)), squeeze=False, layout="constrained",
+                             gridspec_kw={"height_ratios": heights, "width_ratios": [1.25, 1]})
+    for (left, right), model, cells in zip(axes, models, rows):
+        _cost_panel(left, cells, colors)
+        left.set_title(f"{model.replace('builtin:', '')}: cost against accuracy", fontsize=9, loc="left")
+        _latency_panel(right, cells)
+        right.set_title(f"{model.replace('builtin:', '')}: latency", fontsize=9, loc="left")
     try:
         return _save(fig, path)
     finally:
@@ -94,24 +143,31 @@ def plot_report(document: dict[str, Any], path: str | Path) -> Path:
 
 
 def plot_sweep(rows: list[dict[str, Any]], path: str | Path, *, title: str, max_latency_ms: float | None) -> Path:
-    """``rows``: dicts with batch, median_ms, usd_per_million (may be None), chosen (bool)."""
+    """``rows``: dicts with batch, median_ms, p99_ms, usd_per_million (may be None), chosen (bool).
+    Left axis: median and p99 latency with the latency limit (SLO); right axis: cost per 1M."""
     plt = _pyplot()
-    fig, axis = plt.subplots(figsize=(7, 4.5))
+    fig, axis = plt.subplots(figsize=(7.5, 4.5))
     batches = [r["batch"] for r in rows]
-    axis.plot(batches, [r["median_ms"] for r in rows], "o-", color="tab:blue", label="median latency (ms)")
-    axis.set_xscale("log", base=2)
+    medians = [r["median_ms"] for r in rows]
+    p99 = [r.get("p99_ms", r["median_ms"]) for r in rows]
+    axis.plot(batches, medians, "o-", color="tab:blue", label="median latency")
+    axis.plot(batches, p99, "o--", color="tab:blue", alpha=0.6, label="p99 latency")
+    if len(set(batches)) > 1 and all(b > 0 for b in batches):
+        axis.set_xscale("log", base=2)
+    axis.set_xticks(batches, [str(b) for b in batches])
     axis.set_xlabel("batch size")
-    axis.set_ylabel("median latency, ms", color="tab:blue")
+    axis.set_ylabel("latency, ms", color="tab:blue")
     if max_latency_ms is not None:
-        axis.axhline(max_latency_ms, color="tab:blue", linestyle=":", label=f"limit {max_latency_ms:g} ms")
+        axis.axhline(max_latency_ms, color="tab:red", linestyle=":", label=f"SLO {max_latency_ms:g} ms (median)")
     costs = [r.get("usd_per_million") for r in rows]
     if any(c is not None for c in costs):
         other = axis.twinx()
-        other.plot(batches, costs, "s-", color="tab:orange", label="USD per 1M")
+        shown = [(b, c) for b, c in zip(batches, costs) if c is not None]
+        other.plot([b for b, _ in shown], [c for _, c in shown], "s-", color="tab:orange", label="USD per 1M")
         other.set_ylabel("USD per 1M tokens (items)", color="tab:orange")
-        other.set_yscale("log")
+        _scale(other, "y", [c for _, c in shown])
         for r in rows:
-            if r.get("chosen"):
+            if r.get("chosen") and r.get("usd_per_million") is not None:
                 other.scatter([r["batch"]], [r["usd_per_million"]], s=220, facecolors="none", edgecolors="red",
                               linewidths=2, label=f"chosen: batch {r['batch']}", zorder=5)
         other.legend(loc="upper right", fontsize=8)

@@ -18,6 +18,7 @@ from portarun import UsageError
 from portarun.plugin import atomic_write_text
 from portarun.plugin import environment
 from portarun.cost import CostAssumptions, cost_per_million, hourly_cost, memory_roofline
+from portarun.plugin import last_level_cache_bytes
 
 from .harness import CaseResult, MatrixResult
 from .hardware import profile_for
@@ -44,8 +45,11 @@ def attach_costs(matrix: MatrixResult, hardware: str | None, assumptions: CostAs
         priced = cost_per_million(per_second, hourly, unit)
         roof = None
         if profile is not None and profile.bandwidth_tbs.value and result.weight_bytes:
+            # on this machine's CPU, weights that fit in its last-level cache are not bound by DRAM bandwidth
+            cache = last_level_cache_bytes() if profile.name == "local" else None
             roof = memory_roofline(profile.bandwidth_tbs.value * 1e12, result.weight_bytes,
-                                   tokens_per_pass=per_pass, achieved_tokens_per_second=per_second).to_dict()
+                                   tokens_per_pass=per_pass, achieved_tokens_per_second=per_second,
+                                   cache_bytes=cache).to_dict()
         result.cost = {"profile": profile.to_dict() if profile else None, "unit": unit,
                        "per_million": priced.to_dict(), "roofline": roof}
 
@@ -89,8 +93,8 @@ def _cost(cost: dict[str, Any] | None) -> dict[str, Any] | None:
             "bandwidth": q(roof["bandwidth_bytes_per_s"], "bytes/s"),
             "bytes_per_pass": q(roof["bytes_per_pass"], "bytes"), "tokens_per_pass": roof["tokens_per_pass"],
             "achieved_fraction": q(roof["fraction"], "1"),
-            "note": "memory roofline at the profile's bandwidth; a fraction above 1 means the weights are "
-                    "served from caches, not from memory",
+            "note": roof.get("note") or "memory roofline at the profile's bandwidth; the fraction is the model "
+                                        "bandwidth utilization (never above 1)",
         },
     }
 

@@ -30,6 +30,7 @@ from .report import attach_costs, build_report, load_report, write_json
 
 DEFAULT_OUT_DIR = "reports/conformance"
 SUITES = ("models", "onnx-node", "all")
+NODE_SUITE_MODES = ("sample", "full", "off")
 # report kind -> file name inside ConformanceConfig.out_dir when no explicit path is given
 REPORT_FILES = {"json": "report.json", "junit": "report.xml", "markdown": "summary.md", "plot": "plot.png"}
 
@@ -69,15 +70,34 @@ class ConformanceConfig:
     ray: str | None = None
     placement_timeout_s: float = 30.0  # on Ray: how long a target no node offers may wait for one to join
     accelerator_types: Mapping[str, str] = field(default_factory=dict)  # on Ray: target -> accelerator type
+    # "sample" (every op type, a few cases each), "full" (all ~1,900 cases) or "off";
+    # None: "sample" for the built-in run ("full" with node_ops), "off" when models are named
+    # (unless suite="onnx-node")
+    node_suite: str | None = None
 
     def __post_init__(self) -> None:
         if self.suite not in SUITES:
             raise UsageError(f"unknown suite '{self.suite}'", hint=f"choose one of {', '.join(SUITES)}")
+        if self.node_suite is not None and self.node_suite not in NODE_SUITE_MODES:
+            raise UsageError(f"unknown node-suite mode '{self.node_suite}'",
+                             hint=f"choose one of {', '.join(NODE_SUITE_MODES)}")
+
+    @property
+    def node_suite_mode(self) -> str:
+        """What runs of the ONNX node suite: "sample", "full" or "off"."""
+        if self.suite == "models":
+            return "off"
+        if self.node_suite is not None:
+            return self.node_suite
+        if self.models and self.suite != "onnx-node":
+            return "off"
+        return "full" if self.node_ops else "sample"  # named ops: all of their cases
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One step of a run: a finished cell (``kind="cell"``) or a finished node suite (``"node_suite"``)."""
+    """One step of a run: a finished cell (``kind="cell"``), a finished chunk of node cases
+    (``"node_chunk"``: done/total chunks over all targets) or a target's node suite (``"node_suite"``)."""
 
     kind: str
     done: int = 0
@@ -140,7 +160,7 @@ def run(config: ConformanceConfig, progress: Progress | None = None) -> Conforma
     matrix = MatrixResult([])
     if config.suite in ("models", "all"):
         matrix = _run_cells(config, cases, targets, progress)
-    if config.suite in ("onnx-node", "all"):
+    if config.node_suite_mode != "off":
         matrix.node_suite = _run_node_suite(config, targets, progress)
     if not config.ray:  # on a fleet each cell was priced on its own node
         attach_costs(matrix, config.hardware, assumptions)
@@ -195,9 +215,14 @@ def _run_node_suite(config: ConformanceConfig, targets: list[str], progress: Pro
         if progress is not None:
             progress(ProgressEvent("node_suite", len(finished), len(targets), target=target, counts=counts))
 
+    def chunk_done(done: int, total: int) -> None:
+        if progress is not None:
+            progress(ProgressEvent("node_chunk", done, total))
+
     started = time.perf_counter()
     suite = run_node_suites(targets, isolate=config.isolate, plugins=config.plugins, progress=suite_done,
-                            ops=list(config.node_ops) if config.node_ops else None, use_cache=config.use_cache)
+                            ops=list(config.node_ops) if config.node_ops else None, use_cache=config.use_cache,
+                            mode=config.node_suite_mode, chunk_progress=chunk_done)
     suite["wall_time"] = {"value": time.perf_counter() - started, "unit": "s"}
     return suite
 
@@ -229,5 +254,5 @@ def write_reports(document: dict[str, Any], paths: Mapping[str, Path | None]) ->
     return written, plot_error
 
 
-__all__ = ["ConformanceConfig", "ConformanceReport", "DEFAULT_OUT_DIR", "Progress", "ProgressEvent",
+__all__ = ["ConformanceConfig", "ConformanceReport", "DEFAULT_OUT_DIR", "NODE_SUITE_MODES", "Progress", "ProgressEvent",
            "REPORT_FILES", "SUITES", "report_paths", "run", "write_reports"]

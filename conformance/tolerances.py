@@ -2,7 +2,8 @@
 
 ``data/tolerances.json`` holds one base tolerance per precision and a list of
 overrides. An override matches on every selector it names (``precision``,
-``backend``, ``case``, ``op``) and must carry a ``why``: a looser number with no
+``backend``, ``case``, ``op``, and ``cpu_without``: a CPU feature of
+``portarun.plugin.cpu_features()`` such as ``vnni`` that this machine lacks) and must carry a ``why``: a looser number with no
 reason is how conformance suites rot. The most specific match wins (more
 selectors), later entries break ties.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from portarun import Precision, Tolerance, UsageError
 
-SELECTORS = ("precision", "backend", "case", "op")
+SELECTORS = ("precision", "backend", "case", "op", "cpu_without")
 NUMBERS = ("rtol", "atol", "min_cosine", "min_within")
 
 
@@ -40,12 +41,18 @@ def load_table(path: str | None = None) -> dict[str, Any]:
 
 
 def _matches(override: dict[str, Any], wanted: dict[str, str | None]) -> bool:
-    return all(override[key] == wanted[key] for key in SELECTORS if key in override)
+    return all(override[key] == wanted[key] for key in SELECTORS if key in override and key != "cpu_without")
+
+
+def _cpu_lacks(feature: str) -> bool:
+    from portarun.plugin import cpu_features
+
+    return not getattr(cpu_features(), feature)
 
 
 def tolerance_for(precision: Precision | str, *, backend: str | None = None, case: str | None = None,
                   op: str | None = None, table: dict[str, Any] | None = None) -> Tolerance:
-    """The tolerance for ``precision``, with matching overrides applied (most specific last)."""
+    """The tolerance for ``precision`` on this CPU, with matching overrides applied (most specific last)."""
     return explain_tolerance(precision, backend=backend, case=case, op=op, table=table)[0]
 
 
@@ -59,7 +66,7 @@ def explain_tolerance(precision: Precision | str, *, backend: str | None = None,
     values = dict(table["precisions"][precision.value])
     wanted = {"precision": precision.value, "backend": backend, "case": case, "op": op}
     matching = [(sum(key in o for key in SELECTORS), n, o) for n, o in enumerate(table.get("overrides", []))
-                if _matches(o, wanted)]
+                if _matches(o, wanted) and ("cpu_without" not in o or _cpu_lacks(o["cpu_without"]))]
     reasons = []
     for _, _, override in sorted(matching, key=lambda item: (item[0], item[1])):
         values.update({k: v for k, v in override.items() if k in NUMBERS})

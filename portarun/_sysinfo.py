@@ -29,6 +29,7 @@ def cpu_count() -> int:
 def environment() -> dict[str, str]:
     """A compact description of where a measurement was taken."""
     from ._version import __version__
+    from .cpu_features import cpu_features
 
     return {
         "portarun": __version__,
@@ -37,4 +38,5 @@ def environment() -> dict[str, str]:
         "machine": platform.machine(),
         "cpu": cpu_name(),
         "cpu_count": str(cpu_count()),
+        "cpu_isa": cpu_features().describe(),  # what decides bf16/fp16/int8 results (VNNI, AMX, ...)
     }

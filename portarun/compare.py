@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ._callable import make_module_callable
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -183,3 +185,8 @@ def compare(actual: Mapping[str, Any], expected: Mapping[str, Any],
             continue
         result.outputs.append(compare_arrays(name, actual[name], reference, tolerance))
     return result
+
+
+# `portarun.compare(actual, expected)` is this function even after `import portarun.compare` binds the
+# package attribute to the module (portarun/__init__.py loads its names lazily)
+make_module_callable(__name__, compare)

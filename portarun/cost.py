@@ -207,22 +207,45 @@ class Roofline:
     bytes_per_pass: float
     tokens_per_pass: float
     achieved_tokens_per_second: float | None = None
+    cache_bytes: float | None = None  # the device's last-level cache, when known (CPUs)
+
+    @property
+    def bound(self) -> bool:
+        """Whether memory bandwidth bounds a pass at all: not when the bytes fit in the last-level cache."""
+        return self.bytes_per_pass > 0 and not (self.cache_bytes and self.bytes_per_pass <= self.cache_bytes)
 
     @property
     def fraction(self) -> float | None:
-        """Achieved / roofline (model bandwidth utilization)."""
-        if self.achieved_tokens_per_second is None or self.tokens_per_second <= 0:
+        """Achieved / roofline (model bandwidth utilization), never above 1: None when the roofline is
+        not a bound here (bytes cache-resident) or the achieved rate beats it (then part of the bytes
+        came from caches, or the bandwidth figure is too low; ``note`` says which)."""
+        if self.achieved_tokens_per_second is None or self.tokens_per_second <= 0 or not self.bound:
             return None
-        return self.achieved_tokens_per_second / self.tokens_per_second
+        fraction = self.achieved_tokens_per_second / self.tokens_per_second
+        return fraction if fraction <= 1.0 else None
+
+    @property
+    def note(self) -> str:
+        if not self.bound:
+            if self.bytes_per_pass <= 0:
+                return "no weight bytes: not memory-bound"
+            return (f"not memory-bound: {self.bytes_per_pass / 1e6:.3g} MB per pass fit in the "
+                    f"{(self.cache_bytes or 0) / 1e6:.3g} MB last-level cache")
+        if self.achieved_tokens_per_second is not None and self.fraction is None and self.tokens_per_second > 0:
+            return (f"above the roofline ({self.achieved_tokens_per_second / self.tokens_per_second:.2f}x): part of "
+                    "the bytes came from caches or the bandwidth figure is low; no utilization reported")
+        return ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["fraction"] = self.fraction
+        data["note"] = self.note
         return data
 
 
 def memory_roofline(bandwidth_bytes_per_s: float, weight_bytes: float, kv_bytes_per_token: float = 0.0, *,
-                    tokens_per_pass: float = 1.0, achieved_tokens_per_second: float | None = None) -> Roofline:
+                    tokens_per_pass: float = 1.0, achieved_tokens_per_second: float | None = None,
+                    cache_bytes: float | None = None) -> Roofline:
     """tokens/s <= bandwidth / (weight bytes + KV bytes per token), for ``tokens_per_pass`` = 1 (decode).
 
     A pass over ``tokens_per_pass`` tokens reads the weights once and the KV bytes of each token:
@@ -232,9 +255,10 @@ def memory_roofline(bandwidth_bytes_per_s: float, weight_bytes: float, kv_bytes_
         raise UsageError(f"bandwidth must be positive, got {bandwidth_bytes_per_s}")
     per_pass = weight_bytes + kv_bytes_per_token * tokens_per_pass
     if per_pass <= 0:
-        return Roofline(math.inf, bandwidth_bytes_per_s, per_pass, tokens_per_pass, achieved_tokens_per_second)
+        return Roofline(math.inf, bandwidth_bytes_per_s, per_pass, tokens_per_pass, achieved_tokens_per_second,
+                        cache_bytes)
     return Roofline(bandwidth_bytes_per_s * tokens_per_pass / per_pass, bandwidth_bytes_per_s, per_pass,
-                    tokens_per_pass, achieved_tokens_per_second)
+                    tokens_per_pass, achieved_tokens_per_second, cache_bytes)
 
 
 def weight_bytes(model: Any) -> int:

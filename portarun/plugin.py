@@ -15,6 +15,8 @@ from __future__ import annotations
 from ._atomic import atomic_directory, atomic_file, atomic_write_bytes, atomic_write_text
 from ._cache import backend_cache_dir, cache_dir
 from ._sysinfo import cpu_count, cpu_name, environment
+from .cpu_features import CpuFeatures, cpu_features, last_level_cache_bytes
+from .progress import Progress, native_logs_quiet, native_logs_verbose, progress
 from .artifact import Manifest, payload_file
 from .backend import Backend, Executable, Provenance, check_feeds, import_sdk, quantization_support
 from .errors import (
@@ -54,7 +56,10 @@ __all__ = [
     "AccuracyFloor", "RandomCalibration", "load_samples", "measure_accuracy", "pack_int4",
     # files, caches, host facts
     "atomic_directory", "atomic_file", "atomic_write_bytes", "atomic_write_text", "backend_cache_dir",
-    "cache_dir", "cpu_count", "cpu_name", "environment",
+    "cache_dir", "cpu_count", "cpu_features", "cpu_name", "CpuFeatures", "environment",
+    "last_level_cache_bytes",
+    # progress on stderr, and whether the SDK's native logs are to be kept quiet
+    "Progress", "native_logs_quiet", "native_logs_verbose", "progress",
     # errors and their one-line form
     "ArtifactCorruptError", "ArtifactError", "ArtifactIncompatibleError", "BackendError", "BackendNotFoundError",
     "BackendUnavailableError", "CheckFailedError", "CompileError", "InputError", "InvalidPrecisionError",

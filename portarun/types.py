@@ -6,9 +6,10 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads on first use: `portarun --help` needs only the precision names
+    import numpy as np
 
 from .errors import InputError, InvalidPrecisionError, InvalidTargetError
 
@@ -97,6 +98,8 @@ class Target:
 
 def np_dtype(value: Any) -> np.dtype:
     """numpy dtype from a name, numpy dtype or ONNX element type; bfloat16 etc. via ml_dtypes."""
+    import numpy as np
+
     if isinstance(value, np.dtype):
         return value
     if isinstance(value, int):

@@ -60,3 +60,7 @@ _.finalize
 
 # portarun.serve.triton.TritonExport: the written config text, for callers (tests/portarun/serve/test_triton.py)
 _.config_text
+
+# called by Python or click, not by our code
+__dir__  # portarun/__init__.py: module __dir__ (PEP 562), lists the lazily loaded names
+_.format_commands  # portarun/cli/__init__.py LazyGroup: click calls it to list the commands in --help

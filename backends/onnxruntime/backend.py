@@ -20,7 +20,7 @@ import numpy as np
 from portarun.plugin import (
     PROTOBUF_LIMIT, Backend, CompileError, Device, Executable, Manifest, Model, Precision, Provenance, Support,
     Target, UnsupportedError, UsageError, backend_cache_dir, cpu_name, first_line, import_sdk,
-    payload_file, quantization_support,
+    native_logs_verbose, payload_file, quantization_support,
 )
 
 from .providers import EP_BY_DEVICE, ExecutionProviderChoice, choose_providers
@@ -46,8 +46,12 @@ _logging_set = False
 
 
 def sdk_log_severity() -> int:
-    """ORT's minimum log severity for PORTARUN_SDK_LOG (unset: fatal only)."""
-    return _SEVERITY.get(os.environ.get(SDK_LOG_ENV, "").strip().lower(), 2)
+    """ORT's minimum log severity: PORTARUN_SDK_LOG when set; else ORT's own default under `portarun -v`;
+    else fatal only."""
+    explicit = os.environ.get(SDK_LOG_ENV, "").strip().lower()
+    if explicit:
+        return _SEVERITY.get(explicit, 2)
+    return 2 if native_logs_verbose() else 4
 
 
 def _ort():

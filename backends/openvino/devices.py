@@ -6,7 +6,7 @@ Kept apart from the compile code so the mapping reads in one place:
 
 from __future__ import annotations
 
-from portarun.plugin import Device, Target, import_sdk
+from portarun.plugin import Device, Target, cpu_features, import_sdk
 
 INSTALL_HINT = "pip install 'portarun[openvino]'"
 
@@ -73,10 +73,19 @@ def ov_device(target: Target) -> str:
 
 
 def capabilities(device: str) -> set[str]:
-    """OPTIMIZATION_CAPABILITIES of a real device (BF16, FP16, INT8, EXPORT_IMPORT, ...); empty for AUTO."""
+    """OPTIMIZATION_CAPABILITIES of a real device (BF16, FP16, INT8, EXPORT_IMPORT, ...); empty for AUTO.
+
+    For the CPU, BF16/FP16 stay only where the CPU's ISA (capped by ONEDNN_MAX_CPU_ISA) has them:
+    OpenVINO reads CPUID for this list while its oneDNN kernels honour the cap, so under
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` it lists BF16 and then fails to compile bf16 ("Supported primitive
+    descriptors list is empty")."""
     if device.startswith("AUTO"):
         return set()
     try:
-        return {str(c) for c in core().get_property(device, "OPTIMIZATION_CAPABILITIES")}
+        caps = {str(c) for c in core().get_property(device, "OPTIMIZATION_CAPABILITIES")}
     except Exception:
         return set()
+    if device.split(".")[0] == "CPU":
+        features = cpu_features()
+        caps -= {name for name, has in (("BF16", features.bf16), ("FP16", features.fp16)) if not has}
+    return caps

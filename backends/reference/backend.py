@@ -31,7 +31,9 @@ class ReferenceExecutable(Executable):
 class ReferenceBackend(Backend):
     name = "reference"
     description = "onnx.reference.ReferenceEvaluator: exact, slow, the parity oracle"
-    precisions = tuple(Precision)
+    # the model as written: float32, or the quantization it carries (fp16/bf16 would need another model;
+    # `portarun backends` lists only what supports() can accept)
+    precisions = (Precision.FP32, Precision.INT8, Precision.INT8_WEIGHT, Precision.INT4_WEIGHT)
     install_hint = "pip install onnx"
     default_device = "cpu"
     device_kinds = ("cpu",)
@@ -48,9 +50,6 @@ class ReferenceBackend(Backend):
         if precision.is_quantized and carried != precision.value:
             return Support.no(f"the reference evaluates the model as written; it is "
                               f"{carried or 'float'}, not {precision}")
-        if precision in (Precision.FP16, Precision.BF16):
-            return Support.no("the reference evaluates the model as written (float32); "
-                              "convert the model itself to compare another float precision")
         if precision is Precision.FP32 and carried is not None:
             return Support.no(f"the model is quantized ({carried}); use -p {carried}")
         foreign = _foreign_ops(model.proto)

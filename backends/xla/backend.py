@@ -78,8 +78,11 @@ class XlaBackend(Backend):
     def devices(self) -> list[Device]:
         found = []
         for kind in self.device_kinds:
-            for index, device in enumerate(jaxenv.devices(kind)):
-                found.append(Device(self.name, kind, index, description=f"{device.device_kind} ({device.platform})"))
+            devices = jaxenv.devices(kind)
+            for index, device in enumerate(devices):
+                # a kind with one device is that kind's target as users type it (xla:cpu, not xla:cpu:0)
+                found.append(Device(self.name, kind, index if len(devices) > 1 else None,
+                                    description=f"{device.device_kind} ({device.platform})"))
         if not found:
             raise self.unavailable("JAX found no devices")
         return found

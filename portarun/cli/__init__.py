@@ -32,9 +32,40 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# command name -> its one-line help, so `portarun --help` lists the commands without importing them
+# (tests/portarun/cli/test_fast_help.py checks each against the command's own docstring)
+SHORT_HELP: dict[str, str] = {
+    "backends": 'List every registered backend: available or not, devices, precisions, and why.',
+    "bench": 'Measure MODEL_OR_ARTIFACT on TARGET: warm-up, then median/p99 latency, items/s, tokens/s, peak memory, energy (RAPL/NVML when readable) and $/1M tokens for each batch size.',
+    "compare": "Compare MODEL's outputs on two targets: max abs/rel error, NMSE, cosine, % within tolerance, top-1 agreement.",
+    "compile": 'Compile MODEL (an .onnx file or builtin:NAME) for TARGET and write an artifact.',
+    "conformance": 'Prove parity and measure latency and cost of MODELS on every target and precision.',
+    "export": 'Export a PyTorch model to ONNX and check it against PyTorch on onnxruntime:cpu.',
+    "generate": 'Generate NEW_TOKENS greedily after a random prompt with MODEL (a decoder file or a built-in).',
+    "hardware": "List hardware profiles and measure this machine's bandwidth and matmul FLOP/s.",
+    "inspect": 'Show what is inside MODEL (an .onnx file or builtin:NAME).',
+    "quantize": 'Quantize MODEL (an .onnx file or builtin:NAME) to standard ONNX QDQ and write it to OUTPUT.',
+    "run": "Run MODEL_OR_ARTIFACT once and print each output's shape, dtype and summary.",
+}
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word to fit ``limit`` characters, with '...' (as click shortens help)."""
+    if len(text) <= limit:
+        return text
+    return text[:max(limit - 3, 1)].rsplit(" ", 1)[0].rstrip(" ,;:") + "..."
+
+
 class LazyGroup(PortarunGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands and their one-line help from SHORT_HELP: importing them would cost seconds."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, _shorten(SHORT_HELP.get(name, ""), limit)) for name in names])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)
@@ -48,8 +79,10 @@ class LazyGroup(PortarunGroup):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="portarun")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Keep the vendor SDKs' native logs (XLA, ONNX Runtime, absl); "
+                                                    "silenced by default.")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     """portarun: run one ONNX model on any vendor's stack, and prove the numbers match.
 
     \b
@@ -60,8 +93,11 @@ def main(ctx: click.Context, debug: bool) -> None:
       portarun compile model.onnx -t onnxruntime:cpu -o build/model.ort
       portarun run build/model.ort --random
     """
+    from ..progress import quiet_native_logs
+
+    quiet_native_logs(verbose)  # before any command imports an SDK; spawned workers inherit it
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
 
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "COMMANDS", "SHORT_HELP"]

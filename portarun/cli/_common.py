@@ -14,6 +14,29 @@ from ..tables import table  # noqa: F401 - the commands import it from here
 EXIT_FAILED = 1
 
 
+class lazy:  # noqa: N801 - used like the imported name it stands for
+    """``name`` from ``module`` (relative to ``portarun``), imported on first use: command modules load
+    for every ``--help``, and ``portarun.api`` imports onnx (over a second)."""
+
+    def __init__(self, module: str, name: str):
+        self._where = (module, name)
+        self._value: Any = None
+
+    def _get(self) -> Any:
+        if self._value is None:
+            import importlib
+
+            module, name = self._where
+            self._value = getattr(importlib.import_module(module, "portarun"), name)
+        return self._value
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._get()(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._get(), attr)
+
+
 class PortarunGroup(click.Group):
     """Turns PortarunError into one line on stderr and its exit code (no traceback unless --debug)."""
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..registry import get_backend, list_backends
-from ._common import table
+from ._common import lazy, table
 from .options import emit_json, json_option
+
+get_backend, list_backends = lazy(".registry", "get_backend"), lazy(".registry", "list_backends")
 
 
 @click.command("backends")

@@ -4,18 +4,22 @@ with the cheapest batch that meets a latency limit marked."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..benchmark import SweepConfig, SweepResult, choose_batch, sweep
 from . import suite
-from ._common import parse_dims, parse_options, table
+from ._common import lazy, parse_dims, parse_options, table
 from .fleet_options import fleet_options, parse_accelerator_types
 from .hardware_cmd import assumptions_from, cost_options
 from .feed_options import feed_source_options, feeds_from_options, has_user_feeds
 from .options import (backend_options_option, dims_option, emit_json, isolate_option, json_option, precision_option,
                       runs_option, seed_option, target_option, timeout_option, warmup_option)
+
+if TYPE_CHECKING:
+    from ..benchmark import SweepResult
+
+SweepConfig, choose_batch, sweep = (lazy(".benchmark", n) for n in ("SweepConfig", "choose_batch", "sweep"))
 
 __all__ = ["bench", "choose_batch"]  # choose_batch: re-exported for older imports; it lives in portarun.benchmark
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
-from ..api import compile as compile_model
-from ..api import load
-from ._common import parse_options
+from ..progress import status
+from ._common import lazy, parse_options
 from .options import backend_options_option, isolate_option, precision_option, target_option, timeout_option
+
+compile_model = lazy(".api", "compile")
+load = lazy(".api", "load")
 
 
 @click.command("compile")
@@ -34,7 +36,9 @@ def compile_(model: str, target: str | None, precision: str, options: tuple[str,
     if not target:
         raise click.UsageError("missing -t/--target (e.g. -t onnxruntime:cpu); `portarun backends` lists them")
     loaded = load(model)
-    executable = compile_model(loaded, target, precision, isolate=isolate, timeout=timeout, **parse_options(options))
+    with status(f"compiling {loaded.name} for {target} at {precision}"):
+        executable = compile_model(loaded, target, precision, isolate=isolate, timeout=timeout,
+                                   **parse_options(options))
     path = executable.save(output)
     prov = executable.provenance
     click.echo(f"compiled {loaded.name} for {executable.target} at {executable.precision} "

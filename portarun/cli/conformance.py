@@ -21,22 +21,40 @@ DEFAULT_OUT_DIR = "reports/conformance"
 DEFAULT_THRESHOLD = 0.25
 
 
-def _bar(done: int, total: int, width: int = 24) -> str:
-    filled = int(width * done / max(total, 1))
-    return "[" + "#" * filled + "-" * (width - filled) + f"] {done}/{total}"
+class ProgressPrinter:
+    """The CLI's progress callback: a bar of cells, then one of node-suite chunks (stderr; one line
+    per update off a terminal), and a line per finished node suite."""
 
+    def __init__(self) -> None:
+        self.bars: dict[str, Any] = {}
 
-def show_progress(event: Any) -> None:
-    """The CLI's progress callback: one line on stderr per finished cell or node suite."""
-    if event.kind == "cell":
-        result = event.result
-        click.echo(f"{_bar(event.done, event.total)} {result.case} on {result.target} {result.precision}: "
-                   f"{result.status.upper()}", err=True)
-    elif event.kind == "node_suite":
-        counts = event.counts
-        click.echo(f"node suite on {event.target}: {counts['passed']}/{counts['total']} pass"
-                   + (" (cached)" if counts.get("cached") else f" in {counts['seconds']:.0f} case-seconds")
-                   + "".join(f"; {p}" for p in counts["problems"]), err=True)
+    def _bar(self, kind: str, description: str, total: int, unit: str) -> Any:
+        from ..progress import progress
+
+        if kind not in self.bars:
+            self.close()
+            self.bars[kind] = progress(description, total=total, unit=unit)
+        return self.bars[kind]
+
+    def __call__(self, event: Any) -> None:
+        if event.kind == "cell":
+            result = event.result
+            self._bar("cell", "model cells", event.total, "cell").update(
+                note=f"{result.case} on {result.target} {result.precision}: {result.status.upper()}")
+        elif event.kind == "node_chunk":
+            self._bar("node_chunk", "onnx node suite", event.total, "chunk").update()
+        elif event.kind == "node_suite":
+            counts = event.counts
+            line = (f"node suite on {event.target}: {counts['passed']}/{counts['total']} pass"
+                    + (" (cached)" if counts.get("cached") else f" in {counts['seconds']:.0f} case-seconds")
+                    + "".join(f"; {p}" for p in counts["problems"]))
+            bar = self.bars.get("node_chunk")
+            bar.write(line) if bar is not None else click.echo(line, err=True)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
 
 
 def conformance_options(function: Any) -> Any:
@@ -47,6 +65,10 @@ def conformance_options(function: Any) -> Any:
                                              "(unsupported ones are skipped with the reason)."),
         click.option("--suite", type=click.Choice(["models", "onnx-node", "all"]), default="all", show_default=True,
                      help="Model cases, the ONNX backend node suite, or both."),
+        click.option("--node-suite", type=click.Choice(["sample", "full", "off"]), default=None,
+                     help="ONNX node cases to run: 'sample' (every op type, 2 cases each; the default with no "
+                          "MODELS), 'full' (every case; the default with --node-ops) or 'off' (the default when "
+                          "MODELS are named)."),
         cost_options,
         click.option("--baseline", type=click.Path(exists=True, dir_okay=False),
                      help="An earlier --json report: flag parity, latency and cost regressions."),
@@ -125,7 +147,13 @@ def conformance(ctx: click.Context, models: tuple[str, ...], **options: Any) -> 
       portarun conformance --ray auto --suite models --json fleet.json
     """
     config = config_from(models, options)
-    report = suite_api.conformance().run(config, progress=show_progress)
+    click.echo(f"conformance: {', '.join(config.models) or 'the built-in models'} on "
+               f"{', '.join(config.targets) or 'every available target'}; node suite: {config.node_suite_mode}", err=True)
+    printer = ProgressPrinter()
+    try:
+        report = suite_api.conformance().run(config, progress=printer)
+    finally:
+        printer.close()
     to_stdout = config.json_path == "-"
     if to_stdout:
         click.echo(json.dumps(suite_api.report().finite(report.document), indent=1, default=str))
@@ -144,6 +172,10 @@ def print_summary(report: Any, *, err: bool = False) -> None:
     if matrix.results:
         markdown = suite_api.markdown()
         echo(table(markdown.HEADERS, markdown.matrix_rows(document)))
+    if node_suite.get("targets") and node_suite.get("mode"):
+        echo(f"onnx node suite, {node_suite['mode']}: {node_suite.get('cases_run', '?')} of "
+             f"{node_suite.get('cases_in_suite', '?')} cases per target"
+             + (" (every op type, 2 cases each; --node-suite full runs all)" if node_suite["mode"] == "sample" else ""))
     for target, counts in node_suite.get("targets", {}).items():
         echo(f"onnx node suite {target}: {counts['passed']} passed, {counts['failed']} failed, "
              f"{counts['errors']} errors, {counts['skipped']} skipped of {counts['total']}"
@@ -170,4 +202,4 @@ def _print_problems(document: dict[str, Any], echo: Any) -> None:
              f"({regression['kind']}): {regression['message']}")
 
 
-__all__ = ["conformance", "config_from", "print_summary", "show_progress"]
+__all__ = ["ProgressPrinter", "conformance", "config_from", "print_summary"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..progress import status
 from ._common import table
 
 
@@ -46,12 +47,13 @@ def export(factory: str | None, example_inputs: tuple[str, ...], dynamic: tuple[
     if sources != 1:
         raise click.UsageError("give exactly one source: FILE.py:FUNCTION, --hf-path DIR, or --minilm")
     tolerance = Tolerance(rtol=rtol, atol=atol)
-    if factory:
-        model = _export_factory(factory, example_inputs, dynamic, opset, exporter, not no_validate, tolerance)
-    else:
-        if example_inputs or dynamic:
-            raise click.UsageError("--example-input and --dynamic apply to a FILE.py:FUNCTION factory only")
-        model = _export_folder(hf_path, task, minilm, opset, exporter, not no_validate, tolerance)
+    if not factory and (example_inputs or dynamic):
+        raise click.UsageError("--example-input and --dynamic apply to a FILE.py:FUNCTION factory only")
+    with status(f"exporting {factory or hf_path or 'MiniLM'} to ONNX and checking it against PyTorch"):
+        if factory:
+            model = _export_factory(factory, example_inputs, dynamic, opset, exporter, not no_validate, tolerance)
+        else:
+            model = _export_folder(hf_path, task, minilm, opset, exporter, not no_validate, tolerance)
     path = model.save(output, external_data=external_data)
     info = export_info(model)
     if "dynamo_error" in info:

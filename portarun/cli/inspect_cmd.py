@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import click
 
-from ..api import default_precision, load
-from ._common import table
+from ._common import lazy, table
 from .options import emit_json, json_option
+
+load, default_precision = lazy(".api", "load"), lazy(".api", "default_precision")
 
 
 @click.command("inspect")
 @click.argument("model")
 @json_option("Write what is inside as JSON to PATH ('-': stdout).")
 @click.option("--no-check", is_flag=True, help="Skip onnx.checker and shape inference (inspect broken models).")
-def inspect(model: str, json_path: str | None, no_check: bool) -> None:
+@click.option("--save", "save_path", type=click.Path(dir_okay=False),
+              help="Also write the model to this .onnx file (e.g. a built-in, to try the other commands on).")
+def inspect(model: str, json_path: str | None, no_check: bool, save_path: str | None) -> None:
     """Show what is inside MODEL (an .onnx file or builtin:NAME).
 
     \b
     Examples:
       portarun inspect model.onnx
       portarun inspect builtin:transformer --json -
+      portarun inspect builtin:transformer --save model.onnx
     """
     loaded = load(model, check=not no_check)
+    if save_path:
+        loaded.save(save_path)
+        click.echo(f"wrote {save_path}", err=True)
     stats = loaded.stats()
     data = {
         "name": loaded.name,

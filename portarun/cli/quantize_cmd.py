@@ -6,14 +6,17 @@ from typing import Any
 
 import click
 
-from ..api import load
 from ..errors import CheckFailedError
-from ..quantize import RandomCalibration, check_on_targets
-from ..quantize import quantize as quantize_model
-from ..samples import load_samples
+from ..progress import status
 from ..types import Precision
-from ._common import parse_dims
+from ._common import lazy, parse_dims
 from .options import dims_option, emit_json_text, json_option, precision_option, seed_option
+
+load = lazy(".api", "load")
+RandomCalibration = lazy(".quantize", "RandomCalibration")
+quantize_model = lazy(".quantize", "quantize")
+check_on_targets = lazy(".quantize", "check_on_targets")
+load_samples = lazy(".samples", "load_samples")
 
 
 def data_options(function: Any) -> Any:
@@ -82,10 +85,10 @@ def quantize(model: str, precision: str, calibration_file: str | None, eval_file
                                        if random_count else None)
     loaded = load(model)
     validation = load_samples(loaded, eval_file).samples if eval_file else None
-    result = quantize_model(loaded, precision, calibration=calibration, validation=validation,
-                            accuracy_floor=floor, method=method,
-                            block_size=int(block_size), symmetric=symmetric, exclude=exclude, evaluator=evaluator,
-                            seed=seed, dims=parsed_dims)
+    with status(f"quantizing {model} to {precision} (accuracy floor: per-layer fallback)"):
+        result = quantize_model(loaded, precision, calibration=calibration, validation=validation,
+                                accuracy_floor=floor, method=method, block_size=int(block_size), symmetric=symmetric,
+                                exclude=exclude, evaluator=evaluator, seed=seed, dims=parsed_dims)
     click.echo(result.summary())
     if json_path:
         emit_json_text(result.to_json(), json_path)

@@ -8,17 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from .._atomic import atomic_write_bytes
-from ..api import compile as compile_model
-from ..api import load, load_compiled
-from ..artifact import is_artifact
-from ..models import builtin_default_dims
-from ._common import parse_dims, parse_options
+from ._common import lazy, parse_dims, parse_options
 from .feed_options import feed_source_options, feeds_from_options, has_user_feeds
 from .options import (backend_options_option, dims_option, isolate_option, precision_option, seed_option,
                       target_option, timeout_option)
+
+compile_model = lazy(".api", "compile")
+load, load_compiled = lazy(".api", "load"), lazy(".api", "load_compiled")
+is_artifact = lazy(".artifact", "is_artifact")
+builtin_default_dims = lazy(".models", "builtin_default_dims")
 
 
 @click.command("run")
@@ -71,12 +71,16 @@ def run(model_or_artifact: str, target: str | None, precision: str | None, optio
             click.echo(_summary(name, value))
         if output:
             buffer = io.BytesIO()
+            import numpy as np
+
             np.savez(buffer, **{k: np.asarray(v) for k, v in outputs.items()})
             atomic_write_bytes(Path(output), buffer.getvalue())
             click.echo(f"wrote {output}")
 
 
 def _summary(name: str, value) -> str:
+    import numpy as np
+
     array = np.asarray(value)
     head = f"  {name}: {array.dtype.name}{list(array.shape)}"
     if array.size and array.dtype.kind in "fiub":

@@ -113,3 +113,29 @@ def test_unsupported_list_is_honest():
         if not any(m.split("::")[-1] == op_type for m in missing_ops(model)):
             lowered.append(op_type)
     assert not lowered, f"these have a lowering now, remove them from XLA_UNSUPPORTED: {lowered}"
+
+
+def test_sample_covers_every_op_type_with_at_most_two_cases_each():
+    from collections import Counter
+
+    from portarun_conformance.node_suite import SAMPLE_PER_OP, load_node_cases
+
+    every = load_node_cases()
+    sample = load_node_cases(sample=True)
+    per_op = Counter(c.op_type for c in sample)
+    assert set(per_op) == {c.op_type for c in every}
+    assert max(per_op.values()) <= SAMPLE_PER_OP and len(sample) < len(every) / 3
+    assert [c.name for c in load_node_cases(sample=True)] == [c.name for c in sample]  # stable
+
+
+def test_node_suite_mode_follows_what_was_asked():
+    from portarun import UsageError
+    from portarun_conformance import ConformanceConfig
+
+    assert ConformanceConfig().node_suite_mode == "sample"  # the main job
+    assert ConformanceConfig(models=["builtin:mlp"]).node_suite_mode == "off"  # `conformance MODEL`
+    assert ConformanceConfig(models=["builtin:mlp"], node_suite="full").node_suite_mode == "full"
+    assert ConformanceConfig(node_ops=["Relu"]).node_suite_mode == "full"
+    assert ConformanceConfig(suite="models").node_suite_mode == "off"
+    with pytest.raises(UsageError, match="node-suite mode"):
+        ConformanceConfig(node_suite="some")

@@ -22,7 +22,7 @@ from portarun_conformance.report import SCHEMA_ID, attach_costs, build_report, l
 PLUGIN = str(Path(__file__).with_name("_backends.py"))
 
 
-def fake_node_task(target, rtol, atol, case_timeout_s, ops=None, part=0, parts=1):
+def fake_node_task(target, rtol, atol, case_timeout_s, ops=None, part=0, parts=1, mode="full"):
     return {"counts": {"pass": 7, "fail": 2, "error": 1, "skip": 0}, "per_op": {"Relu": {"pass": 7}},
             "failing": [], "seconds": 0.1}
 
@@ -119,3 +119,20 @@ def test_baseline_of_another_schema_is_refused(tmp_path):
     path.write_text(json.dumps({"schema": "portarun.conformance-report/0", "results": []}))
     with pytest.raises(UsageError, match="regenerate"):
         load_report(path)
+
+
+def test_plot_survives_zero_cost_exact_and_unmeasured_cells(document, tmp_path):
+    """A zero-cost cell (log scale impossible), exact agreement (1 - cosine = 0) and a report with no
+    measured cell each still give a PNG: one row per model, never 'Data cannot be log-scaled'."""
+    import copy
+
+    zero = copy.deepcopy(document)
+    for entry in zero["results"]:
+        if entry.get("cost"):
+            entry["cost"]["usd_per_million"]["value"] = 0.0
+        if entry.get("metrics"):
+            entry["metrics"]["cosine"]["value"] = 1.0
+    assert plot_report(zero, tmp_path / "zero.png").read_bytes()[:4] == b"\x89PNG"
+    empty = copy.deepcopy(document)
+    empty["results"] = []
+    assert plot_report(empty, tmp_path / "empty.png").read_bytes()[:4] == b"\x89PNG"

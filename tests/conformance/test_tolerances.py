@@ -69,3 +69,17 @@ def test_tolerance_decides_pass_and_fail_per_precision():
     assert not portarun.compare(scrambled, expected, tolerance_for("int8"))  # cosine floor, not elements
     scaled = {"y": expected["y"] * np.float32(1.3)}  # every element off, direction kept: cosine 1
     assert portarun.compare(scaled, expected, tolerance_for("int8"))
+
+
+def test_a_cpu_feature_override_applies_only_where_the_cpu_lacks_it():
+    from portarun.plugin import cpu_features
+
+    table = {"precisions": {"int8": {"rtol": 1.0, "atol": 1.0, "min_cosine": 0.98}},
+             "overrides": [{"precision": "int8", "backend": "openvino", "cpu_without": "vnni", "min_cosine": 0.9,
+                            "why": "no VNNI"}]}
+    tolerance, why = explain_tolerance("int8", backend="openvino", table=table)
+    if cpu_features().vnni:
+        assert (tolerance.min_cosine, why) == (0.98, [])
+    else:
+        assert (tolerance.min_cosine, why) == (0.9, ["no VNNI"])
+    assert explain_tolerance("int8", backend="onnxruntime", table=table)[1] == []

@@ -89,3 +89,30 @@ def test_weight_bytes_counts_initializers():
     mlp = portarun.load("builtin:mlp")
     params = 64 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
     assert weight_bytes(mlp) == 4 * params
+
+
+def test_utilization_is_never_above_one():
+    """Weights in the last-level cache are not bandwidth-bound; a rate above the roofline is reported
+    as such (a wrong byte count or a low bandwidth figure), never as '207 % of roofline'."""
+    in_cache = memory_roofline(10e9, 1e6, achieved_tokens_per_second=1e5, cache_bytes=32e6)
+    assert not in_cache.bound and in_cache.fraction is None and "last-level cache" in in_cache.note
+    beyond = memory_roofline(10e9, 1e9, achieved_tokens_per_second=20.7)  # 2.07x the 10 tokens/s bound
+    assert beyond.bound and beyond.fraction is None and "above the roofline (2.07x)" in beyond.note
+    within = memory_roofline(10e9, 1e9, achieved_tokens_per_second=7.5, cache_bytes=32e6)
+    assert within.fraction == pytest.approx(0.75) and within.note == ""
+
+
+def test_weight_bytes_count_4_bit_weights_as_half_a_byte():
+    import portarun
+    from portarun import models
+    from portarun.cost import weight_bytes
+
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([], "g", [], [helper.make_tensor_value_info("w4", TensorProto.INT4, [64, 16])],
+                              [helper.make_tensor("w4", TensorProto.INT4, [64, 16], [1] * 1024),
+                               helper.make_tensor("s", TensorProto.FLOAT, [16], [1.0] * 16)])
+    assert weight_bytes(helper.make_model(graph)) == 1024 // 2 + 16 * 4
+    fp32 = weight_bytes(models.build("mlp"))
+    int4 = weight_bytes(portarun.quantize(models.build("mlp"), "int4-weight").model)
+    assert int4 < fp32 / 4  # 4-bit weights plus scales, against 4-byte floats

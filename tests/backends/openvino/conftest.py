@@ -18,9 +18,11 @@ def ov_backend():
 
 @pytest.fixture(scope="session")
 def cpu_caps():
-    import openvino
+    """What OpenVINO's CPU plugin can compute here (its OPTIMIZATION_CAPABILITIES, BF16/FP16 kept only
+    where the CPU's ISA, capped by ONEDNN_MAX_CPU_ISA, has them): the backend decides with the same set."""
+    from portarun_backends.openvino.devices import capabilities
 
-    return {str(c) for c in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
+    return capabilities("CPU")
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

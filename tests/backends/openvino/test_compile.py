@@ -53,13 +53,28 @@ def test_bf16_runs_when_asked_and_is_reported(builtin_models, builtin_feeds, cpu
     assert 1e-4 < diff < 0.5  # really computed in bf16, and still the same function
 
 
-def test_fp16_on_a_cpu_without_fp16_is_refused_not_downgraded(builtin_models, cpu_caps):
-    if "FP16" in cpu_caps:
-        pytest.skip("this CPU computes fp16 in OpenVINO")
-    support = portarun.get_backend("openvino").supports(builtin_models["mlp"], "openvino:cpu", "fp16")
-    assert not support and "fp16" in support.reason and "BF16" in support.reason
-    with pytest.raises(UnsupportedError, match="fp16"):
-        portarun.compile(builtin_models["mlp"], "openvino:cpu", "fp16")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precision_runs_where_the_cpu_has_it_and_is_refused_not_downgraded_elsewhere(
+        builtin_models, builtin_feeds, cpu_caps, precision):
+    """AVX2-only CPUs (no BF16, no FP16), AVX-512 BF16 ones (bf16 only) and AMX ones (both) each get
+    the behaviour their hardware allows: computed and reported, or refused naming what the CPU has."""
+    from portarun.plugin import cpu_features
+
+    model = builtin_models["mlp"]
+    has = (cpu_features().fp16 if precision == "fp16" else cpu_features().bf16) and precision.upper() in cpu_caps
+    support = portarun.get_backend("openvino").supports(model, "openvino:cpu", precision)
+    if has:
+        assert support, support.reason
+        exe = portarun.compile(model, "openvino:cpu", precision)
+        assert exe.provenance.details["inference_precision"] == {"fp16": "f16", "bf16": "bf16"}[precision]
+        feeds = builtin_feeds("mlp")
+        expected = portarun.compile(model, "reference:cpu").run(feeds)
+        assert portarun.compare(exe.run(feeds), expected, portarun.Tolerance(rtol=0.05, atol=0.05))
+        return
+    assert not support and precision in support.reason
+    assert all(cap in support.reason for cap in cpu_caps)  # it names what this CPU does have
+    with pytest.raises(UnsupportedError, match=precision):
+        portarun.compile(model, "openvino:cpu", precision)
 
 
 def test_absent_device_lists_the_devices_that_exist(builtin_models):

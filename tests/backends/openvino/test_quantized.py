@@ -23,6 +23,11 @@ def test_qdq_weight_only_model_runs_directly_and_exactly(bits, precision, ov_hel
 
 
 def test_dynamic_quantization_is_opt_in_and_reported(ov_helpers):
+    from portarun.plugin import cpu_features
+
+    if cpu_features().capped_by:
+        pytest.skip("OpenVINO picks its dynamic-quantization kernel from CPUID, which ONEDNN_MAX_CPU_ISA does not "
+                    "cap: oneDNN then refuses the primitive (a real AVX2-only CPU compiles it)")
     model, x = ov_helpers.weight_only_qdq(4)
     exe = portarun.compile(model, "openvino:cpu", "int4-weight", dynamic_quantization_group_size=32)
     assert exe.provenance.details["dynamic_quantization_group_size"] == 32
@@ -120,3 +125,41 @@ def test_float_parts_of_a_quantized_model_default_to_f32_and_bf16_is_opt_in(ov_h
         portarun.compile(model, "openvino:cpu", "int8-weight", float_precision="int4")
     with pytest.raises(UsageError, match="float_precision"):
         portarun.compile(ov_helpers.weight_only_qdq(8)[0], "openvino:cpu", "int8-weight", float_precision="fp64")
+
+
+def _saturating_int8_matmul(weight: int, k: int = 64, n: int = 8) -> portarun.Model:
+    """uint8 activations at 255 times int8 weights all equal to ``weight``, per-channel, opset 21."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array(1 / 255, np.float32), "xs"),
+             numpy_helper.from_array(np.array(0, np.uint8), "xz"),
+             numpy_helper.from_array(np.full((k, n), weight, np.int8), "wq"),
+             numpy_helper.from_array(np.full(n, 0.01, np.float32), "ws")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws"], ["w"], axis=1),
+             helper.make_node("MatMul", ["xd", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "u8s8", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    return portarun.Model.from_proto(proto, name=f"u8s8_w{weight}")
+
+
+def test_int8_dot_products_saturate_exactly_where_the_cpu_lacks_vnni():
+    """Why OpenVINO int8 differs on AVX2-only CPUs: without VNNI its u8*s8 kernels use vpmaddubsw,
+    which adds two u8*s8 products into a saturating int16 (255*127*2 = 64770 > 32767; oneDNN,
+    'Nuances of int8 computations'). With VNNI/AMX the sums are 32-bit and exact. Weights within
+    +-63 (7 bits) never saturate on either kind: 255*63*2 = 32130."""
+    from portarun.plugin import cpu_features
+
+    feeds = {"x": np.ones((1, 64), np.float32)}
+    for weight in (127, 63):
+        model = _saturating_int8_matmul(weight)
+        expected = portarun.compile(model, "reference", "int8").run(feeds)["y"]
+        got = portarun.compile(model, "openvino:cpu", "int8").run(feeds)["y"]
+        np.testing.assert_allclose(expected, 255 * weight * 64 * 0.01 / 255, rtol=1e-5)
+        if weight == 127 and not cpu_features().vnni:
+            # every pair of products clipped to 32767: 32 pairs * 32767 * scales
+            np.testing.assert_allclose(got, 32 * 32767 * 0.01 / 255, rtol=1e-4)
+        else:
+            np.testing.assert_allclose(got, expected, rtol=1e-5)

@@ -48,3 +48,16 @@ def test_zipmap_and_label_outputs_are_skipped_not_a_crash():
     other = {**sample, "scores": np.array([[0.8, 0.2]], np.float32)}
     accuracy = measure([other], [sample], AccuracyFloor.parse("cosine=0.99", "int8"))
     assert accuracy.samples == 1 and accuracy.cosine_min < 0.99 and not accuracy.passed
+
+
+def test_a_floor_of_cosine_1_holds_for_identical_outputs_and_shows_the_gap_otherwise():
+    from portarun.quantize.accuracy import AccuracyFloor, measure
+
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    same = measure([{"y": x.copy()}], [{"y": x}], AccuracyFloor(cosine=1.0))
+    assert same.passed and same.failures == []
+    close = x.copy()
+    close[0] += 1e-3  # cosine 1 - O(1e-10): printed to six places it reads 1.000000
+    near = measure([{"y": close}], [{"y": x}], AccuracyFloor(cosine=1.0))
+    assert not near.passed and "1.000000" not in near.failures[0] and "0.99999" in near.failures[0]
+    assert "1.000000" not in near.text()

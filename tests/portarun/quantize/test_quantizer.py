@@ -7,6 +7,7 @@ import portarun
 from portarun.errors import CheckFailedError, ModelError, UsageError
 from portarun.model import quantization_of
 from portarun.quantize import RandomCalibration
+from portarun_conformance.tolerances import explain_tolerance
 
 PRECISIONS = ["int8-weight", "int8", "int4-weight"]
 # ORT computes int4 MatMuls exactly only at accuracy level 0 (its default quantizes activations to int8)
@@ -217,4 +218,8 @@ def test_neutral_artifact_on_other_installed_backends(quantized, builtin_feeds, 
         got = portarun.compile(q.model, target, precision).run(feeds)
         tolerance = (portarun.Tolerance(rtol=1, atol=0.05, min_cosine=0.9995) if precision == "int8"
                      else portarun.Tolerance(rtol=1e-3, atol=1e-3))
+        # on a CPU without VNNI, OpenVINO's int8 sums saturate: the data file's override says how far, and why
+        on_this_cpu, why = explain_tolerance(precision, backend=backend.name, case=f"builtin:{name}")
+        if any("VNNI" in reason for reason in why):
+            tolerance = on_this_cpu
         assert portarun.compare(got, ref, tolerance), (name, portarun.compare(got, ref, tolerance).summary())

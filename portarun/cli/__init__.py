@@ -41,11 +41,14 @@ SHORT_HELP: dict[str, str] = {
     "compile": 'Compile MODEL (an .onnx file or builtin:NAME) for TARGET and write an artifact.',
     "conformance": 'Prove parity and measure latency and cost of MODELS on every target and precision.',
     "export": 'Export a PyTorch model to ONNX and check it against PyTorch on onnxruntime:cpu.',
-    "generate": 'Generate NEW_TOKENS greedily after a random prompt with MODEL (a decoder file or a built-in).',
+    "export-triton": 'Write REPO/NAME/config.pbtxt and REPO/NAME/1/... so Triton serves MODEL_OR_ARTIFACT.',
+    "generate": 'Generate with MODEL (a KV-cache decoder file or a built-in): text after --prompt with --tokenizer, or token ids after a random prompt; greedy unless --temperature; TTFT, TPOT, tokens/s.',
     "hardware": "List hardware profiles and measure this machine's bandwidth and matmul FLOP/s.",
     "inspect": 'Show what is inside MODEL (an .onnx file or builtin:NAME).',
+    "plan": 'Find the cheapest deployment of MODEL that meets --floor and the SLO, from measurements.',
     "quantize": 'Quantize MODEL (an .onnx file or builtin:NAME) to standard ONNX QDQ and write it to OUTPUT.',
     "run": "Run MODEL_OR_ARTIFACT once and print each output's shape, dtype and summary.",
+    "serve": 'Serve MODEL_OR_ARTIFACT over HTTP with the Open Inference Protocol until Ctrl-C or SIGTERM.',
 }
 
 

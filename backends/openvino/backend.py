@@ -23,7 +23,7 @@ from . import ir_cache, nncf_quantizer, qdq_forms
 from .config import (cache_root, check_precision, compile_config, fit_to_device, float_precision,
                      keyed_cache, reported_properties)
 from .devices import DEVICE_HINTS, INSTALL_HINT, OV_DEVICE_BY_KIND, capabilities, core, list_devices, ov_device, sdk
-from .executable import IR_XML, OpenVinoExecutable
+from .executable import IR_XML, OpenVinoExecutable, input_ports
 
 # Options that are inputs to the compile only and are not stored in an artifact's manifest.
 _TRANSIENT_OPTIONS = ("calibration", "cache_dir")
@@ -58,8 +58,7 @@ def _check_fingerprint(compiled, payload: dict[str, Any], source_model: Model, f
     saved = payload.get("blob_fingerprint")
     if not saved:
         return compiled, fallback
-    fed = {name for port in compiled.inputs for name in port.get_names()}
-    if digest(compiled, source_model.inputs, fed) == saved:
+    if digest(compiled, source_model.inputs, input_ports(compiled, source_model.inputs)) == saved:
         return compiled, fallback
     return None, "blob -> IR: the exported blob computes other outputs than when it was saved (altered, corrupt, or another CPU)"
 

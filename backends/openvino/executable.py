@@ -20,6 +20,23 @@ def blob_name(device: str) -> str:
     return f"compiled.{device}.blob"
 
 
+def input_ports(compiled: Any, specs: tuple) -> dict[str, int]:
+    """Model input name -> the compiled model's input index that takes it.
+
+    By tensor name first. OpenVINO drops inputs the graph does not use, and renames a Parameter that
+    feeds an output directly (Dropout/Identity folded away) after that output, so its input name is
+    gone: unmatched inputs then take the unmatched ports in order (OpenVINO keeps the ONNX input
+    order). Feeding by name alone left such an input unfed and returned uninitialised memory.
+    """
+    ports = [set(port.get_names()) for port in compiled.inputs]
+    found = {spec.name: i for spec in specs for i, names in enumerate(ports) if spec.name in names}
+    unmatched_specs = [spec.name for spec in specs if spec.name not in found]
+    unmatched_ports = [i for i in range(len(ports)) if i not in found.values()]
+    if unmatched_specs and len(unmatched_specs) == len(unmatched_ports):
+        found.update(zip(unmatched_specs, unmatched_ports))
+    return found
+
+
 class OpenVinoExecutable(Executable):
     def __init__(self, compiled, ov_model, *, device: str, compile_config: dict[str, Any], **kwargs: Any):
         super().__init__(**kwargs)
@@ -33,7 +50,7 @@ class OpenVinoExecutable(Executable):
         self._requests = RequestPool(compiled)
         self.provenance.details["infer_requests"] = self._requests.size
         # OpenVINO drops inputs the graph does not use; those are still accepted and ignored.
-        self.fed_inputs = {name for port in compiled.inputs for name in port.get_names()}
+        self.fed_inputs = input_ports(compiled, self.inputs)
         self._ports = {spec.name: compiled.output(spec.name) for spec in self.outputs}
 
     @property
@@ -41,7 +58,7 @@ class OpenVinoExecutable(Executable):
         return [spec.name for spec in self.inputs if spec.name not in self.fed_inputs]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        inputs = {name: value for name, value in feeds.items() if name in self.fed_inputs}
+        inputs = {self.fed_inputs[name]: value for name, value in feeds.items() if name in self.fed_inputs}
         with self._requests.request() as request:
             # share_outputs=False copies the outputs out of the request's buffers before it goes back
             # to the pool, where another thread's run would overwrite them

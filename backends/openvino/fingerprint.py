@@ -17,12 +17,12 @@ import numpy as np
 import portarun
 
 
-def digest(compiled: Any, inputs: tuple, fed: set[str]) -> str | None:
+def digest(compiled: Any, inputs: tuple, fed: dict[str, int]) -> str | None:
     """sha256 of ``compiled``'s outputs on seeded random feeds (None when the model cannot run them)."""
     try:
         feeds = portarun.random_feeds(inputs, seed=0)
         request = compiled.create_infer_request()
-        results = request.infer({k: v for k, v in feeds.items() if k in fed}, share_outputs=False)
+        results = request.infer({fed[k]: v for k, v in feeds.items() if k in fed}, share_outputs=False)
     except Exception:  # feeds the model refuses (e.g. index ranges): no fingerprint, nothing checked
         return None
     h = hashlib.sha256()

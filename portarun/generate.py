@@ -328,6 +328,28 @@ def generate(executable: Executable, prompt_ids: Sequence[int] | np.ndarray, max
                             capacity=capacity if cache == "static" else None)
 
 
+def forced_logits(executable: Executable, token_ids: Sequence[int] | np.ndarray, *, cache: str = "auto",
+                  bucket: int = 128, names: "DecoderNames | dict | Sequence[str] | None" = None) -> np.ndarray:
+    """Logits [batch, seq, vocab] of one forward pass over ``token_ids`` from an empty cache (teacher forcing).
+
+    Position t holds the model's prediction for token t + 1 given tokens 0..t, so two executables
+    compared on the same sequence (say fp32's greedy output) give next-token agreement position by
+    position, unlike free-running generation, where one flipped token changes every later one.
+    """
+    if cache not in CACHE_MODES:
+        raise UsageError(f"unknown cache mode '{cache}'", hint=f"choose one of {', '.join(CACHE_MODES)}")
+    sig = DecoderSignature.of(executable, names)
+    cache = resolve_cache(executable, cache, sig)
+    ids = _prompt_array(token_ids)
+    if sig.vocab is not None and (ids.min() < 0 or ids.max() >= sig.vocab):
+        raise InputError(f"token ids must be in [0, {sig.vocab}), got {ids.min()}..{ids.max()}")
+    batch, length = ids.shape
+    loop = _StaticCache(sig, batch, static_capacity(length, bucket)) if cache == "static" and sig.has_attention_mask \
+        else _DynamicCache(sig, batch)
+    positions = np.broadcast_to(np.arange(length, dtype=np.int64), ids.shape)
+    return executable.run(loop.feeds(ids, positions))[sig.logits]
+
+
 def _common_feeds(sig: DecoderSignature, ids: np.ndarray, positions: np.ndarray, has_past: bool) -> dict[str, np.ndarray]:
     feeds: dict[str, np.ndarray] = {sig.input_ids: ids}
     if sig.has_position_ids:

@@ -151,6 +151,7 @@ def main() -> int:
             run["results"].append(portarun.generate(run["exe"], prompt, args.new_tokens, cache=run["cache"],
                                                     capacity=_capacity(args, run["cache"])))
 
+    forced = _forced_agreement(runs, prompt)
     rows = []
     for run in runs:
         results = run["results"]
@@ -162,7 +163,8 @@ def main() -> int:
                "ttft_ms": 1e3 * statistics.median(r.ttft_s for r in results),
                "same_tokens_every_repeat": all(np.array_equal(t, tokens[0]) for t in tokens),
                "compile_and_warmup_s": run["compile_and_warmup_s"],
-               "provenance": run["exe"].provenance.to_dict(), "tokens": tokens[0].tolist()}
+               "provenance": run["exe"].provenance.to_dict(), "tokens": tokens[0].tolist(),
+               **forced.get(id(run), {})}
         per_step = decode_step_bytes(built[run["precision"]], config, context)
         bandwidth = _bandwidth_for(per_step, measured)
         roof = memory_roofline(bandwidth, per_step, achieved_tokens_per_second=row["decode_tokens_per_s"])
@@ -179,7 +181,7 @@ def main() -> int:
         + "; each row's roofline uses the best copy bandwidth at or above its bytes per step")
     usd_per_hour, priced_as = _usd_per_hour(args)
     print(f"$/1M tokens: {priced_as}")
-    header = f"{'target':<16} {'precision':<28} {'cache':<7} {'tok/s':>7} {'vs fp32':>7} {'same tok':>8} " \
+    header = f"{'target':<16} {'precision':<28} {'cache':<7} {'tok/s':>7} {'vs fp32':>7} {'same tok':>8} {'next tok':>8} " \
              f"{'TPOT med':>9} {'p99':>8} {'MB/step':>8} {'GB/s':>5} {'roofline':>8} {'MBU':>5} {'$/1M tok':>9}"
     print(header)
     print("-" * len(header))
@@ -193,10 +195,19 @@ def main() -> int:
                   if usd_per_hour else None})
         label = r["precision"] + (f" ({r['variant']})" if r["variant"] else "")
         print(f"{r['target']:<16} {label:<28} {r['cache']:<7} {r['decode_tokens_per_s']:>7.1f} {ratio:>7} "
-              f"{same:>8.2f} {r['tpot_median_ms']:>7.2f}ms {r['tpot_p99_ms']:>6.2f}ms "
+              f"{same:>8.2f} {r.get('next_token_agreement', float('nan')):>8.2f} "
+              f"{r['tpot_median_ms']:>7.2f}ms {r['tpot_p99_ms']:>6.2f}ms "
               f"{r['bytes_per_step'] / 1e6:>8.1f} {r['bandwidth_bytes_per_s'] / 1e9:>5.1f} "
               f"{r['roofline_tokens_per_s']:>8.1f} {r['mbu']:>5.2f} "
               f"{r['usd_per_million_tokens'] or float('nan'):>9.3f}")
+    print("same tok: free-running greedy tokens equal to fp32's, position by position (one flip changes every "
+          "later token); next tok: teacher-forced on fp32's sequence, the quantized argmax equal to fp32's at each "
+          "of the new positions (95% Wilson interval in --json)")
+    margins = [r["fp32_top1_margin_median"] for r in rows if r.get("fp32_top1_margin_median") is not None]
+    if margins:
+        print(f"fp32 top-1 minus top-2 logit, median over the new positions: {statistics.median(margins):.3f} "
+              f"(logit std {statistics.median(r['fp32_logit_std'] for r in rows if r.get('fp32_logit_std')):.3f}): "
+              "a small margin means near-ties that any rounding can flip")
     fp32_tokens = {t: r["tokens"] for t, r in fp32.items()}
     if len(fp32_tokens) > 1:
         same = len({json.dumps(t) for t in fp32_tokens.values()}) == 1
@@ -205,6 +216,41 @@ def main() -> int:
         args.json.write_text(json.dumps({"model": args.model, "config": config, "bandwidth_measured": measured,
                                          "load_average": os.getloadavg(), "rows": rows}, indent=2, default=str))
     return 0
+
+
+def _forced_agreement(runs: list[dict], prompt: np.ndarray) -> dict[int, dict]:
+    """Per run (keyed by id): next-token agreement with the same target's fp32 run, teacher-forced on the
+    fp32 run's greedy sequence (prompt + new tokens), with its 95% Wilson interval and fp32's top-1 margin."""
+    from portarun.generate import forced_logits
+    from portarun.quantize.accuracy import wilson_interval
+
+    reference = {r["target"]: r for r in runs if r["precision"] == "fp32" and not r["variant"]}
+    out: dict[int, dict] = {}
+    logits_of: dict[int, np.ndarray] = {}
+    for run in runs:
+        base = reference.get(run["target"])
+        if base is None:
+            continue
+        sequence = np.concatenate([prompt, base["results"][0].tokens], axis=1)
+        start = prompt.shape[1] - 1  # logits at position t predict token t + 1
+        try:
+            logits = forced_logits(run["exe"], sequence, cache=run["cache"])[0, start:start + base["results"][0].tokens.shape[1]]
+        except PortarunError as exc:
+            print(f"no next-token agreement for {run['target']} {run['precision']}: {exc}", file=sys.stderr)
+            continue
+        logits_of[id(run)] = logits
+    for run in runs:
+        base = reference.get(run["target"])
+        if base is None or id(run) not in logits_of or id(base) not in logits_of:
+            continue
+        ref, got = logits_of[id(base)], logits_of[id(run)]
+        agree = int(np.sum(np.argmax(ref, -1) == np.argmax(got, -1)))
+        top2 = np.sort(ref, axis=-1)[:, -2:]
+        low, high = wilson_interval(agree, ref.shape[0])
+        out[id(run)] = {"next_token_agreement": agree / ref.shape[0], "next_token_agreement_ci95": [low, high],
+                        "fp32_top1_margin_median": float(np.median(top2[:, 1] - top2[:, 0])),
+                        "fp32_logit_std": float(np.std(ref))}
+    return out
 
 
 # ONNX Runtime's weight-only forms side by side: the default (float activations, lowered), int8 activations

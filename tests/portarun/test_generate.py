@@ -141,3 +141,25 @@ def test_bad_requests_fail_clearly(ort):
         portarun.generate(ort, PROMPT, 20, cache="static", capacity=16)
     with pytest.raises(UsageError, match="at least 1"):
         portarun.generate(ort, PROMPT, 0)
+
+
+def test_forced_logits_predict_the_greedy_sequence_at_every_position(ort, ort_tokens):
+    """Teacher forcing on the greedy output: the argmax at prompt-1+t is the t-th greedy token, for both caches."""
+    from portarun.generate import forced_logits
+
+    sequence = np.concatenate([PROMPT, ort_tokens], axis=1)
+    start = PROMPT.shape[1] - 1
+    dynamic = forced_logits(ort, sequence, cache="dynamic")
+    static = forced_logits(ort, sequence, cache="static", bucket=16)
+    assert dynamic.shape == (1, sequence.shape[1], ort.outputs[0].shape[-1])
+    np.testing.assert_array_equal(dynamic[0, start:start + NEW].argmax(-1), ort_tokens[0])
+    np.testing.assert_allclose(static, dynamic, rtol=1e-4, atol=1e-4)
+
+
+def test_forced_logits_refuse_ids_outside_the_vocabulary(ort):
+    from portarun.generate import forced_logits
+
+    with pytest.raises(InputError, match="token ids must be in"):
+        forced_logits(ort, np.array([[1, 2, 10**6]]))
+    with pytest.raises(UsageError, match="unknown cache mode"):
+        forced_logits(ort, PROMPT, cache="paged")

@@ -34,6 +34,7 @@ from .errors import (
     first_line,
 )
 from . import model_checks
+from .model_checks import iter_graphs
 from .types import TensorSpec
 
 # Protobuf cannot serialize a message over 2 GiB; bigger models keep weights outside.
@@ -51,19 +52,8 @@ def opset_versions(opset_import) -> dict[str, int]:
     return {onnx_domain(o.domain): o.version for o in opset_import}
 
 
-def _iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _iter_graphs(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _iter_graphs(sub)
-
-
 def _iter_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    for g in _iter_graphs(graph):
+    for g in iter_graphs(graph):
         yield from g.initializer
         for sparse in g.sparse_initializer:
             yield sparse.values
@@ -367,7 +357,7 @@ class Model:
     def stats(self) -> ModelStats:
         histogram: collections.Counter[str] = collections.Counter()
         nodes = 0
-        for graph in _iter_graphs(self.proto.graph):
+        for graph in iter_graphs(self.proto.graph):
             for node in graph.node:
                 nodes += 1
                 histogram[f"{node.domain}::{node.op_type}" if onnx_domain(node.domain) else node.op_type] += 1
@@ -510,7 +500,7 @@ def quantization_of(model: "Model") -> str | None:
     ``int4-weight`` when weights are 4-bit, ``int8-weight`` for other weight-only forms.
     """
     graph = model.proto.graph
-    ops = [node for g in _iter_graphs(graph) for node in g.node]
+    ops = [node for g in iter_graphs(graph) for node in g.node]
     if not any(node.op_type in _QUANT_OPS for node in ops):
         return None
     constants = {t.name for t in graph.initializer}

@@ -18,6 +18,26 @@ import onnx
 
 from .errors import ModelValidationError, UnsafeModelError
 
+def iter_graphs(root: "onnx.ModelProto | onnx.GraphProto", *, functions: bool = True) -> Iterator[Any]:
+    """Every graph body under ``root``: the graph, then its If/Loop/Scan subgraphs depth first (pre-order),
+    and for a ModelProto with ``functions`` each local function (FunctionProto; it has ``.node`` too).
+    Iterative, not recursive: a hostile file nests subgraphs deeper than Python's recursion limit."""
+    bodies: list[Any] = [root.graph] if isinstance(root, onnx.ModelProto) else [root]
+    if functions and isinstance(root, onnx.ModelProto):
+        bodies[:0] = reversed(root.functions)  # a stack: the main graph pops first, then f1, f2, ...
+    while bodies:
+        body = bodies.pop()
+        yield body
+        children = []
+        for node in body.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    children.append(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    children.extend(attr.graphs)
+        bodies.extend(reversed(children))
+
+
 # x86-64 and AArch64 address at most 2**48 bytes of virtual memory: a tensor declared bigger
 # than that cannot exist on any machine this runs on.
 ADDRESSABLE_BYTES = 2**48
@@ -187,16 +207,9 @@ def endless_loops(proto: onnx.ModelProto) -> list[str]:
     """Loop nodes that provably never finish: no (or an astronomically large constant) trip count and
     a condition that is always true (absent or constant true, passed through unchanged by the body)."""
     found = []
-    bodies: list[Any] = [proto.graph, *proto.functions]
-    while bodies:
-        body = bodies.pop()
+    for body in iter_graphs(proto):
         constants = _bool_and_int_constants(body)
         for node in body.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    bodies.append(attr.g)
-                elif attr.type == onnx.AttributeProto.GRAPHS:
-                    bodies.extend(attr.graphs)
             if node.op_type != "Loop" or node.domain not in ("", "ai.onnx"):
                 continue
             trips = node.input[0] if len(node.input) > 0 else ""

@@ -14,19 +14,19 @@ import collections
 
 import onnx
 
-from portarun.plugin import CompileError
+from portarun.plugin import CompileError, iter_graphs
 
 MAX_CHAIN = 1024
 # a Sum of 3,000 inputs did not compile within 20 s (it becomes a chain of Adds); real models stay far below
 MAX_INPUTS = 1024
 
 
-def longest_chain(graph: onnx.GraphProto) -> tuple[int, str]:
+def longest_chain(graph: "onnx.GraphProto | onnx.FunctionProto") -> tuple[int, str]:
     """(length, first node's description) of the longest chain of single-input single-output nodes
-    whose output feeds only the next one."""
+    whose output feeds only the next one (a function's outputs are names, a graph's are ValueInfos)."""
     consumers: collections.Counter[str] = collections.Counter(
         name for node in graph.node for name in node.input if name)
-    consumers.update(out.name for out in graph.output)
+    consumers.update(getattr(out, "name", out) for out in graph.output)
     length: dict[str, tuple[int, str]] = {}
     best = (0, "")
     for node in graph.node:
@@ -42,25 +42,6 @@ def longest_chain(graph: onnx.GraphProto) -> tuple[int, str]:
     return best
 
 
-def _graphs(model_proto: onnx.ModelProto) -> list[onnx.GraphProto]:
-    """The main graph and every subgraph (If/Loop/Scan bodies), functions' bodies as graphs."""
-    graphs, stack = [], [model_proto.graph]
-    for function in model_proto.functions:
-        body = onnx.GraphProto()
-        body.node.extend(function.node)
-        stack.append(body)
-    while stack:
-        graph = stack.pop()
-        graphs.append(graph)
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    stack.append(attr.g)
-                elif attr.type == onnx.AttributeProto.GRAPHS:
-                    stack.extend(attr.graphs)
-    return graphs
-
-
 def check(model_proto: onnx.ModelProto, model_name: str, target: str) -> None:
     where = f"openvino refuses '{model_name}' for {target}"
     for value in list(model_proto.graph.input) + list(model_proto.graph.output):
@@ -69,7 +50,7 @@ def check(model_proto: onnx.ModelProto, model_name: str, target: str) -> None:
                 # OpenVINO reads -1 as dynamic, and died of SIGFPE on a -5 in the fuzz
                 raise CompileError(f"{where}: '{value.name}' declares dimension {dim.dim_value}",
                                    backend="openvino", hint="declare a dynamic axis with a dim_param name (or -1)")
-    for graph in _graphs(model_proto):
+    for graph in iter_graphs(model_proto):
         for node in graph.node:
             if len(node.input) > MAX_INPUTS:
                 name = node.name or (node.output[0] if node.output else "")

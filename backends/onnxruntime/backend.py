@@ -138,8 +138,9 @@ class OnnxRuntimeBackend(Backend):
                                       "4 int8 activations); default from 'activations'",
     }
     # fast on the CPU, and exact once int4 weight-only MatMuls keep float activations (ORT quantizes them
-    # to int8 by default): the quantizer's evaluator
-    exact_evaluation_options = {"session_config": {ACCURACY_LEVEL_KEY: "0"}}
+    # to int8 by default) and int8 ones are folded to fp32 (the digits form is ~2^-21 close, not exact):
+    # the quantizer's evaluator
+    exact_evaluation_options = {"session_config": {ACCURACY_LEVEL_KEY: "0"}, "lower_int8": "fold"}
 
     # -- facts -------------------------------------------------------------------------
     def sdk_version(self) -> str:

@@ -36,6 +36,7 @@ ZERO_POINT = 64
 FORM = "matmulinteger-digits"
 DIGITS_FORM = f"{DIGITS} int8 digits, base {BASE}"
 ACTIVATIONS = f"float ({DIGITS_FORM})"  # provenance: float-accurate activations, carried as digits
+TINY = 2.0 ** -100
 MIN_OPSET = 13  # Unsqueeze/ReduceSum axes as inputs
 
 
@@ -113,51 +114,54 @@ class _Builder:
 
 
 def _digits(b: _Builder, x: str) -> tuple[list[onnx.NodeProto], str, str]:
-    """Nodes computing (uint8 digits [..., 3, K], row scale m [..., 1]) of float activation ``x``."""
+    """Nodes computing (uint8 digits [..., 3, K], row max s [..., 1]) of float activation ``x``: digit j of a
+    row stands for s / 63 / 128**j; 1 / (63 * 128**j) lives in the weight's column scales."""
     nodes: list[onnx.NodeProto] = []
     f32 = np.float32
     magnitude = b.node(nodes, "Abs", [x], f"{x}_abs")
     row_max = b.reduce(nodes, "ReduceMax", magnitude, -1, 1, f"{x}_absmax")
-    # ORT's ReduceMax drops a NaN that is not the row's first element; a sum never does (NaN or Inf in
-    # the row make it NaN or Inf, times 0 is NaN): added to the max, it carries them into m
+    # ORT's ReduceMax drops a NaN that is not the row's first element; a sum never does (NaN or Inf in the
+    # row make it NaN or Inf, times 0 is NaN): added to the max, it carries them into s. TINY keeps an
+    # all-zero row finite (s = TINY, digits 0); it moves s only for rows below 2^-76.
     poison = b.node(nodes, "Mul", [b.reduce(nodes, "ReduceSum", magnitude, -1, 1, f"{x}_abssum"),
                                    b.const(0.0, f32, "digits_zero")], f"{x}_nonfinite")
-    row_max = b.node(nodes, "Add", [row_max, poison], f"{x}_absmax_checked")
-    is_zero = b.node(nodes, "Equal", [row_max, b.const(0.0, f32, "digits_zero")], f"{x}_allzero")
-    # an all-zero row gets m = 1 (its digits are 0); NaN != 0 keeps NaN in m, and so in the output
-    safe_max = b.node(nodes, "Where", [is_zero, b.const(float(ROW_MAX), f32, "digits_row_max"), row_max],
-                      f"{x}_safemax")
-    m = b.node(nodes, "Div", [safe_max, b.const(float(ROW_MAX), f32, "digits_row_max")], f"{x}_rowscale")
-    r = b.node(nodes, "Div", [x, m], f"{x}_scaled")
-    r = b.node(nodes, "Unsqueeze", [r, b.const([-2], np.int64, "digits_axis")], f"{x}_scaled_row")
-    digits = []
-    base = b.const(float(BASE), f32, "digits_base")
-    for j in range(DIGITS):
-        d = b.node(nodes, "Round", [r], f"{x}_d{j}")
-        digits.append(d)
-        if j + 1 < DIGITS:  # exact in fp32: |r - d| <= 0.5 keeps r's low bits, * 128 is a shift
-            r = b.node(nodes, "Mul", [b.node(nodes, "Sub", [r, d], f"{x}_rest{j}"), base], f"{x}_r{j + 1}")
-    stacked = b.node(nodes, "Concat", digits, f"{x}_digits", axis=-2)
-    shifted = b.node(nodes, "Add", [stacked, b.const(float(ZERO_POINT), f32, "digits_zero_point")],
-                     f"{x}_digits_shifted")
-    return nodes, b.node(nodes, "Cast", [shifted], f"{x}_digits_u8", to=TensorProto.UINT8), m
+    s = b.node(nodes, "Sum", [row_max, poison, b.const(TINY, f32, "digits_tiny")], f"{x}_rowmax")  # [..., 1]
+    inv = b.node(nodes, "Div", [b.const(float(ROW_MAX), f32, "digits_row_max"), s], f"{x}_inv")
+    r = b.node(nodes, "Mul", [x, inv], f"{x}_scaled")  # |r| <= 63
+    r = b.node(nodes, "Unsqueeze", [r, b.const([-2], np.int64, "digits_axis")], f"{x}_scaled_row")  # [..., 1, K]
+    # hi_j = r * 128^j and lo_j = round(r * 128^(j-1)) (0 for j = 0) are exact power-of-two scalings, so
+    # hi_j - 128 lo_j is exact, |.| <= 64, and rounds to digit j; the digits telescope to round(r * 128^2) / 128^2
+    powers = BASE ** np.arange(DIGITS, dtype=np.float64)
+    hi = b.node(nodes, "Mul", [r, b.const(powers[:, None], f32, "digits_powers")], f"{x}_hi")
+    lo = b.node(nodes, "Mul", [r, b.const(np.r_[0, powers[:-1]][:, None], f32, "digits_powers_below")], f"{x}_lo")
+    lo = b.node(nodes, "Round", [lo], f"{x}_lo_rounded")
+    lo = b.node(nodes, "Mul", [lo, b.const(float(BASE), f32, "digits_base")], f"{x}_carry")
+    rest = b.node(nodes, "Sub", [hi, lo], f"{x}_rest")
+    # QuantizeLinear(scale 1, zero point 64): round half to even (like Round), + 64, as uint8 in [0, 128]
+    digits = b.node(nodes, "QuantizeLinear", [rest, b.const(1.0, f32, "digits_one"),
+                                              b.const(np.uint8(ZERO_POINT), np.uint8, "digits_a_zero_point")],
+                    f"{x}_digits_u8")
+    return nodes, digits, s
 
 
-def _digit_matmul(b: _Builder, user: onnx.NodeProto, digits: str, m: str, weight: tuple, names: dict) -> list:
-    """Nodes for one MatMul/Gemm user: MatMulInteger over the digits, combined, scaled, (+ Gemm's C)."""
+def _digit_matmul(b: _Builder, user: onnx.NodeProto, digits: str, row_max: str, weight: tuple, names: dict) -> list:
+    """Nodes for one MatMul/Gemm user: MatMulInteger over the digits, weighted per digit and column, summed
+    over the digits, times the row max (+ Gemm's C)."""
     q, scale, zp = weight
     nodes: list[onnx.NodeProto] = []
     inputs = [digits, names["q"], b.const(np.uint8(ZERO_POINT), np.uint8, "digits_a_zero_point")]
     if zp is not None:
         inputs.append(names["zp"])
     out = user.output[0]
-    acc = b.node(nodes, "MatMulInteger", inputs, f"{out}_digits_int")
+    acc = b.node(nodes, "MatMulInteger", inputs, f"{out}_digits_int")  # [..., 3, N] int32, exact
+    # (Cast + Mul, not DequantizeLinear: ORT's per-axis int32 DequantizeLinear is 4x slower at prefill)
     acc = b.node(nodes, "Cast", [acc], f"{out}_digits_float", to=TensorProto.FLOAT)
-    weighted = b.node(nodes, "Mul", [acc, names["scale"]], f"{out}_digits_weighted")  # scale[n] / 128**j
-    summed = b.reduce(nodes, "ReduceSum", weighted, -2, 0, f"{out}_digits_sum")
+    acc = b.node(nodes, "Mul", [acc, names["scale"]], f"{out}_digits_weighted")  # scale[n] / (63 * 128**j)
+    summed = b.reduce(nodes, "ReduceSum", acc, -2, 0, f"{out}_digits_sum")
     bias = user.input[2] if user.op_type == "Gemm" and len(user.input) > 2 and user.input[2] else None
     product = b.name(f"{out}_nobias") if bias else out
-    nodes.append(helper.make_node("Mul", [summed, m], [product], name=f"{user.name or out}_digits_rowscale"))
+    # the row max multiplies last: NaN in it (the row had NaN or Inf) makes the row's outputs NaN
+    nodes.append(helper.make_node("Mul", [summed, row_max], [product], name=f"{user.name or out}_digits_rowmax"))
     if bias:
         nodes.append(helper.make_node("Add", [product, bias], [out], name=f"{user.name or out}_bias"))
     return nodes
@@ -194,8 +198,8 @@ def lower_int8_digit_matmuls(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, i
         q, scale, zp = weight
         base = node.input[0]
         names = {"q": b.init(q, f"{base}_digits_w"),
-                 "scale": b.init(scale[None, :] / np.float32(BASE) ** np.arange(DIGITS, dtype=np.float32)[:, None],
-                                 f"{base}_digits_scale")}
+                 "scale": b.init((scale[None, :] / (ROW_MAX * BASE ** np.arange(DIGITS, dtype=np.float64)[:, None]))
+                                 .astype(np.float32), f"{base}_digits_scale")}
         if zp is not None:
             names["zp"] = b.init(zp, f"{base}_digits_zero_point")
         for user in users:

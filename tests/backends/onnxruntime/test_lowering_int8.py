@@ -167,7 +167,7 @@ def int8_transformer():
     return portarun.quantize(model, "int8-weight", calibration=RandomCalibration(2, dims={"seq": 8})).model
 
 
-def test_default_int8_weight_runs_digits_named_in_provenance(int8_transformer):
+def test_default_int8_weight_runs_digits_named_in_provenance(int8_transformer, tmp_path):
     feeds = portarun.random_feeds(int8_transformer.inputs, seed=7, dims={"batch": 3, "seq": 6})
     default = portarun.compile(int8_transformer, "onnxruntime:cpu", "int8-weight")
     details = default.provenance.details
@@ -178,6 +178,9 @@ def test_default_int8_weight_runs_digits_named_in_provenance(int8_transformer):
     folded = portarun.compile(int8_transformer, "onnxruntime:cpu", "int8-weight", lower_int8="fold")
     assert folded.provenance.details["lower_int8"] == "fold" and "digit_matmul_nodes" not in folded.provenance.details
     assert portarun.compare(default.run(feeds), folded.run(feeds), portarun.Tolerance(rtol=1e-4, atol=1e-5))
+    loaded = portarun.load_compiled(default.save(tmp_path / "digits.ort"))  # the saved graph is the lowered one
+    assert loaded.provenance.details["activations"] == ACTIVATIONS
+    assert portarun.compare(loaded.run(feeds), default.run(feeds), portarun.Tolerance(rtol=1e-6, atol=1e-7))
     # int8 activations stay a named option: MatMulNBits at level 4, no digits
     dynamic = portarun.compile(int8_transformer, "onnxruntime:cpu", "int8-weight", activations="int8-dynamic")
     assert dynamic.provenance.details["lower_int8"] == "matmulnbits" and "digit_matmul_nodes" not in dynamic.provenance.details

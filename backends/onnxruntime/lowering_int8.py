@@ -4,19 +4,21 @@ ORT has no fast kernel for an int8 weight with float activations (8-bit MatMulNB
 0-3 runs a generic path 50-100x slower than a fp32 MatMul), so a per-channel int8 weight
 ``DequantizeLinear -> MatMul`` (or ``Gemm`` with ``transB=1``) becomes standard ONNX ops:
 
-    per row of x (last axis K): m = max|x| / 63 (1 where max|x| == 0), r = x / m in [-63, 63]
-    d0 = round(r), d1 = round((r - d0) * 128), d2 = round(((r - d0) * 128 - d1) * 128)
-    x ~= m * (d0 + d1 / 128 + d2 / 128**2)      error <= m / 2 / 128**2 (~2^-21 of the row's max)
+    per row of x (last axis K): s = max|x| (+ 2^-100: an all-zero row stays finite), r = x * 63 / s in [-63, 63]
+    d_j = round(r * 128^j) - 128 * round(r * 128^(j-1))   (j = 0, 1, 2; exact power-of-two scalings)
+    x ~= s / 63 * (d0 + d1 / 128 + d2 / 128**2) = s / 63 * round(r * 128**2) / 128**2
+                                                error <= s / 63 / 2 / 128**2 (~2^-21 of the row's max)
     Y = MatMulInteger(uint8(d + 64) [..., 3, K], W int8 [K, N], a_zero_point=64 [, W's zero points])
-    y = m * sum_j Y[..., j, :] * scale / 128**j                              (+ Gemm's C)
+    y = s * sum_j Y[..., j, :] * scale / (63 * 128**j)                          (+ Gemm's C)
 
 The weight is read once, as int8, by MLAS's u8 x s8 integer GEMM (measured 48 us vs 288 us for a fp32
 MatMul at M=3, 768x2048). Base 128 keeps the uint8 digits in [0, 128], so an AVX2 ``vpmaddubsw`` pair peaks at
 2 * 128 * 128 = 32,768 in magnitude (32,512 positive): no int16 saturation on non-VNNI CPUs (ORT warns
 that u8s8 with full-range u8 saturates there). int32 accumulation is exact for K < 262,144. This is not
 activation quantization: the digits carry the fp32 activation to ~2^-21 of its row's max. NaN and Inf
-make m NaN (max|x| plus 0 * sum|x|), which multiplies last: the row's outputs are NaN. The digits of one activation are computed
-once for every MatMul that reads it (Q/K/V, gate/up). All ops are standard ONNX at the model's opset (>= 13).
+make s NaN (max|x| plus 0 * sum|x|), which multiplies last: the row's outputs are NaN. The digits of one
+activation are computed once for every MatMul that reads it (Q/K/V, gate/up). All ops are standard ONNX
+at the model's opset (>= 13): 14 per activation, 5 per MatMul.
 """
 
 from __future__ import annotations

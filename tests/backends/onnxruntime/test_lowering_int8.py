@@ -212,3 +212,22 @@ def test_opset_below_13_is_left_alone():
     proto, _ = _int8_layer(64, 32, [2, 64], opset=12)
     lowered, count = lower_int8_digit_matmuls(proto)
     assert count == 0 and lowered == proto
+
+
+def test_per_tensor_scale_and_zero_point_lower_too():
+    """A foreign QDQ file's per-tensor int8 weight (scalar scale and zero point) is a per-channel one with
+    every column alike."""
+    rng = np.random.default_rng(9)
+    q = rng.integers(-127, 128, (256, 96)).astype(np.int8)
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero_point"], ["w"]),
+         helper.make_node("MatMul", ["x", "w"], ["y"])], "per_tensor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 256])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 96])],
+        [numpy_helper.from_array(q, "w_q"), numpy_helper.from_array(np.float32(0.004), "w_scale"),
+         numpy_helper.from_array(np.int8(3), "w_zero_point")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    expected = x.astype(np.float64) @ ((q.astype(np.float64) - 3) * np.float32(0.004))
+    np.testing.assert_allclose(_session(_lowered(proto)).run(None, {"x": x})[0], expected, rtol=1e-4, atol=1e-4)

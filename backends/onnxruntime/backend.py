@@ -199,9 +199,10 @@ class OnnxRuntimeBackend(Backend):
         """The model to run, what to report about weight-only MatMuls, and session config entries to add.
 
         Weight-only precisions keep float activations unless ``activations='int8-dynamic'`` says otherwise
-        (ORT's own default, accuracy level 4, quantizes them silently: not here). On the CPU the DQ+MatMul
-        and DQ+Gather pairs are lowered to MatMulNBits / GatherBlockQuantized by default (ORT left alone
-        dequantizes a whole embedding table every step, which made int4 decode 0.29x of fp32)."""
+        (ORT's own default, accuracy level 4, quantizes them silently: not here). On the CPU the int4 DQ+MatMul
+        and the DQ+Gather pairs are lowered to MatMulNBits / GatherBlockQuantized by default (ORT left alone
+        dequantizes a whole embedding table every step, which made int4 decode 0.29x of fp32), and int8
+        DQ+MatMul to one MatMulInteger over the float activations' int8 digits (lowering_int8.py)."""
         level = options.get("matmulnbits_accuracy_level")
         configured = dict(options.get("session_config") or {}).get(ACCURACY_LEVEL_KEY)
         if level is not None and not 0 <= int(level) <= 4:

@@ -31,6 +31,18 @@ ACCURACY_LEVEL_KEY = "session.qdq_matmulnbits_accuracy_level"
 # in tools/bench_decode.py); int8-dynamic: 4, int8 activations per block (VNNI/AMX integer dot products)
 ACTIVATION_LEVELS = {"float": 1, "int8-dynamic": 4}
 DISABLE_QDQ_FUSION_KEY = "session.disable_quant_qdq"  # ORT then folds constant DQ weights to float instead
+INT4_LOWERINGS = ("matmulnbits", "none")
+INT8_LOWERINGS = ("digits", "fold", "matmulnbits", "none")
+
+
+def _default_lowering(key: str, target: Target, activations: str) -> str:
+    """On the CPU: MatMulNBits for int4; for int8 the digits form with float activations, MatMulNBits with
+    int8-dynamic ones. Other EPs: left to ORT."""
+    if target.device != "cpu":
+        return "none"
+    if key == "lower_int8" and activations == "float":
+        return "digits"
+    return "matmulnbits"
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -114,8 +126,11 @@ class OnnxRuntimeBackend(Backend):
         "lower_int4": "int4-weight: 'matmulnbits' (default on the CPU) rewrites blocked DQ+MatMul as MatMulNBits and "
                       "DQ+Gather as GatherBlockQuantized; 'none' leaves the DQ nodes to ORT (it fuses the MatMuls, "
                       "dequantizes whole embedding tables every run)",
-        "lower_int8": "int8-weight / int4-weight: 'matmulnbits' (default on the CPU) rewrites per-channel int8 DQ+MatMul "
-                      "/ DQ+Gather as 8-bit MatMulNBits / GatherBlockQuantized; 'none' leaves them to ORT",
+        "lower_int8": "int8-weight / int4-weight, per-channel int8 DQ+MatMul: 'digits' (default on the CPU with float "
+                      "activations: one MatMulInteger over the activations' 3 int8 digits, fp32-accurate), 'fold' "
+                      "(dequantized once at load, fp32 MatMul), 'matmulnbits' (8-bit MatMulNBits; the default with "
+                      "int8-dynamic activations) or 'none' (left to ORT); int8 DQ+Gather become GatherBlockQuantized "
+                      "unless 'none'",
         "activations": "weight-only precisions: 'float' (default: activations stay fp32, the artifact's numbers) or "
                        "'int8-dynamic' (MatMulNBits quantizes activations to int8 per block, accuracy level 4: "
                        "faster on VNNI/AMX CPUs, a different precision, reported as such)",
@@ -123,8 +138,9 @@ class OnnxRuntimeBackend(Backend):
                                       "4 int8 activations); default from 'activations'",
     }
     # fast on the CPU, and exact once int4 weight-only MatMuls keep float activations (ORT quantizes them
-    # to int8 by default): the quantizer's evaluator
-    exact_evaluation_options = {"session_config": {ACCURACY_LEVEL_KEY: "0"}}
+    # to int8 by default) and int8 ones are folded to fp32 (the digits form is ~2^-21 close, not exact):
+    # the quantizer's evaluator
+    exact_evaluation_options = {"session_config": {ACCURACY_LEVEL_KEY: "0"}, "lower_int8": "fold"}
 
     # -- facts -------------------------------------------------------------------------
     def sdk_version(self) -> str:
@@ -183,9 +199,10 @@ class OnnxRuntimeBackend(Backend):
         """The model to run, what to report about weight-only MatMuls, and session config entries to add.
 
         Weight-only precisions keep float activations unless ``activations='int8-dynamic'`` says otherwise
-        (ORT's own default, accuracy level 4, quantizes them silently: not here). On the CPU the DQ+MatMul
-        and DQ+Gather pairs are lowered to MatMulNBits / GatherBlockQuantized by default (ORT left alone
-        dequantizes a whole embedding table every step, which made int4 decode 0.29x of fp32)."""
+        (ORT's own default, accuracy level 4, quantizes them silently: not here). On the CPU the int4 DQ+MatMul
+        and the DQ+Gather pairs are lowered to MatMulNBits / GatherBlockQuantized by default (ORT left alone
+        dequantizes a whole embedding table every step, which made int4 decode 0.29x of fp32), and int8
+        DQ+MatMul to one MatMulInteger over the float activations' int8 digits (lowering_int8.py)."""
         level = options.get("matmulnbits_accuracy_level")
         configured = dict(options.get("session_config") or {}).get(ACCURACY_LEVEL_KEY)
         if level is not None and not 0 <= int(level) <= 4:
@@ -195,38 +212,50 @@ class OnnxRuntimeBackend(Backend):
         if activations not in ACTIVATION_LEVELS:
             raise UsageError(f"onnxruntime: unknown activations '{activations}'",
                              hint=f"choose {' or '.join(ACTIVATION_LEVELS)}")
-        default_lowering = "matmulnbits" if target.device == "cpu" else "none"
-        lower = {}
-        for key in ("lower_int4", "lower_int8"):
-            lower[key] = str(options.get(key) or default_lowering).lower()
-            if lower[key] not in ("none", "matmulnbits"):
-                raise UsageError(f"onnxruntime: unknown {key} '{lower[key]}'", hint="choose matmulnbits or none")
-        if precision not in (Precision.INT4_WEIGHT, Precision.INT8_WEIGHT):
-            return model, {}, {}  # the accuracy level only governs weight-only MatMuls (ORT fuses int8 ones too)
         effective = int(level if level is not None else configured if configured is not None
                         else ACTIVATION_LEVELS[activations])
         if effective == ACTIVATION_LEVELS["int8-dynamic"]:
             activations = "int8-dynamic"
+        lower = {}
+        for key, choices in (("lower_int4", INT4_LOWERINGS), ("lower_int8", INT8_LOWERINGS)):
+            lower[key] = str(options.get(key) or _default_lowering(key, target, activations)).lower()
+            if lower[key] not in choices:
+                raise UsageError(f"onnxruntime: unknown {key} '{lower[key]}'", hint=f"choose {' or '.join(choices)}")
+        if precision not in (Precision.INT4_WEIGHT, Precision.INT8_WEIGHT):
+            return model, {}, {}  # the accuracy level only governs weight-only MatMuls (ORT fuses int8 ones too)
         int4 = (4,) if lower["lower_int4"] == "matmulnbits" and precision is Precision.INT4_WEIGHT else ()
-        int8 = (8,) if lower["lower_int8"] == "matmulnbits" else ()
         # 8-bit MatMulNBits with float activations (levels 0-3) runs ORT's slow generic path: 50-100x a
-        # fp32 MatMul, measured on AVX-512 (tools/bench_decode.py). With float activations, int8 MatMuls are
-        # therefore left as DQ+MatMul, which ORT folds once into a fp32 weight (exact, fp32 speed), and only
-        # int8 embedding tables become GatherBlockQuantized (one row read per token).
-        fold_int8 = effective < 4 and bool(int8) and options.get("lower_int8") is None  # unless asked for
-        matmul_bits = int4 + (() if fold_int8 else int8)
+        # fp32 MatMul, measured on AVX-512 (tools/bench_decode.py). With float activations int8 MatMuls run
+        # as one integer MatMul over the activations' int8 digits ('digits', lowering_int8.py) or are folded
+        # once into a fp32 weight ('fold': exact, fp32 speed). int8 embedding tables become
+        # GatherBlockQuantized (one row read per token) unless lower_int8 is 'none'.
+        int8_mode = lower["lower_int8"]
+        int8_gathers = (8,) if int8_mode != "none" else ()
+        matmul_bits = int4 + ((8,) if int8_mode == "matmulnbits" else ())
         details: dict[str, Any] = {ACCURACY_LEVEL_KEY: str(effective), "activations": activations, **lower}
         config = {} if configured is not None or level is not None else {ACCURACY_LEVEL_KEY: str(effective)}
-        if fold_int8:
-            details["int8_matmuls"] = "dequantized once at load, fp32 MatMul (no fast int8-weight kernel with " \
-                                      "float activations in ORT; activations='int8-dynamic' runs them as int8)"
+        proto = model.proto
+        if int8_mode == "digits":
+            from .lowering_int8 import ACTIVATIONS, DIGITS_FORM, FORM, lower_int8_digit_matmuls
+
+            proto, digit_count = lower_int8_digit_matmuls(proto)
+            details["digit_matmul_nodes"] = digit_count
+            if digit_count:
+                details["int8_matmuls"] = f"{FORM}: MatMulInteger over the activations as {DIGITS_FORM} " \
+                                          "(~2^-21 of each row's max; not activation quantization)"
+                if activations == "float" and precision is Precision.INT8_WEIGHT:
+                    details["activations"] = ACTIVATIONS  # int4-weight: its int4 MatMuls' activations are plain
+        if int8_mode in ("fold", "digits"):  # what digits did not take (none, or a form it skips) folds to fp32
+            details.setdefault("int8_matmuls", "dequantized once at load, fp32 MatMul (lower_int8='digits' runs "
+                                               "them as integer MatMuls, 'int8-dynamic' with int8 activations)")
             config[DISABLE_QDQ_FUSION_KEY] = "1"
-        if matmul_bits or int4 + int8:
+        if matmul_bits or int4 + int8_gathers:
             from .lowering import lower_weight_matmuls
 
-            lowered, count = lower_weight_matmuls(model.proto, effective, matmul_bits, int4 + int8)
+            proto, count = lower_weight_matmuls(proto, effective, matmul_bits, int4 + int8_gathers)
             details["matmulnbits_nodes"] = count
-            model = Model.from_proto(lowered, name=model.name, check=False)
+        if proto is not model.proto:
+            model = Model.from_proto(proto, name=model.name, check=False)
         # ORT's own DQ+MatMul fusion (what is not lowered here) reads the level from the session config
         return model, details, config
 

@@ -93,7 +93,10 @@ class OpenVinoBackend(Backend):
         "model_type": "nncf int8: 'transformer' for transformer-specific quantization scheme",
         "accuracy_floor": "nncf: bound checked against the float model, e.g. 'cosine=0.99' (default: portarun's "
                           "per-precision floor); a miss is an error",
-        "accuracy_samples": "nncf: validation feeds for the accuracy check (default 4; 0 skips it)",
+        "accuracy_samples": "nncf: validation feeds for the accuracy check (default 4, 32 for a decoder (logits "
+                            "output) like portarun.quantize; 0 skips it)",
+        "group_size_fallback": "nncf int4-weight, a layer whose K the group size does not divide: 'adjust' (default: "
+                               "a smaller group down to 16), 'error' or 'ignore' (keep it float)",
     }
 
     # -- facts -------------------------------------------------------------------------

@@ -23,7 +23,13 @@ from portarun.plugin import (
 
 QUANTIZERS = ("nncf",)
 DEFAULT_GROUP_SIZE = 128
+MIN_GROUP_SIZE = 16  # portarun.quantize's smallest int4 block: the same portable-layout rule
+GROUP_SIZE_FALLBACKS = ("adjust", "error", "ignore")
 DEFAULT_CALIBRATION_SIZE = 16
+DEFAULT_VALIDATION_SIZE = 4
+# like portarun.quantize: a decoder is judged on what its user sees (next-token agreement with its 95 %
+# interval) over at least this many prompts, not on 4 samples
+DECODER_VALIDATION_SIZE = 32
 
 # Ops whose second input is a weight NNCF may compress, and the ops that sit between a
 # compressed constant and its consumer (decompression: convert, subtract zero point, scale, reshape).
@@ -148,9 +154,32 @@ def _samples(model: Model, ov_model, options: dict[str, Any]) -> tuple[list[dict
 
 
 def _random(model: Model, ov_model, count: int, seed: int, options: dict[str, Any]) -> list[dict[str, np.ndarray]]:
-    # token ids stay inside their embedding table, masks and type ids in {0, 1}: random data the model can take
-    dims = dict(options.get("calibration_dims") or {})
+    # token ids stay inside their embedding table, masks and type ids in {0, 1}: random data the model can take;
+    # a built-in model's own default dims (a decoder's past and total sequence) unless calibration_dims says
+    from portarun import models
+
+    dims = dict(models.get(model.name).default_dims) if model.name in models.names() else {}
+    dims.update(options.get("calibration_dims") or {})
     return _fed(ov_model, RandomCalibration(count, seed=seed, dims=dims).samples(model))
+
+
+def _is_decoder(model: Model) -> bool:
+    """An output named like logits [batch, seq, vocab]: judged by next tokens (portarun.quantize's rule)."""
+    return any("logit" in spec.name.lower() and spec.shape is not None and len(spec.shape) == 3
+               for spec in model.outputs)
+
+
+def _advanced_int4(nncf, options: dict[str, Any]):
+    """NNCF's group-size fallback: 'adjust' (default: a smaller group that divides the layer's K, down to 16,
+    as portarun.quantize picks a smaller block), 'error' (NNCF's own default) or 'ignore' (keep it float)."""
+    from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
+
+    mode = str(options.get("group_size_fallback") or "adjust").lower()
+    if mode not in GROUP_SIZE_FALLBACKS:
+        raise UsageError(f"openvino: unknown group_size_fallback '{mode}'",
+                         hint=f"choose {', '.join(GROUP_SIZE_FALLBACKS)}")
+    return AdvancedCompressionParameters(group_size_fallback_mode=getattr(GroupSizeFallbackMode, mode.upper()),
+                                         min_adjusted_group_size=MIN_GROUP_SIZE), mode
 
 
 def _fed(ov_model, samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
@@ -193,7 +222,8 @@ def quantize(ov_model, model: Model, precision: Precision, options: dict[str, An
         count = int(options.get("calibration_size") or DEFAULT_CALIBRATION_SIZE)
         samples = _random(model, ov_model, count, seed, options)
         described = f"{count} random feeds (seed {seed}); pass calibration= real samples for better scales"
-    count = int(options["accuracy_samples"]) if options.get("accuracy_samples") is not None else 4
+    count = int(options["accuracy_samples"]) if options.get("accuracy_samples") is not None else \
+        DECODER_VALIDATION_SIZE if _is_decoder(model) else DEFAULT_VALIDATION_SIZE
     if given is not None:
         validation, validation_text = given[:count], "the calibration samples"
     else:
@@ -213,11 +243,15 @@ def quantize(ov_model, model: Model, precision: Precision, options: dict[str, An
         else:
             mode = _mode(nncf, precision, options)
             kwargs = {"mode": mode}
+            fallback = None
             if precision is Precision.INT4_WEIGHT:
+                advanced, fallback = _advanced_int4(nncf, options)
                 kwargs.update(group_size=int(options.get("group_size") or DEFAULT_GROUP_SIZE),
                               ratio=float(options.get("ratio") if options.get("ratio") is not None else 1.0),
-                              all_layers=bool(options.get("all_layers", False)))
+                              all_layers=bool(options.get("all_layers", False)), advanced_parameters=advanced)
             compressed = nncf.compress_weights(ov_model, **kwargs)
+            if fallback:
+                report["group_size_fallback"] = fallback
             report.update({"method": "nncf.compress_weights", "mode": mode.value,
                            "calibration": "none (data-free)" + (f"; {described} for validation" if given else ""),
                            "block_size": kwargs.get("group_size"), "symmetric": "_sym" in mode.value,

@@ -86,11 +86,17 @@ def test_int8_per_channel_lowering_equals_neutral_dq_model(small_transformer):
                            matmulnbits_accuracy_level=0)
     assert exe.provenance.details["matmulnbits_nodes"] == 6
     assert portarun.compare(exe.run(feeds), neutral, portarun.Tolerance(rtol=1e-4, atol=1e-5))
-    # by default int8 weight-only MatMuls are lowered too, with float activations; left to ORT (lower_int8
-    # none) its own fusion gets the same level through the session config, never its default 4 silently
+    # by default int8 weight-only MatMuls are lowered too, with float activations (as 3 int8 digits, named);
+    # the fp32 fold stays selectable; left to ORT (lower_int8 none) its own fusion gets the same level through
+    # the session config, never its default 4 silently
     default = portarun.compile(q.model, "onnxruntime:cpu", "int8-weight")
-    assert default.provenance.details["activations"] == "float" and "int8_matmuls" in default.provenance.details
+    assert default.provenance.details["activations"] == "float (3 int8 digits, base 128)"
+    assert "matmulinteger-digits" in default.provenance.details["int8_matmuls"]
     assert portarun.compare(default.run(feeds), neutral, portarun.Tolerance(rtol=1e-4, atol=1e-5))
+    folded = portarun.compile(q.model, "onnxruntime:cpu", "int8-weight", lower_int8="fold")
+    assert folded.provenance.details["activations"] == "float" and "int8_matmuls" in folded.provenance.details
+    assert "MatMulInteger" not in [n.op_type for n in folded.source.proto.graph.node]
+    assert portarun.compare(folded.run(feeds), neutral, portarun.Tolerance(rtol=1e-4, atol=1e-5))
     dynamic = portarun.compile(q.model, "onnxruntime:cpu", "int8-weight", activations="int8-dynamic")
     assert dynamic.provenance.details["matmulnbits_nodes"] == 6
     assert dynamic.provenance.details["session.qdq_matmulnbits_accuracy_level"] == "4"

@@ -26,7 +26,10 @@ from jax import lax
 ACTIVATIONS = "float (3 int8 digits, base 128)"
 BASE = 128.0
 LEAD = 63.0  # |d0| <= 63, so a carry from rounding the residual never leaves int8
-# Columns of an unpacked 4-bit tile: [rows, width] int8 stays in a core's L2 cache (512 KB).
+# Columns of an unpacked 4-bit tile: [rows, width] int8 stays in a core's L2 cache (512 KB). Unordered,
+# XLA schedules every block's unpack before the first dot, so all the int8 copies are live at once and
+# leave the cache; an optimization barrier per block keeps unpack and dot of one block together (measured
+# with tools/bench_xla_qmatmul.py; a lax.scan over the blocks instead was ~1.5x slower: loop overhead).
 TILE_ELEMENTS = 1 << 19
 
 
@@ -70,6 +73,16 @@ def _group_sums(n, digits, wq, g, width):
     return tiles[0] if len(tiles) == 1 else jnp.concatenate(tiles, axis=1)
 
 
+def _scaled_group(n, block, wq, g, scale, zero, width, unit):
+    """float32 [3R, N]: one block of K's integer sums, zero point removed (exactly, in int32), scaled."""
+    packed = n.attr("packed")
+    sums = _group_sums(n, block, wq, g, width)
+    if zero is not None:  # sum_k d[k] * (w[k, n] - z[n]) = sums - z[n] * sum_k d[k]
+        digit_sums = jnp.sum(block.astype(jnp.int32), axis=1, keepdims=True)
+        sums = sums - digit_sums * (zero.astype(jnp.int32) * (16 if packed else 1))[None, :]
+    return sums.astype(jnp.float32) * (scale.astype(jnp.float32) * unit)[None, :]
+
+
 def qmatmul_int8dot(n, x, wq, scale, zero=None):
     """``wq`` [G, B, N] int8 (4-bit ``packed``: [G, B/2, N] bytes, the halves of each block of K in the low
     and high nibbles), scale [G, N] float and zero [G, N] int8 or None; G = 1 per channel or per tensor,
@@ -91,12 +104,10 @@ def qmatmul_int8dot(n, x, wq, scale, zero=None):
     acc = None
     for g in range(groups):
         block = digits if groups == 1 else digits[:, g * rows:(g + 1) * rows]
-        sums = _group_sums(n, block, wq, g, width)
-        if zero is not None:  # sum_k d[k] * (w[k, n] - z[n]) = sums - z[n] * sum_k d[k], exactly in int32
-            digit_sums = jnp.sum(block.astype(jnp.int32), axis=1, keepdims=True)
-            z = zero[g].astype(jnp.int32) * (16 if packed else 1)
-            sums = sums - digit_sums * z[None, :]
-        part = sums.astype(jnp.float32) * (scale[g].astype(jnp.float32) * unit)[None, :]
+        weight = wq
+        if packed and acc is not None:  # unpack block g only after block g-1's sums: see below
+            weight, acc = lax.optimization_barrier((wq, acc))
+        part = _scaled_group(n, block, weight, g, scale[g], None if zero is None else zero[g], width, unit)
         acc = part if acc is None else acc + part
     acc = acc.reshape(3, R, N)
     y = (acc[0] + acc[1] * jnp.float32(1 / BASE) + acc[2] * jnp.float32(1 / BASE ** 2)) * m

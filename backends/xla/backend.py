@@ -67,9 +67,10 @@ class XlaBackend(Backend):
         "bucket": "dict of symbolic dim -> 'pow2' or a list of sizes: pad those dims up and slice outputs "
                   "(only valid when padding cannot change the kept results, e.g. {'batch': 'pow2'})",
         "weight_layout": "'nk' (default): store constant MatMul/Gemm weights transposed [N, K]; 'kn': as written",
-        "quantized_matmul": "'auto' (default): 'chunked' on CPUs, 'direct' elsewhere; the form of a fused "
-                            "DequantizeLinear->MatMul (scan over cache-sized dequantized chunks, or one dot with "
-                            "the scales after it)",
+        "quantized_matmul": "'auto' (default): 'int8dot' on CPUs, 'direct' elsewhere; the form of a fused "
+                            "DequantizeLinear->MatMul ('int8dot': float activations as 3 int8 digits in one integer "
+                            "dot; 'chunked': scan over cache-sized dequantized chunks; 'direct': one float dot "
+                            "with the scales after it)",
     }
 
     def sdk_version(self) -> str:
@@ -124,6 +125,7 @@ class XlaBackend(Backend):
     def _build(self, model: Model, target: Target, precision: Precision, options: dict[str, Any], *,
                precompile: bool, graph=None) -> XlaExecutable:
         from .program import Program, static_shapes
+        from .quant.matmul import activations_for
 
         jax = jaxenv.jax_module()
         device = self.jax_device(target)
@@ -137,6 +139,7 @@ class XlaBackend(Backend):
             details={**versions, "platform": device.platform, "device_kind": device.device_kind,
                      "jit": program.jit, "weight_layout": program.weight_layout,
                      "quantized_matmul": program.quantized_matmul,
+                     "quantized_matmul_activations": activations_for(program.quantized_matmul),
                      "bucket": {k: v for k, v in program.bucket.items()},
                      "weights_on_device_bytes": program.weight_bytes,
                      "rewrites": program.rewrites, "compile_count": 0, "compile_seconds_total": 0.0},

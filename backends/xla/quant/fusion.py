@@ -12,8 +12,10 @@ from .packing import chunk_width, pack_halves, packing_of, split_columns
 def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int:
     """Replace DequantizeLinear(W const) -> MatMul(x, .) by QMatMul when the form allows it.
 
-    ``form`` ('chunked' or 'direct', see ``matmul.form_for``): 'chunked' stores the weight and its
-    parameters split along N for ``qmatmul_chunked``; 'direct' keeps them as written."""
+    ``form`` (see ``matmul.form_for``): 'chunked' stores the weight and its parameters split along N for
+    ``qmatmul_chunked``; 'int8dot' stores them per block of K, signed, for ``digits.qmatmul_int8dot`` (which
+    alone also takes a last block shorter than the others); 'direct' keeps them as written."""
+    from .digits import qmatmul_int8dot
     from .matmul import FORMS, qmatmul_chunked, qmatmul_direct
 
     if form not in FORMS:
@@ -34,7 +36,8 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int
         w_name, scale_name = dq.inputs[0], dq.inputs[1]
         K, N = wq.shape
         if block:
-            if axis != 0 or K % block or scale.shape != (K // block, N):
+            short_last = form == "int8dot" and K % block  # ONNX lets the last block be short
+            if axis != 0 or (K % block and not short_last) or scale.shape != (-(-K // block), N):
                 continue
         elif scale.ndim == 1 and scale.shape == (N,) and axis == 1:
             pass
@@ -42,7 +45,7 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int
             block = 0
         else:
             continue
-        if dq.attr("output_dtype"):
+        if dq.attr("output_dtype") or (form == "int8dot" and not _int8dot_fits(wq, block)):
             continue
         node.op_type = "QMatMul"
         node.domain = "portarun.xla"
@@ -53,6 +56,9 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int
         if form == "chunked":
             node.fn = qmatmul_chunked
             node.inputs = _store_chunked(node, wq, scale, zero, block, weights, constants, uses)
+        elif form == "int8dot":
+            node.fn = qmatmul_int8dot
+            node.inputs = _store_int8dot(node, wq, scale, zero, block, weights, constants, uses)
         remove.add(id(dq))
         fused += 1
     if remove:
@@ -117,6 +123,65 @@ def _store_chunked(node, wq, scale, zero, block, weights, constants, uses) -> li
         names.append(name)
     node.attrs.update(n=N, packed=packing)
     return names
+
+
+def _int8dot_fits(wq, block: int) -> bool:
+    """The int8dot layout takes 8-bit weights and 4-bit ones whose blocks pair up into bytes (per channel,
+    K is padded to even instead)."""
+    return wq.dtype.name in ("int8", "uint8") or (packing_of(wq) is not None and block % 2 == 0)
+
+
+def _store_int8dot(node, wq, scale, zero, block, weights, constants, uses) -> list[str]:
+    """Add the [G, B, N] signed weight (4-bit: [G, B/2, N] ``pack_halves`` bytes of each block), [G, N]
+    scale and [G, N] int8 zero point for ``qmatmul_int8dot``; returns the node's new inputs.
+
+    Unsigned weights are stored shifted to signed (u - 128, u4 - 8) with the zero point shifted alike, so
+    one s8 x s8 dot serves all; an unsigned weight without a zero point gets one (-128 / -8)."""
+    K, N = wq.shape
+    bits = 4 if packing_of(wq) else 8
+    offset = 0 if wq.dtype.name in ("int8", "int4") else 1 << (bits - 1)
+    rows = block or K + (K % 2 if bits == 4 else 0)  # 4-bit per channel: pad K to even
+    groups = -(-K // rows)
+
+    def grid(param):  # per tensor [] / per channel [N] / blocked [G, N] -> [G, N]
+        param = np.asarray(param)
+        return np.broadcast_to(param.reshape(-1)[0] if param.size == 1 else param, (groups, N))
+
+    signed = np.zeros((groups * rows, N), np.int16)
+    signed[:K] = np.asarray(wq).astype(np.int16) - offset
+    signed = signed.reshape(groups, rows, N)
+    shifted_zero = (np.zeros((groups, N), np.int16) if zero is None else grid(zero).astype(np.int16)) - offset
+    stored = {
+        "w": pack_halves(signed, axis=1) if bits == 4 else signed.astype(np.int8),
+        "scale": np.ascontiguousarray(grid(scale)),
+        "zero": shifted_zero.astype(np.int8) if shifted_zero.any() else None,
+    }
+    names = [node.inputs[0]]
+    sources = {"w": node.inputs[1], "scale": node.inputs[2], "zero": node.inputs[3] if len(node.inputs) > 3 else None}
+    for role, array in stored.items():
+        source = sources[role]
+        if array is None:
+            if source is not None:
+                _release(source, weights, constants, uses)
+            continue
+        # an unsigned weight without zero point gets one: named after the weight
+        name = f"{source or sources['w'] + '::zero'}::int8dot"
+        if name not in weights:
+            weights[name] = array
+        if source is not None:
+            _release(source, weights, constants, uses)
+        uses[name] += 1
+        names.append(name)
+    node.attrs.update(n=N, k=K, packed="int4" if bits == 4 else None)
+    return names
+
+
+def _release(name, weights, constants, uses) -> None:
+    """One use of ``name`` fewer; the array goes once nothing uses it."""
+    uses[name] -= 1
+    if uses[name] <= 0:
+        weights.pop(name, None)
+        constants.pop(name, None)
 
 
 def fuse_dequantize_gather(graph, weights, constants, uses, *, pack: bool = False) -> int:

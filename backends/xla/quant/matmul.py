@@ -1,13 +1,16 @@
-"""QMatMul: ``x @ dequantize(W)`` with W read as int8/int4, in one of two forms.
+"""QMatMul: ``x @ dequantize(W)`` with W read as int8/int4, in one of three forms.
 
 - ``direct`` (GPUs, TPUs): W [K, N] as stored; the scales are applied after the dot (per output channel)
   or per block of K (partial dots [..., K/B, N], scaled, then summed), the forms XLA fuses into the
   weight read instead of materializing a float copy of W (DESIGN section 5).
 - ``chunked`` (CPUs): XLA on CPU does not fuse a convert into a dot, so W is stored split along N
   (``packing.split_columns``) and a scan dequantizes one cache-sized chunk at a time.
+- ``int8dot`` (CPUs, the default there): the float activations as three int8 digits and one s8 x s8 -> s32
+  dot against the int8 weight, scales after it (``digits.py``): no float copy of W at all.
 
 Which form a program uses is the ``quantized_matmul`` compile option ('auto' picks by device kind with
-``form_for``), recorded in the executable's provenance. Both compute the same values; tests run both on CPUs.
+``form_for``), recorded in the executable's provenance (with ``activations_for``: how x enters the dot). All
+compute the same values; tests run all three on CPUs.
 """
 
 from __future__ import annotations
@@ -17,17 +20,25 @@ import jax.numpy as jnp
 
 from .packing import unpack_nibbles
 
-FORMS = ("chunked", "direct")
+FORMS = ("chunked", "direct", "int8dot")
 
 
 def form_for(requested: str, platform: str) -> str:
     """The QMatMul form for a device ``platform`` ('cpu', 'gpu', 'cuda', 'rocm', 'tpu'): ``requested``
-    unless it is 'auto', then chunked on CPUs and direct elsewhere. ValueError for an unknown form."""
+    unless it is 'auto', then int8dot on CPUs (measured fastest there, tools/bench_xla_qmatmul.py) and
+    direct elsewhere. ValueError for an unknown form."""
     if requested == "auto":
-        return "chunked" if platform == "cpu" else "direct"
+        return "int8dot" if platform == "cpu" else "direct"
     if requested not in FORMS:
-        raise ValueError(f"quantized_matmul must be 'auto', 'chunked' or 'direct', got {requested!r}")
+        raise ValueError(f"quantized_matmul must be 'auto', {', '.join(repr(f) for f in FORMS)}, got {requested!r}")
     return requested
+
+
+def activations_for(form: str) -> str:
+    """How a form's dot receives the float activations (provenance: never silently quantized)."""
+    from .digits import ACTIVATIONS
+
+    return ACTIVATIONS if form == "int8dot" else "float"
 
 
 def qmatmul_direct(n, x, wq, scale, zero=None):
@@ -99,4 +110,4 @@ def qmatmul_chunked(n, x, wq, scale, zero=None):
     return y[..., :n_out].astype(dtype)
 
 
-__all__ = ["FORMS", "form_for", "qmatmul_chunked", "qmatmul_direct"]
+__all__ = ["FORMS", "activations_for", "form_for", "qmatmul_chunked", "qmatmul_direct"]

@@ -104,7 +104,7 @@ def test_chunked_quantized_matmul_pads_and_splits_columns(monkeypatch, block_siz
     x = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
     precision = "int4-weight" if block_size else "int8-weight"
     want = portarun.compile(model, "reference:cpu", precision).run({"x": x})["y"]
-    exe = portarun.compile(model, "xla:cpu", precision)
+    exe = portarun.compile(model, "xla:cpu", precision, quantized_matmul="chunked")
     np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4)
     (stored,) = [w for name, w in exe.program.weights.items() if name.startswith("wq")]
     assert stored.shape[0] == 3  # ceil(300 / 128) chunks

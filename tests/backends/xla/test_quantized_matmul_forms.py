@@ -1,6 +1,6 @@
-"""Both QMatMul forms (chunked for CPUs, direct for GPUs/TPUs) run here on xla:cpu against the reference
-evaluator: int8/int4 (and unsigned) weights, with and without zero points, per channel, per tensor and per
-block. The direct form is what GPUs run; forcing it on a CPU is the only way a CPU-only CI checks it."""
+"""All three QMatMul forms (int8dot and chunked for CPUs, direct for GPUs/TPUs) run here on xla:cpu against the
+reference evaluator: int8/int4 (and unsigned) weights, with and without zero points, per channel, per tensor
+and per block. The direct form is what GPUs run; forcing it on a CPU is the only way a CPU-only CI checks it."""
 
 from __future__ import annotations
 
@@ -33,12 +33,15 @@ def _quantized_initializer(name, dtype, values):
     return helper.make_tensor(name, _ONNX_TYPES[dtype], list(values.shape), values.reshape(-1).tolist())
 
 
-def _dequantize_matmul(dtype: str, granularity: str, zero_point: bool) -> portarun.Model:
-    """x[batch, seq, K] @ DequantizeLinear(W [K, N] of ``dtype``); scales per 'channel' (axis 1), per 'tensor',
-    or per 'block' of 16 along K; zero points (when asked) are non-zero and of both signs where signed."""
+def _dequantize_matmul(dtype: str, granularity: str, zero_point: bool, k: int = K, n: int = N,
+                       block: int = 16) -> portarun.Model:
+    """x[batch, seq, k] @ DequantizeLinear(W [k, n] of ``dtype``); scales per 'channel' (axis 1), per 'tensor',
+    or per 'block' of ``block`` along K (the last one short when it does not divide k); zero points (when
+    asked) are non-zero and of both signs where signed."""
+    K, N = k, n
     rng = np.random.default_rng(11)
-    shapes = {"channel": (N,), "tensor": (), "block": (K // 16, N)}
-    attrs = {"channel": {"axis": 1}, "tensor": {}, "block": {"axis": 0, "block_size": 16}}[granularity]
+    shapes = {"channel": (N,), "tensor": (), "block": (-(-K // block), N)}
+    attrs = {"channel": {"axis": 1}, "tensor": {}, "block": {"axis": 0, "block_size": block}}[granularity]
     scale = (rng.random(shapes[granularity]) * 0.1 + 0.01).astype(np.float32)
     inits = [_quantized_initializer("wq", dtype, _integers(rng, dtype, (K, N))), _models.init("scale", scale)]
     inputs = ["wq", "scale"]
@@ -54,10 +57,10 @@ def _dequantize_matmul(dtype: str, granularity: str, zero_point: bool) -> portar
                          name=f"dq_{dtype}_{granularity}_{'zp' if zero_point else 'sym'}")
 
 
-def _check_form(form: str, dtype: str, granularity: str, zero_point: bool):
-    model = _dequantize_matmul(dtype, granularity, zero_point)
+def _check_form(form: str, dtype: str, granularity: str, zero_point: bool, **shape):
+    model = _dequantize_matmul(dtype, granularity, zero_point, **shape)
     # a positive mean keeps sum(x) over each block away from 0, so a missing zero-point term shows
-    x = (np.random.default_rng(5).standard_normal((2, 3, K)) + 0.5).astype(np.float32)
+    x = (np.random.default_rng(5).standard_normal((2, 3, shape.get("k", K))) + 0.5).astype(np.float32)
     precision = "int4-weight" if "4" in dtype else "int8-weight"
     want = portarun.compile(model, "reference:cpu", precision).run({"x": x})["y"]
     exe = portarun.compile(model, "xla:cpu", precision, quantized_matmul=form)
@@ -65,13 +68,23 @@ def _check_form(form: str, dtype: str, granularity: str, zero_point: bool):
     details = exe.provenance.details
     assert details["quantized_matmul"] == form and details["rewrites"]["qmatmul"] == 1
     (node,) = [nd for nd in exe.program.graph.nodes if nd.op_type == "QMatMul"]
-    assert node.attrs["form"] == form and len(node.inputs) == (4 if zero_point else 3)
-    (stored,) = [w for name, w in exe.program.weights.items() if name.startswith("wq")]
-    # chunked: [chunks, K (or K/2 bytes of two 4-bit values), columns]; direct: [K, N] as written
-    assert stored.ndim == (3 if form == "chunked" else 2)
+    # int8dot stores unsigned weights shifted to signed, with a zero point even where none was written
+    unsigned_int8dot = form == "int8dot" and dtype.startswith("u")
+    assert node.attrs["form"] == form and len(node.inputs) == (4 if zero_point or unsigned_int8dot else 3)
+    stored = exe.program.weights[node.inputs[1]]
+    # chunked: [chunks, K (or K/2 bytes of two 4-bit values), columns]; int8dot: [blocks, block (or half of
+    # it in bytes), N]; direct: [K, N] as written
+    assert stored.ndim == (2 if form == "direct" else 3)
+    if form == "int8dot" and "4" in dtype:  # half a byte per 4-bit weight
+        assert stored.dtype == np.uint8
+        assert stored.nbytes <= (shape.get("k", K) + 16) * shape.get("n", N) // 2
+    return exe
 
 
-@pytest.mark.parametrize("form", ["chunked", "direct"])
+FORMS = ["chunked", "direct", "int8dot"]
+
+
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("dtype", ["int8", "int4"])
 @pytest.mark.parametrize("granularity", ["channel", "block"])
 @pytest.mark.parametrize("zero_point", [True, False], ids=["zero-point", "symmetric"])
@@ -79,15 +92,78 @@ def test_both_quantized_matmul_forms_match_the_reference(form, dtype, granularit
     _check_form(form, dtype, granularity, zero_point)
 
 
-@pytest.mark.parametrize("form", ["chunked", "direct"])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("dtype,granularity", [("uint8", "channel"), ("uint4", "block"), ("int8", "tensor")])
 def test_unsigned_and_per_tensor_weights_with_zero_points_match_in_both_forms(form, dtype, granularity):
     _check_form(form, dtype, granularity, zero_point=True)
 
 
-def test_auto_picks_the_chunked_form_on_cpus_and_an_unknown_form_is_a_usage_error():
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int4", "uint4"])
+@pytest.mark.parametrize("zero_point", [True, False], ids=["zero-point", "no-zero-point"])
+def test_int8dot_takes_a_short_last_block(dtype, zero_point):
+    """ONNX lets the last block along K be short (K=72, blocks of 16): int8dot zero-pads it."""
+    exe = _check_form("int8dot", dtype, "block", zero_point, k=72)
+    (node,) = [nd for nd in exe.program.graph.nodes if nd.op_type == "QMatMul"]
+    assert exe.program.weights[node.inputs[1]].shape[0] == 5
+
+
+@pytest.mark.parametrize("dtype", ["int4", "uint4"])
+def test_int8dot_pads_an_odd_k_of_4_bit_weights_per_channel(dtype):
+    _check_form("int8dot", dtype, "channel", zero_point=True, k=63)
+
+
+@pytest.mark.parametrize("dtype,granularity,block", [("int8", "channel", 0), ("int4", "block", 128)])
+def test_int8dot_is_float_accurate_on_a_real_size_layer(dtype, granularity, block):
+    """The digits carry x to ~2^-21 of each row's peak: on a 768 x 512 layer with a batch of rows of very
+    different magnitudes the int8dot result matches the float path to 1e-5 of the output's scale."""
+    model = _dequantize_matmul(dtype, granularity, zero_point=False, k=768, n=512, block=block or 16)
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((1, 4, 768)) * np.array([1e-3, 1.0, 30.0, 1e4])[None, :, None]).astype(np.float32)
+    precision = "int4-weight" if "4" in dtype else "int8-weight"
+    want = portarun.compile(model, "reference:cpu", precision).run({"x": x})["y"]
+    got = portarun.compile(model, "xla:cpu", precision, quantized_matmul="int8dot").run({"x": x})["y"]
+    for row in range(4):  # each row against its own scale: a small row is not judged by a large one's
+        scale = np.max(np.abs(want[0, row]))
+        np.testing.assert_allclose(got[0, row] / scale, want[0, row] / scale, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,granularity", [("int8", "channel"), ("int4", "block")])
+def test_int8dot_propagates_nan_and_inf_in_a_row(dtype, granularity):
+    model = _dequantize_matmul(dtype, granularity, zero_point=True)
+    x = np.random.default_rng(8).standard_normal((1, 3, K)).astype(np.float32)
+    x[0, 0, 5] = np.nan
+    x[0, 1, 9] = np.inf
+    precision = "int4-weight" if "4" in dtype else "int8-weight"
+    y = portarun.compile(model, "xla:cpu", precision, quantized_matmul="int8dot").run({"x": x})["y"]
+    assert np.isnan(y[0, 0]).all()
+    assert not np.isfinite(y[0, 1]).any()
+    want = portarun.compile(model, "reference:cpu", precision).run({"x": x[:, 2:]})["y"]
+    np.testing.assert_allclose(y[:, 2:], want, rtol=1e-4, atol=1e-4)  # the other rows are untouched
+
+
+def test_int8dot_unpacks_wide_4_bit_weights_in_tiles(monkeypatch):
+    """A 4-bit block is unpacked to int8 a tile of columns at a time (the last tile short)."""
+    from portarun_backends.xla.quant import digits
+
+    monkeypatch.setattr(digits, "TILE_ELEMENTS", 16 * 128)  # blocks of 16 rows: tiles of 128 columns
+    _check_form("int8dot", "int4", "block", zero_point=True, n=300)
+
+
+def test_auto_picks_the_int8dot_form_on_cpus_and_provenance_names_it():
+    from portarun_backends.xla.quant.matmul import form_for
+
     model = _dequantize_matmul("int8", "channel", zero_point=True)
     exe = portarun.compile(model, "xla:cpu", "int8-weight")
-    assert exe.provenance.details["quantized_matmul"] == "chunked"
+    details = exe.provenance.details
+    assert details["quantized_matmul"] == form_for("auto", "cpu") == "int8dot"
+    assert details["quantized_matmul_activations"] == "float (3 int8 digits, base 128)"
+    (node,) = [nd for nd in exe.program.graph.nodes if nd.op_type == "QMatMul"]
+    assert node.attrs["form"] == "int8dot"
+    chunked = portarun.compile(model, "xla:cpu", "int8-weight", quantized_matmul="chunked")
+    assert chunked.provenance.details["quantized_matmul_activations"] == "float"
+
+
+def test_an_unknown_quantized_matmul_form_is_a_usage_error():
+    model = _dequantize_matmul("int8", "channel", zero_point=True)
     with pytest.raises(portarun.UsageError, match="quantized_matmul"):
         portarun.compile(model, "xla:cpu", "int8-weight", quantized_matmul="fast")

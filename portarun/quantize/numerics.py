@@ -96,8 +96,19 @@ def dequantize(q: QuantizedTensor) -> np.ndarray:
     scale = q.scale.astype(np.float32)
     zero = q.zero_point.astype(np.float32) if q.zero_point is not None else np.zeros_like(scale)
     if q.block_size:
-        scale = np.repeat(scale, q.block_size, axis=q.axis).take(range(values.shape[q.axis]), axis=q.axis)
-        zero = np.repeat(zero, q.block_size, axis=q.axis).take(range(values.shape[q.axis]), axis=q.axis)
+        # the same elementwise (values - zero) * scale, on a [..., n_blocks, block] view broadcast against
+        # [..., n_blocks, 1] instead of repeated scales (np.take over a range was most of the time)
+        moved = np.moveaxis(values, q.axis, -1)
+        length = moved.shape[-1]
+        blocks = scale.shape[q.axis]
+        padded = blocks * q.block_size
+        if padded != length:
+            moved = np.concatenate([moved, np.zeros(moved.shape[:-1] + (padded - length,), np.float32)], axis=-1)
+        grouped = moved.reshape(moved.shape[:-1] + (blocks, q.block_size))
+        s = np.moveaxis(scale, q.axis, -1)[..., None]
+        z = np.moveaxis(zero, q.axis, -1)[..., None]
+        out = ((grouped - z) * s).astype(np.float32).reshape(moved.shape)[..., :length]
+        return np.ascontiguousarray(np.moveaxis(out, -1, q.axis))
     else:
         shape = [1] * values.ndim
         shape[q.axis] = -1

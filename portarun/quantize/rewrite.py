@@ -155,6 +155,20 @@ def quantized_weight(target: Target, weight: np.ndarray, level: str, opts: Optio
     return opts.cache[key]
 
 
+def activation_qdq(tensor: str, lo: float, hi: float) -> tuple[str, list[onnx.NodeProto], list[TensorProto]]:
+    """QuantizeLinear/DequantizeLinear of ``tensor`` for its calibrated range: (DQ output, nodes, scale and
+    zero point initializers). The artifact and the search's session (swap.py) both write it here."""
+    scale, zero = activation_params(lo, hi)
+    base = f"{tensor}_act"
+    inits = [numpy_helper.from_array(np.array(scale, np.float32), f"{base}_scale"),
+             numpy_helper.from_array(np.array(zero, np.uint8), f"{base}_zero")]
+    nodes = [helper.make_node("QuantizeLinear", [tensor, f"{base}_scale", f"{base}_zero"], [f"{base}_q"],
+                              name=f"{base}_QuantizeLinear"),
+             helper.make_node("DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zero"], [f"{base}_dq"],
+                              name=f"{base}_DequantizeLinear")]
+    return f"{base}_dq", nodes, inits
+
+
 def _int4_proto(name: str, values: np.ndarray, signed: bool) -> TensorProto:
     return helper.make_tensor(name, TensorProto.INT4 if signed else TensorProto.UINT4, list(values.shape),
                               vals=pack_int4(values), raw=True)
@@ -206,16 +220,8 @@ def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str],
     def act_qdq(tensor: str) -> tuple[str, list[onnx.NodeProto]]:
         if tensor in act_cache:
             return act_cache[tensor], []
-        lo, hi = opts.act_ranges[tensor]
-        scale, zero = activation_params(lo, hi)
-        base = f"{tensor}_act"
-        new_inits.append(numpy_helper.from_array(np.array(scale, np.float32), f"{base}_scale"))
-        new_inits.append(numpy_helper.from_array(np.array(zero, np.uint8), f"{base}_zero"))
-        q_out, dq_out = f"{base}_q", f"{base}_dq"
-        nodes = [helper.make_node("QuantizeLinear", [tensor, f"{base}_scale", f"{base}_zero"], [q_out],
-                                  name=f"{base}_QuantizeLinear"),
-                 helper.make_node("DequantizeLinear", [q_out, f"{base}_scale", f"{base}_zero"], [dq_out],
-                                  name=f"{base}_DequantizeLinear")]
+        dq_out, nodes, scales = activation_qdq(tensor, *opts.act_ranges[tensor])
+        new_inits.extend(scales)
         act_cache[tensor] = dq_out
         return dq_out, nodes
 

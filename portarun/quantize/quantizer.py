@@ -89,8 +89,9 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     prompts by default, and the report gives next-token agreement with its 95 % interval.
     ``portable`` (default) keeps int8 any layer whose int4 blocks cannot tile its reduction dim (a layout
     OpenVINO refuses); ``portable=False`` writes the short last block the ONNX spec allows (ORT runs it).
-    ``progress(stage, done, total)`` is called as the search advances (stages: reference, rank, search,
-    undo, check), for a progress bar; done == total ends a stage.
+    ``progress(stage, done, total)`` is called as the search advances (stages: calibrate (static int8),
+    reference, start (the starting plan measured), rank, search, undo, check), for a progress bar
+    (``portarun.progress.StageProgress``); done == total ends a stage.
     """
     def tell(stage: str, done: int, total: int) -> None:
         if progress is not None:
@@ -171,11 +172,14 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         targets = _retarget(targets, find_targets(base))
     opts = Options(block_size=block_size, symmetric=symmetric)
     if start == "int8+act":
+        tell("calibrate", 0, 1)
         opts.act_ranges = _calibrate(base, [t for t in targets if levels[t.node] == "int8+act"], calib, runner,
                                      method)
+        tell("calibrate", 1, 1)
 
     output_names = [o.name for o in loaded.outputs]
     # every plan runs on one float session: weights fed, activation QDQ switched by fed flags (swap.py)
+    tell("reference", 0, 1)
     session = WeightSwapSession(base, targets, runner, output_names, opts)
     try:
         probed = [{**sample, **result} for sample, result in
@@ -194,9 +198,14 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
 
         def local_errors(trial: dict[str, str]) -> dict[str, float] | None:
             """Each quantized node's own output error on its real inputs, or None unless all are computable."""
-            errors = {t.node: session.local_error(t, trial[t.node], probed) for t in targets
-                      if trial[t.node] != "float"}
-            return None if any(e is None for e in errors.values()) else errors
+            errors: dict[str, float | None] = {}
+            for done, t in enumerate(targets):
+                if trial[t.node] != "float":
+                    errors[t.node] = session.local_error(t, trial[t.node], probed)
+                    if errors[t.node] is None:
+                        return None  # the ranking runs each node quantized alone instead
+                tell("rank", done + 1, len(targets))
+            return errors  # type: ignore[return-value]
 
         sizes = {t.name: int(np.prod(t.dims)) for t in base.graph.initializer}
         steps: list[str] = []
@@ -219,6 +228,7 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         with runner.compile(built) as executable:
             return built, evaluate.measure(run_samples(executable, valid, output_names, stack=stack))
 
+    tell("check", 0, 1)
     final, artifact = judge_artifact()
     if accuracy.passed and not artifact.passed:
         # the evaluator computes the artifact differently from the float session (integer kernels for
@@ -234,7 +244,6 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         accuracy.failures.append("every quantizable node had to stay float")
     weight_dims = {t.name: list(t.dims) for t in base.graph.initializer}
     sizes_by_axis = {t.node: weight_dims[t.weight][t.block_axis] for t in targets}
-    tell("check", 0, 1)
     final.graph.name = loaded.proto.graph.name
     _full_check(final, loaded.name)
     tell("check", 1, 1)
@@ -378,7 +387,8 @@ def _rank(targets: list[Target], levels: dict[str, str], evaluate, sizes: dict[s
     """
     scores = []
     for ranked, t in enumerate(targets):
-        tell("rank", ranked + 1, len(targets))
+        if local is None:  # local errors told their own progress as they were computed
+            tell("rank", ranked + 1, len(targets))
         level = levels[t.node]
         if level == "float":
             continue

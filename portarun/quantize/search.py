@@ -25,7 +25,9 @@ def search(levels: Plan, reasons: dict[str, str], start: str, evaluate: Callable
     the accuracy of the plan it ends with."""
     history: list[tuple[str, str]] = []  # (node, level it had) for every move toward float
     most_moves = sum(MOVES.get(level, 0) for level in levels.values())
+    tell("start", 0, 1)
     accuracy = evaluate(levels)
+    tell("start", 1, 1)
     queue: list[str] = []
     while not accuracy.passed:
         if not queue:

@@ -126,6 +126,62 @@ def progress(description: str, total: int | None = None, unit: str = "it", **kwa
     return Progress(description, total, unit, **kwargs)
 
 
+class StageProgress:
+    """The ``progress(stage, done, total)`` callback of a job made of stages (``portarun.quantize``'s):
+    a bar per stage on a terminal, titled from ``titles`` (unknown stages by their own name), replaced
+    when the next stage starts; off a terminal one line per stage, when it ends, with its time. ::
+
+        with StageProgress({"rank": "rank layers", "search": "fallback steps"}) as bars:
+            portarun.quantize(model, "int4-weight", progress=bars)
+    """
+
+    def __init__(self, titles: dict[str, str] | None = None, *, prefix: str = "", stream: Any = None,
+                 enabled: bool | None = None):
+        self.titles, self.prefix = dict(titles or {}), prefix
+        self.stream = stream or sys.stderr
+        self.enabled = (os.environ.get(ENV_PROGRESS, "1") != "0") if enabled is None else enabled
+        self.terminal = _isatty(self.stream)
+        self.stage: str | None = None
+        self.bar: Progress | None = None
+        self.started = time.monotonic()
+        self.last = (0, 0)  # the current stage's latest (done, total)
+
+    def title(self, stage: str) -> str:
+        return f"{self.prefix}{self.titles.get(stage, stage)}"
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage, self.started = stage, time.monotonic()
+            if self.terminal:
+                self.bar = Progress(self.title(stage), total or None, "step", stream=self.stream)
+        self.last = (done, total)
+        if self.bar is not None:
+            if total and self.bar._bar is not None and self.bar._bar.total != total:
+                self.bar._bar.total = total  # a stage may learn its size as it goes
+            self.bar.update(max(done - self.bar.done, 0))
+
+    def close(self) -> None:
+        """End the current stage: its bar stays on screen; off a terminal, its one line is written now."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.stage is not None and self.enabled and not self.terminal:
+            done, total = self.last
+            count = f"{done}/{total}" if total and done != total else f"{done}"
+            self.stream.write(f"{self.title(self.stage)}: {count} in {time.monotonic() - self.started:.1f} s\n")
+            self.stream.flush()
+        self.stage = None
+
+    def __enter__(self) -> "StageProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @contextlib.contextmanager
 def status(description: str, *, stream: Any = None, enabled: bool | None = None):
     """For one long step with no count (a compile, an export): on a terminal, a line whose elapsed
@@ -176,5 +232,5 @@ def status(description: str, *, stream: Any = None, enabled: bool | None = None)
         bar.close()
 
 
-__all__ = ["ENV_NATIVE_LOGS", "ENV_PROGRESS", "Progress", "native_logs_quiet", "progress", "quiet_native_logs",
-           "status"]
+__all__ = ["ENV_NATIVE_LOGS", "ENV_PROGRESS", "Progress", "StageProgress", "native_logs_quiet", "progress",
+           "quiet_native_logs", "status"]

@@ -7,10 +7,15 @@ from typing import Any
 import click
 
 from ..errors import CheckFailedError
-from ..progress import status
+from ..progress import StageProgress
 from ..types import Precision
 from ._common import lazy, parse_dims
 from .options import dims_option, emit_json_text, json_option, precision_option, seed_option
+
+# what each stage of portarun.quantize's search is called on its progress bar
+SEARCH_STAGES = {"calibrate": "calibrate activations", "reference": "float reference", "start": "measure the starting plan",
+                 "rank": "rank layers", "search": "fallback steps", "undo": "undo unneeded steps",
+                 "check": "judge and check the artifact"}
 
 load = lazy(".api", "load")
 RandomCalibration = lazy(".quantize", "RandomCalibration")
@@ -85,10 +90,10 @@ def quantize(model: str, precision: str, calibration_file: str | None, eval_file
                                        if random_count else None)
     loaded = load(model)
     validation = load_samples(loaded, eval_file).samples if eval_file else None
-    with status(f"quantizing {model} to {precision} (accuracy floor: per-layer fallback)"):
+    with StageProgress(SEARCH_STAGES, prefix=f"quantize {precision}: ") as bars:
         result = quantize_model(loaded, precision, calibration=calibration, validation=validation,
                                 accuracy_floor=floor, method=method, block_size=int(block_size), symmetric=symmetric,
-                                exclude=exclude, evaluator=evaluator, seed=seed, dims=parsed_dims)
+                                exclude=exclude, evaluator=evaluator, seed=seed, dims=parsed_dims, progress=bars)
     click.echo(result.summary())
     if json_path:
         emit_json_text(result.to_json(), json_path)

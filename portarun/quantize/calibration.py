@@ -18,7 +18,7 @@ import numpy as np
 
 from ..backend import check_feeds
 from ..errors import InputError, UsageError
-from ..feeds import UNBOUNDED_INT_HIGH, load_feed_files, random_feeds
+from ..feeds import UNBOUNDED_INT_HIGH, feed_plan, load_feed_files
 from ..input_roles import input_roles
 from ..model import Model
 
@@ -35,8 +35,11 @@ class RandomCalibration:
         self.count, self.seed, self.dims = int(count), int(seed), dict(dims or {})
 
     def samples(self, model: Model, *, offset: int = 0) -> list[Feeds]:
-        # random_feeds reads the graph: ids stay inside their embedding table, masks are 0/1
-        return [random_feeds(model, seed=self.seed + offset + i, dims=self.dims) for i in range(self.count)]
+        # the feed plan reads the graph once (ids stay inside their embedding table, masks are 0/1); each
+        # seed then draws what random_feeds(model, seed=...) draws (reading decoder-small's graph per sample
+        # converted its 98 MB embedding table 48 times)
+        plan = feed_plan(model, self.dims)
+        return [plan.generate(self.seed + offset + i) for i in range(self.count)]
 
     def __repr__(self) -> str:
         return f"RandomCalibration({self.count}, seed={self.seed})"

@@ -37,23 +37,36 @@ def quantize_per_channel_int8(weight: np.ndarray, axis: int) -> QuantizedTensor:
     w = np.asarray(weight, dtype=np.float32)
     axis = axis % w.ndim
     reduce = tuple(i for i in range(w.ndim) if i != axis)
-    amax = np.max(np.abs(w), axis=reduce) if reduce else np.abs(w)
+    # max |w| as max(max w, -min w): the same numbers without a weight-sized temporary
+    amax = np.maximum(np.max(w, axis=reduce), -np.min(w, axis=reduce)) if reduce else np.abs(w)
     scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
-    q = np.clip(np.rint(w / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    q = w / scale.reshape(shape)
+    np.rint(q, out=q)
+    q = np.clip(q, -INT8_MAX, INT8_MAX, out=q).astype(np.int8)
     return QuantizedTensor(q, scale, np.zeros(scale.shape, np.int8), axis, 0, 8, True)
 
 
 def _blocks(w: np.ndarray, axis: int, block_size: int) -> tuple[np.ndarray, int]:
-    """``w`` moved so ``axis`` is last and padded with zeros to whole blocks: [..., n_blocks, block_size]."""
-    moved = np.moveaxis(w, axis, -1)
-    length = moved.shape[-1]
+    """``w`` padded with zeros along ``axis`` to whole blocks and split there, in place (no transpose):
+    shape[:axis] + (n_blocks, block_size) + shape[axis + 1:]; and the axis' original length."""
+    length = w.shape[axis]
     n_blocks = -(-length // block_size)
     pad = n_blocks * block_size - length
     if pad:
-        moved = np.concatenate([moved, np.zeros(moved.shape[:-1] + (pad,), moved.dtype)], axis=-1)
-    return moved.reshape(moved.shape[:-1] + (n_blocks, block_size)), length
+        widths = [(0, 0)] * w.ndim
+        widths[axis] = (0, pad)
+        w = np.pad(w, widths)
+    return w.reshape(w.shape[:axis] + (n_blocks, block_size) + w.shape[axis + 1:]), length
+
+
+def _unblock(blocks: np.ndarray, axis: int, length: int) -> np.ndarray:
+    """Inverse of ``_blocks``: the blocks merged back along ``axis`` and cut to ``length``."""
+    merged = blocks.reshape(blocks.shape[:axis] + (-1,) + blocks.shape[axis + 2:])
+    if merged.shape[axis] != length:
+        merged = np.ascontiguousarray(merged[(slice(None),) * axis + (slice(0, length),)])
+    return merged
 
 
 def quantize_blocked_int4(weight: np.ndarray, axis: int, block_size: int, *, symmetric: bool = True) -> QuantizedTensor:
@@ -68,41 +81,48 @@ def quantize_blocked_int4(weight: np.ndarray, axis: int, block_size: int, *, sym
     w = np.asarray(weight, dtype=np.float32)
     axis = axis % w.ndim
     blocks, length = _blocks(w, axis, block_size)
+    inner = axis + 1  # the axis within a block; scales and zero points keep the weight's layout, n_blocks at axis
     if symmetric:
-        hi = np.max(blocks, axis=-1)
-        lo = np.min(blocks, axis=-1)
+        hi = np.max(blocks, axis=inner)
+        lo = np.min(blocks, axis=inner)
         scale = np.maximum(np.maximum(hi, 0) / 7.0, np.maximum(-lo, 0) / 8.0)
         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        q = np.clip(np.rint(blocks / scale[..., None]), -8, 7).astype(np.int8)
+        q = blocks / np.expand_dims(scale, inner)
+        np.rint(q, out=q)
+        q = np.clip(q, -8, 7, out=q).astype(np.int8)
         zero = None
     else:
-        lo = np.minimum(np.min(blocks, axis=-1), 0.0)
-        hi = np.maximum(np.max(blocks, axis=-1), 0.0)
+        lo = np.minimum(np.min(blocks, axis=inner), 0.0)
+        hi = np.maximum(np.max(blocks, axis=inner), 0.0)
         scale = np.where(hi > lo, (hi - lo) / 15.0, 1.0).astype(np.float32)
         zero = np.clip(np.rint(-lo / scale), 0, 15).astype(np.uint8)
-        q = np.clip(np.rint(blocks / scale[..., None]) + zero[..., None], 0, 15).astype(np.uint8)
-    q = q.reshape(q.shape[:-2] + (-1,))[..., :length]
-    values = np.ascontiguousarray(np.moveaxis(q, -1, axis))
-    # scale [..., n_blocks] back to the weight's layout with axis holding n_blocks
-    scale = np.ascontiguousarray(np.moveaxis(scale, -1, axis))
-    if zero is not None:
-        zero = np.ascontiguousarray(np.moveaxis(zero, -1, axis))
-    return QuantizedTensor(values, scale, zero, axis, block_size, 4, symmetric)
+        q = blocks / np.expand_dims(scale, inner)
+        np.rint(q, out=q)
+        q += np.expand_dims(zero, inner)
+        q = np.clip(q, 0, 15, out=q).astype(np.uint8)
+    return QuantizedTensor(_unblock(q, axis, length), scale, zero, axis, block_size, 4, symmetric)
 
 
 def dequantize(q: QuantizedTensor) -> np.ndarray:
     """What ``DequantizeLinear`` computes for ``q`` (float32), per-channel or blocked."""
     values = q.values.astype(np.float32)
-    scale = q.scale.astype(np.float32)
-    zero = q.zero_point.astype(np.float32) if q.zero_point is not None else np.zeros_like(scale)
+    scale = q.scale.astype(np.float32, copy=False)
+    zero = q.zero_point.astype(np.float32) if q.zero_point is not None else None
     if q.block_size:
-        scale = np.repeat(scale, q.block_size, axis=q.axis).take(range(values.shape[q.axis]), axis=q.axis)
-        zero = np.repeat(zero, q.block_size, axis=q.axis).take(range(values.shape[q.axis]), axis=q.axis)
-    else:
-        shape = [1] * values.ndim
-        shape[q.axis] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
-    return ((values - zero) * scale).astype(np.float32)
+        # the same elementwise (values - zero) * scale, computed in place on the blocks (split along the
+        # axis, no transpose) broadcast against one scale per block: np.take over repeated scales and
+        # fresh 100 MB temporaries were most of the time
+        blocks, length = _blocks(values, q.axis, q.block_size)
+        if zero is not None:
+            blocks -= np.expand_dims(zero, q.axis + 1)
+        blocks *= np.expand_dims(scale, q.axis + 1)
+        return _unblock(blocks, q.axis, length)
+    shape = [1] * values.ndim
+    shape[q.axis] = -1
+    if zero is not None:
+        values -= zero.reshape(shape)
+    values *= scale.reshape(shape)
+    return values
 
 
 def pack_int4(values: np.ndarray) -> bytes:

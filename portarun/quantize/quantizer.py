@@ -32,7 +32,9 @@ from .evaluator import Evaluator, with_outputs
 from .report import NodeDecision, QuantizationReport, QuantizedModel
 from .rewrite import (DEMOTE, Options, Target, build, find_targets, needed_opset,
                       portable_block_size, upgrade_opset)
-from .swap import SWAPPABLE_LEVELS, WeightSwapSession
+from .judge import Judge
+from .search import search
+from .swap import WeightSwapSession, run_samples
 
 START_LEVEL = {Precision.INT4_WEIGHT: "int4", Precision.INT8_WEIGHT: "int8", Precision.INT8: "int8+act"}
 BLOCK_SIZES = (16, 32, 64, 128, 256)
@@ -87,8 +89,9 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     prompts by default, and the report gives next-token agreement with its 95 % interval.
     ``portable`` (default) keeps int8 any layer whose int4 blocks cannot tile its reduction dim (a layout
     OpenVINO refuses); ``portable=False`` writes the short last block the ONNX spec allows (ORT runs it).
-    ``progress(stage, done, total)`` is called as the search advances (stages: reference, rank, search,
-    undo, check), for a progress bar; done == total ends a stage.
+    ``progress(stage, done, total)`` is called as the search advances (stages: calibrate (static int8),
+    reference, start (the starting plan measured), rank, search, undo, check), for a progress bar
+    (``portarun.progress.StageProgress``); done == total ends a stage.
     """
     def tell(stage: str, done: int, total: int) -> None:
         if progress is not None:
@@ -169,98 +172,78 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         targets = _retarget(targets, find_targets(base))
     opts = Options(block_size=block_size, symmetric=symmetric)
     if start == "int8+act":
+        tell("calibrate", 0, 1)
         opts.act_ranges = _calibrate(base, [t for t in targets if levels[t.node] == "int8+act"], calib, runner,
                                      method)
+        tell("calibrate", 1, 1)
 
     output_names = [o.name for o in loaded.outputs]
-    # weight-only plans run on one float session with the weights fed (swap.py); static int8 builds each
-    session = WeightSwapSession(base, targets, runner, output_names, opts) \
-        if targets and all(level in SWAPPABLE_LEVELS for level in levels.values()) else None
-    if session is not None:
+    # every plan runs on one float session: weights fed, activation QDQ switched by fed flags (swap.py)
+    tell("reference", 0, 1)
+    session = WeightSwapSession(base, targets, runner, output_names, opts)
+    try:
         probed = [{**sample, **result} for sample, result in
                   zip(valid[:RANK_SAMPLES], session.run({}, valid[:RANK_SAMPLES], probes=True))]
         reference = [{name: r[name] for name in output_names} for r in probed] + \
             session.run({}, valid[RANK_SAMPLES:])
-    else:
-        probed = []
-        reference = runner.run(base, valid, outputs=output_names)
+        tell("reference", 1, 1)
 
-    label_list = _labels(labels, len(valid))
-    float_match = None
-    if label_list is not None:
-        hits, total = exact_match(argmax_labels(reference, label_output), label_list)
-        float_match = hits / total
+        label_list = _labels(labels, len(valid))
+        float_match = None
+        if label_list is not None:
+            hits, total = exact_match(argmax_labels(reference, label_output), label_list)
+            float_match = hits / total
+        judging = dict(labels=label_list, label_output=label_output, float_exact_match=float_match)
+        evaluate = Judge(session.run, valid, reference, floor, **judging)
 
-    def judge(outputs: list[dict[str, np.ndarray]], count: int):
-        return measure(outputs, reference[:count], floor, labels=None if label_list is None else label_list[:count],
-                       label_output=label_output, float_exact_match=float_match)
+        def local_errors(trial: dict[str, str]) -> dict[str, float] | None:
+            """Each quantized node's own output error on its real inputs, or None unless all are computable."""
+            errors: dict[str, float | None] = {}
+            for done, t in enumerate(targets):
+                if trial[t.node] != "float":
+                    errors[t.node] = session.local_error(t, trial[t.node], probed)
+                    if errors[t.node] is None:
+                        return None  # the ranking runs each node quantized alone instead
+                tell("rank", done + 1, len(targets))
+            return errors  # type: ignore[return-value]
 
-    def evaluate(trial: dict[str, str], limit: int | None = None):
-        """Accuracy of the plan ``trial`` on the validation samples (the first ``limit`` of them)."""
-        count = len(valid) if limit is None else min(limit, len(valid))
-        if session is not None:
-            return judge(session.run(trial, valid[:count]), count)
-        candidate = build(base, targets, trial, opts)
-        return judge(runner.run(candidate, valid[:count], outputs=output_names), count)
+        sizes = {t.name: int(np.prod(t.dims)) for t in base.graph.initializer}
+        steps: list[str] = []
 
-    def local_errors(trial: dict[str, str]) -> dict[str, float] | None:
-        """Each quantized node's own output error on its real inputs, or None unless all are computable."""
-        if session is None:
-            return None
-        errors = {t.node: session.local_error(t, trial[t.node], probed) for t in targets
-                  if trial[t.node] != "float"}
-        return None if any(e is None for e in errors.values()) else errors
+        def rank(plan: dict[str, str], judge=evaluate) -> list[str]:
+            return _rank(targets, plan, judge, sizes, local_errors(plan), tell)
 
-    sizes = {t.name: int(np.prod(t.dims)) for t in base.graph.initializer}
-    steps: list[str] = []
-    history: list[tuple[str, str]] = []  # (node, level it had) for every move toward float
-    tell("reference", 1, 1)
-    # every move is one step toward float: int4 -> int8 -> float at most two per node
-    most_moves = sum({"int4": 2, "int8+act": 2, "int8": 1}.get(level, 0) for level in levels.values())
-    accuracy = evaluate(levels)
-    queue: list[str] = []
-    while not accuracy.passed:
-        if not queue:
-            queue = _rank(targets, levels, evaluate, sizes, local_errors(levels), tell)
-            if not queue:
-                break
-        node = queue.pop(0)
-        if levels[node] == "float":
-            continue
-        old, levels[node] = levels[node], DEMOTE[levels[node]]
-        reasons[node] = f"sensitive: moved {old} -> {levels[node]} to meet the floor"
-        accuracy = evaluate(levels)
-        history.append((node, old))
-        tell("search", len(history), most_moves)
-        steps.append(f"{node}: {old} -> {levels[node]} (then {accuracy.text()})")
-    if accuracy.passed and history:
-        # Greedy steps can overshoot: an early move may be unnecessary once later ones are made.
-        # Undo each (oldest first) when the floor still holds without it.
-        for undone, (node, old) in enumerate(history):
-            tell("undo", undone + 1, len(history))
-            if levels[node] == DEMOTE.get(old):
-                trial = {**levels, node: old}
-                trial_accuracy = evaluate(trial)
-                if trial_accuracy.passed:
-                    levels, accuracy = trial, trial_accuracy
-                    if old == start:
-                        reasons.pop(node, None)
-                    else:
-                        reasons[node] = f"sensitive: moved {start} -> {old} to meet the floor"
-                    steps.append(f"{node}: back to {old}, not needed (then {accuracy.text()})")
-
-    if session is not None:
+        accuracy = search(levels, reasons, start, evaluate, rank, tell, steps)
+        stack = bool(session.stack)
+    finally:
         session.close()
-        # the search judged fed weights; the report judges the artifact itself, as the evaluator runs it
-        accuracy = judge(runner.run(build(base, targets, levels, opts), valid, outputs=output_names), len(valid))
+    # the search judged fed weights; the report judges the artifact itself, as the evaluator runs it
+
+    def run_built(plan: dict[str, str], samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        with runner.compile(build(base, targets, plan, opts)) as executable:
+            return run_samples(executable, samples, output_names, stack=stack)
+
+    def judge_artifact() -> tuple[onnx.ModelProto, Accuracy]:
+        built = build(base, targets, levels, opts)  # built once: judged here, then checked and returned
+        with runner.compile(built) as executable:
+            return built, evaluate.measure(run_samples(executable, valid, output_names, stack=stack))
+
+    tell("check", 0, 1)
+    final, artifact = judge_artifact()
+    if accuracy.passed and not artifact.passed:
+        # the evaluator computes the artifact differently from the float session (integer kernels for
+        # static int8): go on searching on built artifacts from here, so the report's claim holds
+        on_artifacts = Judge(run_built, valid, reference, floor, **judging)
+        steps.append(f"the artifact itself measured {artifact.text()}: searching on built artifacts")
+        accuracy = search(levels, reasons, start, on_artifacts, lambda plan: rank(plan, on_artifacts), tell, steps)
+        final, artifact = judge_artifact()
+    accuracy = artifact
     all_float = all(level == "float" for level in levels.values())
     floor_met = accuracy.passed and not all_float
     if all_float and targets:
         accuracy.failures.append("every quantizable node had to stay float")
     weight_dims = {t.name: list(t.dims) for t in base.graph.initializer}
     sizes_by_axis = {t.node: weight_dims[t.weight][t.block_axis] for t in targets}
-    tell("check", 0, 1)
-    final = build(base, targets, levels, opts)
     final.graph.name = loaded.proto.graph.name
     _full_check(final, loaded.name)
     tell("check", 1, 1)
@@ -404,7 +387,8 @@ def _rank(targets: list[Target], levels: dict[str, str], evaluate, sizes: dict[s
     """
     scores = []
     for ranked, t in enumerate(targets):
-        tell("rank", ranked + 1, len(targets))
+        if local is None:  # local errors told their own progress as they were computed
+            tell("rank", ranked + 1, len(targets))
         level = levels[t.node]
         if level == "float":
             continue

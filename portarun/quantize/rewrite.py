@@ -24,6 +24,7 @@ from .numerics import QuantizedTensor, activation_params, pack_int4, quantize_bl
 DEMOTE = {"int4": "int8", "int8+act": "int8", "int8": "float"}
 # int8 needs per-axis DequantizeLinear (13); 19 is the oldest the onnx reference evaluator implements
 INT4_OPSET, INT8_OPSET = 21, 19
+HELD_BYTES = 1 << 12  # float initializers at least this large cross the version converter without their bytes
 IR_FOR_OPSET = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11, 24: 11, 25: 12}
 
 
@@ -98,6 +99,14 @@ def upgrade_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
         return proto
     from onnx import version_converter
 
+    # The converter round-trips the whole model through C++ (decoder-small: 400 MB serialized, parsed,
+    # rebuilt, serialized and parsed back). It adapts nodes, never a float weight's values, so the large
+    # float initializers travel without their bytes and get them back by name afterwards.
+    held: dict[str, bytes] = {}
+    for init in proto.graph.initializer:
+        if init.data_type == TensorProto.FLOAT and len(init.raw_data) >= HELD_BYTES:
+            held[init.name] = init.raw_data
+            init.ClearField("raw_data")
     try:
         converted = version_converter.convert_version(proto, opset)
     except Exception as exc:  # the converter raises bare RuntimeErrors for ops it cannot adapt
@@ -105,6 +114,13 @@ def upgrade_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
         raise ModelError(f"cannot upgrade '{proto.graph.name}' from opset {current} to {opset} "
                          f"(needed for {'int4 DequantizeLinear' if opset >= INT4_OPSET else 'per-channel QDQ'}): "
                          f"{text}", hint="re-export the model at opset 21, or quantize to int8 instead") from None
+    finally:
+        for init in proto.graph.initializer:  # the caller's model gets its bytes back whatever happened
+            if init.name in held:
+                init.raw_data = held[init.name]
+    for init in converted.graph.initializer:
+        if init.name in held and not init.raw_data and init.data_type == TensorProto.FLOAT:
+            init.raw_data = held[init.name]
     converted.ir_version = max(converted.ir_version, IR_FOR_OPSET.get(opset, onnx.IR_VERSION))
     return converted
 
@@ -153,6 +169,20 @@ def quantized_weight(target: Target, weight: np.ndarray, level: str, opts: Optio
         else:
             opts.cache[key] = quantize_per_channel_int8(weight, target.channel_axis)
     return opts.cache[key]
+
+
+def activation_qdq(tensor: str, lo: float, hi: float) -> tuple[str, list[onnx.NodeProto], list[TensorProto]]:
+    """QuantizeLinear/DequantizeLinear of ``tensor`` for its calibrated range: (DQ output, nodes, scale and
+    zero point initializers). The artifact and the search's session (swap.py) both write it here."""
+    scale, zero = activation_params(lo, hi)
+    base = f"{tensor}_act"
+    inits = [numpy_helper.from_array(np.array(scale, np.float32), f"{base}_scale"),
+             numpy_helper.from_array(np.array(zero, np.uint8), f"{base}_zero")]
+    nodes = [helper.make_node("QuantizeLinear", [tensor, f"{base}_scale", f"{base}_zero"], [f"{base}_q"],
+                              name=f"{base}_QuantizeLinear"),
+             helper.make_node("DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zero"], [f"{base}_dq"],
+                              name=f"{base}_DequantizeLinear")]
+    return f"{base}_dq", nodes, inits
 
 
 def _int4_proto(name: str, values: np.ndarray, signed: bool) -> TensorProto:
@@ -206,16 +236,8 @@ def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str],
     def act_qdq(tensor: str) -> tuple[str, list[onnx.NodeProto]]:
         if tensor in act_cache:
             return act_cache[tensor], []
-        lo, hi = opts.act_ranges[tensor]
-        scale, zero = activation_params(lo, hi)
-        base = f"{tensor}_act"
-        new_inits.append(numpy_helper.from_array(np.array(scale, np.float32), f"{base}_scale"))
-        new_inits.append(numpy_helper.from_array(np.array(zero, np.uint8), f"{base}_zero"))
-        q_out, dq_out = f"{base}_q", f"{base}_dq"
-        nodes = [helper.make_node("QuantizeLinear", [tensor, f"{base}_scale", f"{base}_zero"], [q_out],
-                                  name=f"{base}_QuantizeLinear"),
-                 helper.make_node("DequantizeLinear", [q_out, f"{base}_scale", f"{base}_zero"], [dq_out],
-                                  name=f"{base}_DequantizeLinear")]
+        dq_out, nodes, scales = activation_qdq(tensor, *opts.act_ranges[tensor])
+        new_inits.extend(scales)
         act_cache[tensor] = dq_out
         return dq_out, nodes
 

@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import PortarunError
 from .numerics import QuantizedTensor
-from .rewrite import Options, Target, quantized_weight
+from .rewrite import Options, Target, quantized_weight, used_names
 
 Feeds = dict[str, np.ndarray]
 SWAPPABLE_LEVELS = ("int4", "int8", "float")  # int8+act adds activation QDQ nodes: a different graph
@@ -57,7 +57,7 @@ class WeightSwapSession:
                 weight = inits[t.weight]
                 self.floats[t.weight] = numpy_helper.to_array(weight)
                 graph.input.append(helper.make_tensor_value_info(_input_name(t), weight.data_type, list(weight.dims)))
-        used = {name for node in graph.node for name in node.input}
+        used = used_names(graph)  # subgraphs read outer initializers too
         kept = [init for init in graph.initializer if init.name in used]
         del graph.initializer[:]
         graph.initializer.extend(kept)

@@ -84,9 +84,12 @@ def _decode_cost_row(row: Mapping[str, Any], section: Mapping[str, Any], source:
 
 def _from_conformance(document: Mapping[str, Any], path: str) -> list[Candidate]:
     source = Source("imported", _where(document.get("environment") or {}), document.get("created", ""), path)
-    cells = [_conformance_cell(e, source) for e in document.get("results", [])]
-    cells += [_decode_cost_row(row, section, source) for section in document.get("decode_cost") or ()
-              for row in section.get("rows", [])]
+    sections = document.get("decode_cost") or ()
+    # a decoder priced on its decode loop is not also a candidate at its matrix cells' prefill-pass rate
+    # (a prompt pass prices a token far cheaper than generating one does)
+    decoded = {name for section in sections for name in (section["model"], f"builtin:{section['model']}")}
+    cells = [_conformance_cell(e, source) for e in document.get("results", []) if e.get("case") not in decoded]
+    cells += [_decode_cost_row(row, section, source) for section in sections for row in section.get("rows", [])]
     return [c for c in cells if c is not None]
 
 

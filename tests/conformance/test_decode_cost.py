@@ -156,3 +156,20 @@ def test_plan_over_the_decode_table_picks_the_cheapest_precision_that_meets_the_
     assert (chosen.target, chosen.precision) == (first, "int8-weight")
     assert math.isclose(chosen.usd_per_1m, chosen.usd_per_hour / (200.0 * 3600) * 1e6)
     assert any(c.precision == "int4-weight" and c.usd_per_1m < chosen.usd_per_1m for c in candidates)
+
+
+def test_a_decoder_with_a_decode_table_is_planned_on_it_not_on_its_prefill_cells(full_section, tmp_path):
+    """A report whose matrix also holds the decoder's own cells (one prefill pass each, priced per prompt
+    token) plans that decoder on its decode rows only; other models' cells stay candidates."""
+    from portarun_conformance import ConformanceConfig, run
+
+    path = tmp_path / "report.json"
+    run(ConformanceConfig(models=["builtin:decoder-tiny", "builtin:mlp"], targets=TARGETS[:1], precisions=["fp32"],
+                          suite="models", runs=2, warmup=1, isolate=False, localize=False, out_dir=str(tmp_path),
+                          json_path=str(path)))
+    document = json.loads(path.read_text())
+    assert {e["case"] for e in document["results"]} == {"builtin:decoder-tiny", "builtin:mlp"}
+    document["decode_cost"] = [full_section]
+    path.write_text(json.dumps(document, default=str))
+    models = {c.model: c.kind for c in import_report(path, assumptions=CostAssumptions())}
+    assert models == {"builtin:mlp": "encoder", "decoder-tiny (decode)": "decoder"}

@@ -98,6 +98,10 @@ def markdown_summary(document: dict[str, Any]) -> str:
                  "tokens/s <= bandwidth / (weight + KV bytes per token) at one token per pass), at most 100 %; "
                  "'–' where the weights fit in the CPU's last-level cache (bandwidth is not the limit) or the "
                  "rate beats the roofline (the report's roofline note says which).")
+    for section in document.get("decode_cost") or ():
+        from .decode_cost import decode_cost_markdown
+
+        lines += [""] + decode_cost_markdown(section)
     baseline = document.get("baseline")
     if baseline:
         lines += ["", f"## Against baseline `{baseline['path']}` (threshold {baseline['threshold']:.0%})", ""]

@@ -74,6 +74,10 @@ class ConformanceConfig:
     # None: "sample" for the built-in run ("full" with node_ops), "off" when models are named
     # (unless suite="onnx-node")
     node_suite: str | None = None
+    # built-in decoders whose $/1M tokens per CPU target x {fp32, int8-weight, int4-weight} is measured from
+    # decode tokens/s (the report's "decode_cost" section, read by `portarun plan --from`); () = none
+    decode_cost: Sequence[str] = ()
+    decode_new_tokens: int = 32
 
     def __post_init__(self) -> None:
         if self.suite not in SUITES:
@@ -165,6 +169,8 @@ def run(config: ConformanceConfig, progress: Progress | None = None) -> Conforma
     if not config.ray:  # on a fleet each cell was priced on its own node
         attach_costs(matrix, config.hardware, assumptions)
     document = build_report(matrix, hardware=config.hardware, assumptions=assumptions)
+    if config.decode_cost:
+        document["decode_cost"] = _decode_costs(config, targets, assumptions)
     if old is not None:
         regressions = find_regressions(document, old, threshold=config.threshold)
         document["baseline"] = {"path": str(config.baseline), "threshold": config.threshold,
@@ -173,6 +179,21 @@ def run(config: ConformanceConfig, progress: Progress | None = None) -> Conforma
     document["summary"]["total_wall_time"] = {"value": time.perf_counter() - started, "unit": "s"}
     paths, plot_error = write_reports(document, report_paths(config))
     return ConformanceReport(document, matrix, paths, plot_error, time.perf_counter() - started)
+
+
+def _decode_costs(config: ConformanceConfig, targets: list[str], assumptions: CostAssumptions) -> list[dict[str, Any]]:
+    """One decode-cost section per decoder named, over the chosen CPU targets (the price is per vCPU)."""
+    from .decode_cost import DEFAULT_PRECISIONS, measure_decode_costs
+
+    cpu = [t for t in targets if t.split(":")[1:2] == ["cpu"]]
+    if not cpu:
+        raise UsageError("decode cost is measured on CPU targets, and none is chosen",
+                         hint="add -t onnxruntime:cpu (or openvino:cpu, xla:cpu)")
+    precisions = [p for p in config.precisions if p in DEFAULT_PRECISIONS] or list(DEFAULT_PRECISIONS)
+    return [measure_decode_costs(name.removeprefix("builtin:"), cpu, precisions, hardware=config.hardware,
+                                 assumptions=assumptions, new_tokens=config.decode_new_tokens,
+                                 repeats=max(1, min(config.runs, 3)))
+            for name in config.decode_cost]
 
 
 def _run_cells(config: ConformanceConfig, cases: list[Case], targets: list[str],

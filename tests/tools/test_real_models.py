@@ -45,7 +45,7 @@ def test_the_corpus_is_wide_enough(corpus):
 def test_classic_ml_matches_onnxruntime_or_names_the_missing_ops(corpus, cache, name):
     pytest.importorskip("skl2onnx")
     pytest.importorskip("onnxmltools")
-    row = corpus.check(_entry(corpus, name), cache, int8=False)
+    row = corpus.check(_entry(corpus, name), cache, int8=False, int4=False)
     assert "error" not in row, row
     assert row["fp32"]["onnxruntime:cpu"].startswith("pass"), row
     for target in ("openvino:cpu", "xla:cpu"):
@@ -60,3 +60,20 @@ def test_a_transformers_vit_passes_fp32_and_int8_weight_everywhere(corpus, cache
     assert all(cell.startswith("pass") for cell in row["fp32"].values()), row["fp32"]
     assert all(cell.startswith("pass") for cell in row["int8-weight"].values()), row["int8-weight"]
     assert "| vit |" in corpus.table([row])
+
+
+def test_a_transformers_vit_int4_artifact_is_read_alike_by_every_backend(corpus, cache):
+    """int4 portable by construction: one artifact, every CPU backend compiles it and matches the artifact
+    itself run literally (DequantizeLinear, then the float op) to the real-model bar."""
+    pytest.importorskip("transformers")
+    row = corpus.check(_entry(corpus, "vit"), cache, int8=False)
+    assert set(row["int4-weight"]) == set(corpus.TARGETS)
+    assert all(cell.startswith("pass") for cell in row["int4-weight"].values()), row["int4-weight"]
+    assert "int4-w onnxruntime" in corpus.table([row])
+
+
+def test_a_model_with_nothing_to_quantize_at_int4_says_so(corpus, cache):
+    pytest.importorskip("skl2onnx")
+    row = corpus.check(_entry(corpus, "scaler-logreg"), cache, int8=False)
+    assert "error" not in row, row
+    assert set(row["int4-weight"].values()) == {corpus.NOTHING_TO_QUANTIZE}, row["int4-weight"]

@@ -1,0 +1,210 @@
+"""$/1M tokens of a built-in decoder per CPU backend x weight precision, from measured decode tokens/s.
+
+A decoder at batch 1 is memory-bound: what a token costs is set by how fast the decode loop runs,
+not by one encoder-style pass over a prompt (the matrix cells' throughput). So this section
+quantizes the decoder once per precision (``int8-weight``, ``int4-weight``; cached where
+``tools/bench_decode.py`` caches them), compiles it on every target, measures greedy decode
+tokens/s side by side (``portarun.benchmark.measure_decode_side_by_side``, the same loop the
+benchmark and ``portarun plan --from`` read) and prices each row:
+
+    $/1M tokens = $/hour / (decode tokens/s x 3600) x 1e6
+
+with $/hour from the target's hardware profile (CPU targets: this machine, priced at the sourced
+cloud $/vCPU-hour of ``data/hardware.json`` times the cores used; its source and date are kept in
+each row). Each row also says how far its greedy tokens and prefill logits stay from the same
+backend's fp32: the accuracy ``portarun plan`` holds to its floor.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+import portarun
+from portarun import PortarunError, Precision
+from portarun.benchmark import measure_decode_side_by_side
+from portarun.cost import CostAssumptions, hourly_cost, usd_per_million_tokens, weight_bytes
+from portarun.generate import DecoderSignature
+from portarun.models.decoder import config_of
+from portarun.plugin import first_line
+
+from .hardware import default_assumptions, profile_for
+
+SECTION = "decode_cost"
+DEFAULT_MODEL = "decoder-small"
+DEFAULT_PRECISIONS = ("fp32", "int8-weight", "int4-weight")
+CPU_TARGETS = ("onnxruntime:cpu", "openvino:cpu", "xla:cpu")
+# the feed sizes tools/bench_decode.py quantizes with (its cache key is the same, so both share the files)
+QUANTIZE_DIMS = {"batch": 1, "seq": 8, "past_seq": 0, "total_seq": 8}
+
+
+@dataclass
+class DecodeCostRow:
+    target: str
+    precision: str
+    decode_tokens_per_s: float | None = None
+    tpot_median_ms: float | None = None
+    tpot_p99_ms: float | None = None
+    ttft_ms: float | None = None
+    cache: str | None = None
+    tokens_equal_to_fp32: float | None = None  # greedy tokens equal to the same backend's fp32, position by position
+    logits_cosine_to_fp32: float | None = None  # prefill logits vs the same backend's fp32
+    weight_bytes: int | None = None
+    usd_per_hour: float | None = None
+    usd_per_million_tokens: float | None = None
+    price_basis: str = ""
+    price_source: str = ""
+    price_date: str = ""
+    hardware_profile: dict[str, Any] | None = None  # embedded so a plan elsewhere can re-price the row
+    provenance: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def quantized_decoder(name: str, precision: str) -> portarun.Model:
+    """Built-in decoder ``name`` at ``precision``: the float model, or its quantized form, made once and
+    cached under ``portarun.cache_dir()/bench_decode`` keyed by the float model's hash."""
+    base = portarun.models.build(name)
+    if not Precision.parse(precision).is_quantized:
+        return base
+    cached = portarun.cache_dir() / "bench_decode" / f"{name}-{base.sha256[:12]}-{precision}.onnx"
+    if cached.exists():
+        return portarun.load(cached)
+    model = portarun.quantize(base, precision, dims=QUANTIZE_DIMS).model
+    model.save(cached)
+    return model
+
+
+def price_decode(row: DecodeCostRow, profile: Any, assumptions: CostAssumptions) -> DecodeCostRow:
+    """Fill in $/hour (with its source and date) and $/1M tokens from the row's decode tokens/s."""
+    hourly = hourly_cost(profile, assumptions)
+    row.hardware_profile = profile.to_dict() if profile is not None else None
+    row.usd_per_hour, row.price_basis = hourly.usd_per_hour, hourly.basis
+    if profile is not None and hourly.basis == "cloud":
+        row.price_source, row.price_date = profile.cloud_usd_per_hour.source, profile.cloud_usd_per_hour.date
+    elif hourly.basis == "user price":
+        row.price_source = "the user's --price-per-hour"
+    else:
+        row.price_source = hourly.note or hourly.basis
+    if hourly.usd_per_hour is not None and row.decode_tokens_per_s:
+        row.usd_per_million_tokens = usd_per_million_tokens(hourly.usd_per_hour, row.decode_tokens_per_s)
+    return row
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norm) if norm > 0 else float(np.array_equal(a, b))
+
+
+def _prefill_logits(exe: Any, prompt: np.ndarray) -> np.ndarray:
+    sig = DecoderSignature.of(exe)
+    empty = np.zeros((prompt.shape[0], sig.kv_shape[0], 0, sig.kv_shape[1]), dtype=sig.cache_dtype)
+    feeds: dict[str, np.ndarray] = {"input_ids": prompt, **{name: empty for name in sig.past}}
+    if sig.has_position_ids:
+        feeds["position_ids"] = np.broadcast_to(np.arange(prompt.shape[1], dtype=np.int64), prompt.shape).copy()
+    if sig.has_attention_mask:
+        feeds["attention_mask"] = np.ones(prompt.shape, dtype=np.int64)
+    return exe.run(feeds)[sig.logits]
+
+
+def measure_decode_costs(model: str = DEFAULT_MODEL, targets: Sequence[str] = CPU_TARGETS,
+                         precisions: Sequence[str] = DEFAULT_PRECISIONS, *, hardware: str | None = None,
+                         assumptions: CostAssumptions | None = None, prompt_tokens: int = 16, new_tokens: int = 32,
+                         repeats: int = 3, seed: int = 0) -> dict[str, Any]:
+    """The report's ``decode_cost`` section: one row per target x precision, measured side by side here."""
+    assumptions = assumptions or default_assumptions()
+    models = {}
+    rows: dict[tuple[str, str], DecodeCostRow] = {}
+    for precision in precisions:
+        try:
+            models[precision] = quantized_decoder(model, precision)
+        except PortarunError as exc:
+            for target in targets:
+                rows[(target, precision)] = DecodeCostRow(target, precision, error=f"quantize: {first_line(exc)}")
+    config = config_of(next(iter(models.values()))) if models else None
+    vocab = (config or {}).get("vocab")
+    prompt = np.random.default_rng(seed).integers(0, vocab or 100, size=(1, prompt_tokens)).astype(np.int64)
+    executables, logits = {}, {}
+    try:
+        for target in targets:
+            for precision, built in models.items():
+                row = rows[(target, precision)] = DecodeCostRow(target, precision,
+                                                                weight_bytes=weight_bytes(built))
+                try:
+                    exe = portarun.compile(built, target, precision)
+                    logits[(target, precision)] = _prefill_logits(exe, prompt)
+                except PortarunError as exc:
+                    row.error = first_line(exc)
+                    continue
+                executables[(target, precision)] = exe
+                row.provenance = exe.provenance.to_dict()
+        speeds = measure_decode_side_by_side({f"{t} {p}": e for (t, p), e in executables.items()}, prompt,
+                                             new_tokens, repeats=repeats) if executables else {}
+    finally:
+        for exe in executables.values():
+            exe.close()
+    for (target, precision), row in rows.items():
+        speed = speeds.get(f"{target} {precision}")
+        if speed is not None:
+            row.decode_tokens_per_s, row.tpot_median_ms, row.tpot_p99_ms = (speed.decode_tokens_per_s,
+                                                                              speed.tpot_median_ms, speed.tpot_p99_ms)
+            row.ttft_ms, row.cache = speed.ttft_ms, speed.cache
+            base = speeds.get(f"{target} fp32")
+            if base is not None:
+                row.tokens_equal_to_fp32 = float(np.mean(np.asarray(speed.tokens) == np.asarray(base.tokens)))
+            if (target, "fp32") in logits:
+                row.logits_cosine_to_fp32 = _cosine(logits[(target, precision)], logits[(target, "fp32")])
+        price_decode(row, profile_for(hardware, target), assumptions)
+    return {"model": model, "batch": 1, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "repeats": repeats,
+            "measured_by": "portarun.benchmark.measure_decode_side_by_side (round robin, greedy, medians)",
+            "formula": "$/1M tokens = $/hour / (decode tokens/s x 3600) x 1e6",
+            "load_average": list(os.getloadavg()), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "rows": [row.to_dict() for row in rows.values()]}
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def decode_cost_markdown(section: dict[str, Any]) -> list[str]:
+    """The section as Markdown: a $/1M tokens table per target (rows) x precision (columns), then the rows."""
+    rows = section["rows"]
+    precisions = list(dict.fromkeys(r["precision"] for r in rows))
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    cell = {(r["target"], r["precision"]): r for r in rows}
+    lines = [f"## $/1M tokens: {section['model']} decode (batch 1, {section['new_tokens']} new tokens after "
+             f"{section['prompt_tokens']}, median of {section['repeats']}, load {section['load_average'][0]:.2f})", "",
+             section["formula"] + "; decode tokens/s measured here, side by side.", "",
+             "| target | " + " | ".join(f"{p} $/1M (tok/s)" for p in precisions) + " |",
+             "|---|" + "---|" * len(precisions)]
+    for target in targets:
+        cells = []
+        for precision in precisions:
+            r = cell.get((target, precision))
+            if r is None or r.get("error"):
+                cells.append(f"error: {(r or {}).get('error', 'not run')[:60]}")
+            else:
+                cells.append(f"${_num(r['usd_per_million_tokens'], '.4g')} ({_num(r['decode_tokens_per_s'], '.1f')})")
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    lines += ["", "| target | precision | decode tok/s | TPOT ms (p99) | tokens = fp32 | logits cosine | $/h |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['precision']} | {_num(r['decode_tokens_per_s'], '.1f')} | "
+                     f"{_num(r['tpot_median_ms'], '.2f')} ({_num(r['tpot_p99_ms'], '.2f')}) | "
+                     f"{_num(r['tokens_equal_to_fp32'], '.2f')} | {_num(r['logits_cosine_to_fp32'], '.5f')} | "
+                     f"{_num(r['usd_per_hour'], '.4g')} |")
+    sources = dict.fromkeys(f"{r['price_basis']}: {r['price_source']}" + (f" (dated {r['price_date']})"
+                                                                           if r["price_date"] else "") for r in rows)
+    lines += [""] + [f"- price: {text}" for text in sources]
+    return lines
+
+
+__all__ = ["DEFAULT_MODEL", "DEFAULT_PRECISIONS", "DecodeCostRow", "SECTION", "decode_cost_markdown",
+           "measure_decode_costs", "price_decode", "quantized_decoder"]

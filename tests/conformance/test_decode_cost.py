@@ -1,0 +1,175 @@
+"""The report's $/1M tokens table for a decoder: per CPU backend x {fp32, int8-weight, int4-weight}, priced
+from the decode tokens/s measured in the same run, with the price's source and date; and `portarun plan
+--from` reading those same numbers. Real backends and a real (tiny) built-in decoder; no timed assertion."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import portarun
+from portarun.cost import CostAssumptions
+from portarun.plan import Constraints, make_plan
+from portarun.plan.imports import import_report
+
+PRECISIONS = ("fp32", "int8-weight", "int4-weight")
+
+
+def _available(target: str) -> bool:
+    try:
+        portarun.get_backend(target.split(":")[0]).devices()
+        return True
+    except portarun.PortarunError:
+        return False
+
+
+TARGETS = [t for t in ("onnxruntime:cpu", "openvino:cpu") if _available(t)]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One real conformance run (in-process) of builtin:mlp at fp32 with decoder-tiny's decode-cost section."""
+    from portarun_conformance import ConformanceConfig, run
+
+    if not TARGETS:
+        pytest.skip("no CPU backend available")
+    out = tmp_path_factory.mktemp("decode-cost")
+    done = run(ConformanceConfig(models=["builtin:mlp"], targets=TARGETS, precisions=["fp32"], suite="models",
+                                 runs=2, warmup=1, isolate=False, localize=False, out_dir=str(out),
+                                 json_path=str(out / "report.json"), decode_cost=["decoder-tiny"],
+                                 decode_new_tokens=6))
+    return done, out / "report.json"
+
+
+def _section(report):
+    done, _ = report
+    (section,) = done.document["decode_cost"]
+    return section
+
+
+def test_every_cpu_backend_has_fp32_int8_and_int4_weight_rows(report):
+    section = _section(report)
+    assert section["model"] == "decoder-tiny"
+    cells = {(r["target"], r["precision"]) for r in section["rows"]}
+    # -p fp32 restricts the matrix; the decode-cost section keeps to the precisions asked for
+    assert cells == {(t, "fp32") for t in TARGETS}
+
+
+@pytest.fixture(scope="module")
+def full_section():
+    from portarun_conformance.decode_cost import measure_decode_costs
+
+    if not TARGETS:
+        pytest.skip("no CPU backend available")
+    return measure_decode_costs("decoder-tiny", TARGETS, PRECISIONS, new_tokens=6, repeats=1)
+
+
+def test_the_table_has_a_column_per_precision_and_a_row_per_backend(full_section):
+    from portarun_conformance.decode_cost import decode_cost_markdown
+
+    rows = full_section["rows"]
+    assert {(r["target"], r["precision"]) for r in rows} == {(t, p) for t in TARGETS for p in PRECISIONS}
+    assert all(not r["error"] for r in rows), [r["error"] for r in rows]
+    lines = decode_cost_markdown(full_section)
+    header = next(line for line in lines if line.startswith("| target | fp32"))
+    assert [c.strip() for c in header.strip("|").split("|")] == \
+        ["target"] + [f"{p} $/1M (tok/s)" for p in PRECISIONS]
+    for target in TARGETS:
+        assert any(line.startswith(f"| {target} | $") for line in lines), target
+    assert any(line.startswith("- price: cloud:") and "dated" in line for line in lines), lines
+
+
+def test_cost_is_the_hourly_price_over_the_measured_decode_rate(full_section):
+    for r in full_section["rows"]:
+        assert r["decode_tokens_per_s"] > 0 and r["usd_per_hour"] > 0
+        assert math.isclose(r["usd_per_million_tokens"], r["usd_per_hour"] / (r["decode_tokens_per_s"] * 3600) * 1e6,
+                            rel_tol=1e-12)
+        # a CPU target is priced at the sourced $/vCPU-hour, and says where and when that price was read
+        assert r["price_basis"] == "cloud" and "vCPU" in r["price_source"] and r["price_date"]
+        assert r["hardware_profile"]["name"] == "local"
+
+
+def test_the_decode_rate_is_the_decode_loop_not_the_prefill(full_section):
+    """tokens/s is decode steps per second: one token per TPOT at batch 1 (the median of one repeat's steps
+    is near, not equal to, steps / their sum, so the check is loose on purpose)."""
+    for r in full_section["rows"]:
+        assert 0.2 < r["decode_tokens_per_s"] * r["tpot_median_ms"] / 1e3 < 5, r
+
+
+def test_quantized_rows_say_how_far_they_are_from_fp32(full_section):
+    by = {(r["target"], r["precision"]): r for r in full_section["rows"]}
+    for target in TARGETS:
+        assert by[(target, "fp32")]["tokens_equal_to_fp32"] == 1.0
+        assert by[(target, "fp32")]["logits_cosine_to_fp32"] == pytest.approx(1.0)
+        for precision in PRECISIONS[1:]:
+            row = by[(target, precision)]
+            assert 0.0 <= row["tokens_equal_to_fp32"] <= 1.0 and 0.5 < row["logits_cosine_to_fp32"] <= 1.0 + 1e-9
+            assert row["weight_bytes"] < by[(target, "fp32")]["weight_bytes"]
+
+
+def test_the_report_with_the_section_follows_the_schema_and_its_markdown_shows_it(report):
+    from portarun_conformance.report import validate
+
+    done, path = report
+    validate(json.loads(path.read_text()))
+    assert "$/1M tokens: decoder-tiny decode" in done.paths["markdown"].read_text()
+
+
+def test_plan_from_the_report_reads_the_same_decode_numbers(report):
+    done, path = report
+    section = _section(report)
+    assumptions = CostAssumptions(**done.document["hardware"]["assumptions"])
+    decoders = [c for c in import_report(path, assumptions=assumptions) if c.kind == "decoder"]
+    assert len(decoders) == len(section["rows"])
+    rows = {(r["target"], r["precision"]): r for r in section["rows"]}
+    for candidate in decoders:
+        row = rows[(candidate.target, candidate.precision)]
+        assert candidate.tokens_per_s == row["decode_tokens_per_s"] and candidate.tpot_ms == row["tpot_median_ms"]
+        # re-priced from the embedded profile under the report's own assumptions: the report's price
+        assert math.isclose(candidate.usd_per_1m, row["usd_per_million_tokens"], rel_tol=1e-9)
+
+
+def test_plan_over_the_decode_table_picks_the_cheapest_precision_that_meets_the_floor(full_section, tmp_path):
+    """The section's real rows with their decode rates replaced (a fake for the plumbing, so the choice is
+    certain, which a real run on 2 shared cores cannot promise): int4 on the first target the fastest but
+    under the floor, its int8 next. The plan must skip int4 and pick int8, priced from the rate."""
+    from portarun_conformance.report import build_report
+    from portarun_conformance.harness import MatrixResult
+
+    section = json.loads(json.dumps(full_section))
+    first = TARGETS[0]
+    for row in section["rows"]:
+        row["decode_tokens_per_s"] = {"int4-weight": 400.0, "int8-weight": 200.0}.get(row["precision"], 100.0) \
+            if row["target"] == first else 50.0
+        row["tokens_equal_to_fp32"] = 0.5 if row["precision"] == "int4-weight" else 1.0
+    document = build_report(MatrixResult([]), hardware=None, assumptions=CostAssumptions())
+    document["decode_cost"] = [section]
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(document, default=str))
+    candidates = import_report(path, assumptions=CostAssumptions())
+    plan = make_plan(candidates, Constraints(floors={"top1": 0.9}))
+    chosen = plan.recommended.candidate
+    feasible = [c for c in candidates if c.accuracy.top1 >= 0.9]
+    assert chosen.usd_per_1m == min(c.usd_per_1m for c in feasible)
+    assert (chosen.target, chosen.precision) == (first, "int8-weight")
+    assert math.isclose(chosen.usd_per_1m, chosen.usd_per_hour / (200.0 * 3600) * 1e6)
+    assert any(c.precision == "int4-weight" and c.usd_per_1m < chosen.usd_per_1m for c in candidates)
+
+
+def test_a_decoder_with_a_decode_table_is_planned_on_it_not_on_its_prefill_cells(full_section, tmp_path):
+    """A report whose matrix also holds the decoder's own cells (one prefill pass each, priced per prompt
+    token) plans that decoder on its decode rows only; other models' cells stay candidates."""
+    from portarun_conformance import ConformanceConfig, run
+
+    path = tmp_path / "report.json"
+    run(ConformanceConfig(models=["builtin:decoder-tiny", "builtin:mlp"], targets=TARGETS[:1], precisions=["fp32"],
+                          suite="models", runs=2, warmup=1, isolate=False, localize=False, out_dir=str(tmp_path),
+                          json_path=str(path)))
+    document = json.loads(path.read_text())
+    assert {e["case"] for e in document["results"]} == {"builtin:decoder-tiny", "builtin:mlp"}
+    document["decode_cost"] = [full_section]
+    path.write_text(json.dumps(document, default=str))
+    models = {c.model: c.kind for c in import_report(path, assumptions=CostAssumptions())}
+    assert models == {"builtin:mlp": "encoder", "decoder-tiny (decode)": "decoder"}

@@ -25,21 +25,29 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from portarun.plugin import onnx_domain
+from portarun.plugin import iter_graphs, onnx_domain
 
 MS_DOMAIN = "com.microsoft"
 _INT4 = (TensorProto.INT4, TensorProto.UINT4)
 INT8_BLOCK = 128
 
 
-def _read_names(graph: onnx.GraphProto) -> set[str]:
+def read_names(graph: onnx.GraphProto) -> set[str]:
     """Every name a node of ``graph`` or of any subgraph in it reads, and the graph's outputs."""
-    names, stack = {o.name for o in graph.output}, [graph]
-    while stack:
-        for node in stack.pop().node:
+    names = {o.name for o in graph.output}
+    for body in iter_graphs(graph):
+        for node in body.node:
             names.update(node.input)
-            for attr in node.attribute:
-                stack.extend([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs))
+    return names
+
+
+def subgraph_reads(graph: onnx.GraphProto) -> set[str]:
+    """Names that If/Loop/Scan bodies inside ``graph`` read (from their own scope or the outer one)."""
+    names: set[str] = set()
+    for body in iter_graphs(graph):
+        if body is not graph:
+            for node in body.node:
+                names.update(node.input)
     return names
 
 
@@ -258,7 +266,7 @@ def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = No
     nodes = [new for node in graph.node if id(node) not in dropped for new in replaced.get(id(node), [node])]
     del graph.node[:]
     graph.node.extend(nodes)
-    used = _read_names(graph)  # If/Loop bodies read outer initializers by name (silero-vad's LSTM weights)
+    used = read_names(graph)  # If/Loop bodies read outer initializers by name (silero-vad's LSTM weights)
     kept = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept + new_inits)

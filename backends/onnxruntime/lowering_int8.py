@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from portarun.plugin import onnx_domain, opset_versions
 
-from .lowering import _constant_dequantize, _weight_user
+from .lowering import _constant_dequantize, _weight_user, read_names, subgraph_reads
 
 BASE = 128
 DIGITS = 3
@@ -187,6 +187,7 @@ def lower_int8_digit_matmuls(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, i
     b = _Builder(graph, opset)
     weight_of: dict[int, tuple] = {}  # id(user) -> (weight, initializer names)
     dropped: set[int] = set()
+    in_bodies = subgraph_reads(graph)  # a branch reading the dequantized weight keeps its DequantizeLinear
     for node in graph.node:
         if node.op_type != "DequantizeLinear" or onnx_domain(node.domain) or node.output[0] in graph_outputs:
             continue
@@ -206,7 +207,8 @@ def lower_int8_digit_matmuls(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, i
             names["zp"] = b.init(zp, f"{base}_digits_zero_point")
         for user in users:
             weight_of[id(user)] = (weight, names)
-        dropped.add(id(node))
+        if node.output[0] not in in_bodies:
+            dropped.add(id(node))
     if not weight_of:
         return out, 0
     nodes: list[onnx.NodeProto] = []
@@ -225,7 +227,7 @@ def lower_int8_digit_matmuls(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, i
         nodes += _digit_matmul(b, node, *digits_of[x], *weight_of[id(node)])
     del graph.node[:]
     graph.node.extend(nodes)
-    used = {name for node in nodes for name in node.input}
+    used = read_names(graph)  # If/Loop bodies read outer initializers by name too
     kept = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept + [t for t in b.inits if t.name in used])

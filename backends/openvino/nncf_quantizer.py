@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from portarun.plugin import (
-    AccuracyFloor, CheckFailedError, Model, Precision, RandomCalibration, UnsupportedError, UsageError, load_samples,
-    measure_accuracy,
+    AccuracyFloor, CheckFailedError, Model, Precision, RandomCalibration, UnsupportedError, UsageError, default_dims_of,
+    load_samples, measure_accuracy,
 )
 
 QUANTIZERS = ("nncf",)
@@ -156,9 +156,7 @@ def _samples(model: Model, ov_model, options: dict[str, Any]) -> tuple[list[dict
 def _random(model: Model, ov_model, count: int, seed: int, options: dict[str, Any]) -> list[dict[str, np.ndarray]]:
     # token ids stay inside their embedding table, masks and type ids in {0, 1}: random data the model can take;
     # a built-in model's own default dims (a decoder's past and total sequence) unless calibration_dims says
-    from portarun import models
-
-    dims = dict(models.get(model.name).default_dims) if model.name in models.names() else {}
+    dims = default_dims_of(model)
     dims.update(options.get("calibration_dims") or {})
     return _fed(ov_model, RandomCalibration(count, seed=seed, dims=dims).samples(model))
 

@@ -87,6 +87,12 @@ def builtin_default_dims(source: "str | os.PathLike") -> dict[str, int]:
     return dict(entry.default_dims) if entry is not None else {}
 
 
+def default_dims_of(model: Any) -> dict[str, int]:
+    """The default feed sizes of a model built from the registry (matched by its name; ``{}`` for others)."""
+    entry = _REGISTRY.get(getattr(model, "name", None))
+    return dict(entry.default_dims) if entry is not None else {}
+
+
 def build(name: str, *, seed: int = 0, **overrides: Any) -> Model:
     """Build the named built-in model; ``overrides`` change its size arguments."""
     entry = get(name)

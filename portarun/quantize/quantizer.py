@@ -49,9 +49,9 @@ RANK_SAMPLES = 8  # validation samples used to rank layer sensitivity (the floor
 
 
 def _builtin_dims(model: Model) -> dict[str, int]:
-    from .. import models
+    from ..models import default_dims_of
 
-    return dict(models.get(model.name).default_dims) if model.name in models.names() else {}
+    return default_dims_of(model)
 
 
 def _describe(source: Any, count: int) -> str:

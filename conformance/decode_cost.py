@@ -28,7 +28,7 @@ import portarun
 from portarun import PortarunError, Precision
 from portarun.benchmark import measure_decode_side_by_side
 from portarun.cost import CostAssumptions, hourly_cost, usd_per_million_tokens, weight_bytes
-from portarun.generate import DecoderSignature
+from portarun.generate import forced_logits
 from portarun.models.decoder import config_of
 from portarun.plugin import first_line
 
@@ -103,17 +103,6 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / norm) if norm > 0 else float(np.array_equal(a, b))
 
 
-def _prefill_logits(exe: Any, prompt: np.ndarray) -> np.ndarray:
-    sig = DecoderSignature.of(exe)
-    empty = np.zeros((prompt.shape[0], sig.kv_shape[0], 0, sig.kv_shape[1]), dtype=sig.cache_dtype)
-    feeds: dict[str, np.ndarray] = {"input_ids": prompt, **{name: empty for name in sig.past}}
-    if sig.has_position_ids:
-        feeds["position_ids"] = np.broadcast_to(np.arange(prompt.shape[1], dtype=np.int64), prompt.shape).copy()
-    if sig.has_attention_mask:
-        feeds["attention_mask"] = np.ones(prompt.shape, dtype=np.int64)
-    return exe.run(feeds)[sig.logits]
-
-
 def measure_decode_costs(model: str = DEFAULT_MODEL, targets: Sequence[str] = CPU_TARGETS,
                          precisions: Sequence[str] = DEFAULT_PRECISIONS, *, hardware: str | None = None,
                          assumptions: CostAssumptions | None = None, prompt_tokens: int = 16, new_tokens: int = 32,
@@ -139,7 +128,7 @@ def measure_decode_costs(model: str = DEFAULT_MODEL, targets: Sequence[str] = CP
                                                                 weight_bytes=weight_bytes(built))
                 try:
                     exe = portarun.compile(built, target, precision)
-                    logits[(target, precision)] = _prefill_logits(exe, prompt)
+                    logits[(target, precision)] = forced_logits(exe, prompt, cache="dynamic")
                 except PortarunError as exc:
                     row.error = first_line(exc)
                     continue

@@ -189,8 +189,8 @@ def _decode_costs(config: ConformanceConfig, targets: list[str], assumptions: Co
     if not cpu:
         raise UsageError("decode cost is measured on CPU targets, and none is chosen",
                          hint="add -t onnxruntime:cpu (or openvino:cpu, xla:cpu)")
-    precisions = [p for p in config.precisions if p in DEFAULT_PRECISIONS] or list(DEFAULT_PRECISIONS)
-    return [measure_decode_costs(name.removeprefix("builtin:"), cpu, precisions, hardware=config.hardware,
+    # always the three weight precisions: the table's point is comparing them (-p narrows the matrix only)
+    return [measure_decode_costs(name.removeprefix("builtin:"), cpu, DEFAULT_PRECISIONS, hardware=config.hardware,
                                  assumptions=assumptions, new_tokens=config.decode_new_tokens,
                                  repeats=max(1, min(config.runs, 3)))
             for name in config.decode_cost]

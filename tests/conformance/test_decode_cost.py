@@ -166,3 +166,17 @@ def test_a_decoder_with_a_decode_table_is_planned_on_it_not_on_its_prefill_cells
     path.write_text(json.dumps(document, default=str))
     models = {c.model: c.kind for c in import_report(path, assumptions=CostAssumptions())}
     assert models == {"builtin:mlp": "encoder", "decoder-tiny (decode)": "decoder"}
+
+
+def test_plan_from_model_keeps_only_that_decoders_rows(report):
+    """`portarun plan --from R --from-model decoder-tiny`: the report's other models (mlp) are left out,
+    and the recommendation is the cheapest decode row that meets the floor."""
+    from portarun.plan.run import PlanConfig, run_plan
+
+    _, path = report
+    run = run_plan(PlanConfig(Constraints(floors={"cosine": 0.9}), CostAssumptions(), reports=[str(path)],
+                              report_models=["builtin:decoder-tiny"]))
+    judged = run.plan.ranked
+    assert judged and {j.candidate.model for j in judged} == {"decoder-tiny (decode)"}
+    feasible = [j.candidate for j in judged if j.feasible]
+    assert run.plan.recommended.candidate.usd_per_1m == min(c.usd_per_1m for c in feasible)

@@ -100,6 +100,8 @@ def test_quantized_rows_say_how_far_they_are_from_fp32(full_section):
             row = by[(target, precision)]
             assert 0.0 <= row["tokens_equal_to_fp32"] <= 1.0 and 0.5 < row["logits_cosine_to_fp32"] <= 1.0 + 1e-9
             assert row["weight_bytes"] < by[(target, "fp32")]["weight_bytes"]
+            assert row["bytes_per_step"] < by[(target, "fp32")]["bytes_per_step"]
+        assert by[(target, "int4-weight")]["bytes_per_step"] < by[(target, "int8-weight")]["bytes_per_step"]
 
 
 def test_the_report_with_the_section_follows_the_schema_and_its_markdown_shows_it(report):

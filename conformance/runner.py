@@ -161,6 +161,7 @@ def run(config: ConformanceConfig, progress: Progress | None = None) -> Conforma
     targets = chosen_targets(config)
     cases = chosen_cases(config)
     old = load_report(config.baseline) if config.baseline else None  # fail before the long run, not after
+    _check_decoders(config.decode_cost)
     matrix = MatrixResult([])
     if config.suite in ("models", "all"):
         matrix = _run_cells(config, cases, targets, progress)
@@ -179,6 +180,16 @@ def run(config: ConformanceConfig, progress: Progress | None = None) -> Conforma
     document["summary"]["total_wall_time"] = {"value": time.perf_counter() - started, "unit": "s"}
     paths, plot_error = write_reports(document, report_paths(config))
     return ConformanceReport(document, matrix, paths, plot_error, time.perf_counter() - started)
+
+
+def _check_decoders(names: Sequence[str]) -> None:
+    from portarun import models
+
+    known = models.names(kind="decoder")
+    unknown = [n for n in names if n.removeprefix("builtin:") not in known]
+    if unknown:
+        raise UsageError(f"--decode-cost {', '.join(unknown)}: not a built-in decoder",
+                         hint=f"choose from {', '.join(known)}")
 
 
 def _decode_costs(config: ConformanceConfig, targets: list[str], assumptions: CostAssumptions) -> list[dict[str, Any]]:

@@ -182,3 +182,11 @@ def test_plan_from_model_keeps_only_that_decoders_rows(report):
     assert judged and {j.candidate.model for j in judged} == {"decoder-tiny (decode)"}
     feasible = [j.candidate for j in judged if j.feasible]
     assert run.plan.recommended.candidate.usd_per_1m == min(c.usd_per_1m for c in feasible)
+
+
+def test_an_unknown_decoder_is_refused_before_the_run():
+    from portarun_conformance import ConformanceConfig, run
+
+    with pytest.raises(portarun.UsageError, match="decoder-smol"):
+        run(ConformanceConfig(models=["builtin:mlp"], targets=["onnxruntime:cpu"], suite="models",
+                              decode_cost=["decoder-smol"], json_path="-", isolate=False))

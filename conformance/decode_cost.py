@@ -142,14 +142,17 @@ def measure_decode_costs(model: str = DEFAULT_MODEL, targets: Sequence[str] = CP
                     row.bytes_per_step = decode_step_bytes(built, config, prompt_tokens + new_tokens / 2)
                 try:
                     exe = portarun.compile(built, target, precision)
-                    logits[(target, precision)] = _prefill_logits(exe, prompt)
                 except PortarunError as exc:
                     row.error = first_line(exc)
                     continue
                 executables[(target, precision)] = exe
                 row.provenance = exe.provenance.to_dict()
-        speeds = measure_decode_side_by_side({f"{t} {p}": e for (t, p), e in executables.items()}, prompt,
-                                             new_tokens, repeats=repeats) if executables else {}
+                try:
+                    logits[(target, precision)] = _prefill_logits(exe, prompt)
+                except PortarunError as exc:
+                    row.error = f"run: {first_line(exc)}"
+                    executables.pop((target, precision)).close()
+        speeds = _speeds(executables, rows, prompt, new_tokens, repeats)
     finally:
         for exe in executables.values():
             exe.close()
@@ -170,6 +173,23 @@ def measure_decode_costs(model: str = DEFAULT_MODEL, targets: Sequence[str] = CP
             "formula": "$/1M tokens = $/hour / (decode tokens/s x 3600) x 1e6",
             "load_average": list(os.getloadavg()), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "rows": [row.to_dict() for row in rows.values()]}
+
+
+def _speeds(executables: dict, rows: dict, prompt: np.ndarray, new_tokens: int, repeats: int) -> dict:
+    """Decode speeds side by side; when one configuration fails to generate, the others alone and that one's
+    row says why (one broken backend does not blank the table)."""
+    named = {f"{t} {p}": e for (t, p), e in executables.items()}
+    try:
+        return measure_decode_side_by_side(named, prompt, new_tokens, repeats=repeats) if named else {}
+    except PortarunError:
+        speeds = {}
+        for (target, precision), exe in executables.items():
+            try:
+                speeds[f"{target} {precision}"] = measure_decode_side_by_side({"one": exe}, prompt, new_tokens,
+                                                                               repeats=repeats)["one"]
+            except PortarunError as exc:
+                rows[(target, precision)].error = f"generate: {first_line(exc)}"
+        return speeds
 
 
 def _num(value: float | None, fmt: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 import portarun
@@ -190,3 +191,28 @@ def test_an_unknown_decoder_is_refused_before_the_run():
     with pytest.raises(portarun.UsageError, match="decoder-smol"):
         run(ConformanceConfig(models=["builtin:mlp"], targets=["onnxruntime:cpu"], suite="models",
                               decode_cost=["decoder-smol"], json_path="-", isolate=False))
+
+
+def test_one_configuration_that_fails_to_generate_leaves_the_others_measured():
+    """A fake for the plumbing: a real decoder-tiny executable wrapped so that its runs fail after the
+    prefill check, as a backend's runtime error would; the other configuration is still measured."""
+    from portarun_conformance.decode_cost import DecodeCostRow, _speeds
+
+    class FailsToGenerate:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def run(self, feeds):
+            raise portarun.RunError("the backend broke mid-generation", backend="fake")
+
+    model = portarun.models.build("decoder-tiny")
+    with portarun.compile(model, "onnxruntime:cpu", "fp32") as good, \
+            portarun.compile(model, "onnxruntime:cpu", "fp32") as inner:
+        executables = {("onnxruntime:cpu", "fp32"): good, ("broken:cpu", "fp32"): FailsToGenerate(inner)}
+        rows = {key: DecodeCostRow(*key) for key in executables}
+        speeds = _speeds(executables, rows, np.array([[1, 2, 3]], dtype=np.int64), 4, 1)
+    assert set(speeds) == {"onnxruntime:cpu fp32"}
+    assert rows[("broken:cpu", "fp32")].error.startswith("generate: ") and not rows[("onnxruntime:cpu", "fp32")].error

@@ -29,7 +29,7 @@ from portarun import PortarunError, Precision
 from portarun.benchmark import measure_decode_side_by_side
 from portarun.cost import CostAssumptions, hourly_cost, usd_per_million_tokens, weight_bytes
 from portarun.generate import forced_logits
-from portarun.models.decoder import config_of
+from portarun.models.decoder import config_of, decode_step_bytes
 from portarun.plugin import first_line
 
 from .hardware import default_assumptions, profile_for
@@ -54,6 +54,7 @@ class DecodeCostRow:
     tokens_equal_to_fp32: float | None = None  # greedy tokens equal to the same backend's fp32, position by position
     logits_cosine_to_fp32: float | None = None  # prefill logits vs the same backend's fp32
     weight_bytes: int | None = None
+    bytes_per_step: float | None = None  # read at least per decode step, as stored (4-bit = half a byte)
     usd_per_hour: float | None = None
     usd_per_million_tokens: float | None = None
     price_basis: str = ""
@@ -126,16 +127,21 @@ def measure_decode_costs(model: str = DEFAULT_MODEL, targets: Sequence[str] = CP
             for precision, built in models.items():
                 row = rows[(target, precision)] = DecodeCostRow(target, precision,
                                                                 weight_bytes=weight_bytes(built))
+                if config:  # the KV cache at the run's mean context length, as tools/bench_decode.py counts it
+                    row.bytes_per_step = decode_step_bytes(built, config, prompt_tokens + new_tokens / 2)
                 try:
                     exe = portarun.compile(built, target, precision)
-                    logits[(target, precision)] = forced_logits(exe, prompt, cache="dynamic")
                 except PortarunError as exc:
                     row.error = first_line(exc)
                     continue
                 executables[(target, precision)] = exe
                 row.provenance = exe.provenance.to_dict()
-        speeds = measure_decode_side_by_side({f"{t} {p}": e for (t, p), e in executables.items()}, prompt,
-                                             new_tokens, repeats=repeats) if executables else {}
+                try:
+                    logits[(target, precision)] = forced_logits(exe, prompt, cache="dynamic")
+                except PortarunError as exc:
+                    row.error = f"run: {first_line(exc)}"
+                    executables.pop((target, precision)).close()
+        speeds = _speeds(executables, rows, prompt, new_tokens, repeats)
     finally:
         for exe in executables.values():
             exe.close()
@@ -156,6 +162,23 @@ def measure_decode_costs(model: str = DEFAULT_MODEL, targets: Sequence[str] = CP
             "formula": "$/1M tokens = $/hour / (decode tokens/s x 3600) x 1e6",
             "load_average": list(os.getloadavg()), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "rows": [row.to_dict() for row in rows.values()]}
+
+
+def _speeds(executables: dict, rows: dict, prompt: np.ndarray, new_tokens: int, repeats: int) -> dict:
+    """Decode speeds side by side; when one configuration fails to generate, the others alone and that one's
+    row says why (one broken backend does not blank the table)."""
+    named = {f"{t} {p}": e for (t, p), e in executables.items()}
+    try:
+        return measure_decode_side_by_side(named, prompt, new_tokens, repeats=repeats) if named else {}
+    except PortarunError:
+        speeds = {}
+        for (target, precision), exe in executables.items():
+            try:
+                speeds[f"{target} {precision}"] = measure_decode_side_by_side({"one": exe}, prompt, new_tokens,
+                                                                               repeats=repeats)["one"]
+            except PortarunError as exc:
+                rows[(target, precision)].error = f"generate: {first_line(exc)}"
+        return speeds
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -182,11 +205,12 @@ def decode_cost_markdown(section: dict[str, Any]) -> list[str]:
             else:
                 cells.append(f"${_num(r['usd_per_million_tokens'], '.4g')} ({_num(r['decode_tokens_per_s'], '.1f')})")
         lines.append(f"| {target} | " + " | ".join(cells) + " |")
-    lines += ["", "| target | precision | decode tok/s | TPOT ms (p99) | tokens = fp32 | logits cosine | $/h |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| target | precision | decode tok/s | TPOT ms (p99) | MB/step | tokens = fp32 | logits cosine | $/h |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['target']} | {r['precision']} | {_num(r['decode_tokens_per_s'], '.1f')} | "
                      f"{_num(r['tpot_median_ms'], '.2f')} ({_num(r['tpot_p99_ms'], '.2f')}) | "
+                     f"{_num(r['bytes_per_step'] and r['bytes_per_step'] / 1e6, '.1f')} | "
                      f"{_num(r['tokens_equal_to_fp32'], '.2f')} | {_num(r['logits_cosine_to_fp32'], '.5f')} | "
                      f"{_num(r['usd_per_hour'], '.4g')} |")
     sources = dict.fromkeys(f"{r['price_basis']}: {r['price_source']}" + (f" (dated {r['price_date']})"

@@ -161,6 +161,7 @@ def run(config: ConformanceConfig, progress: Progress | None = None) -> Conforma
     targets = chosen_targets(config)
     cases = chosen_cases(config)
     old = load_report(config.baseline) if config.baseline else None  # fail before the long run, not after
+    _check_decoders(config.decode_cost)
     matrix = MatrixResult([])
     if config.suite in ("models", "all"):
         matrix = _run_cells(config, cases, targets, progress)
@@ -181,6 +182,16 @@ def run(config: ConformanceConfig, progress: Progress | None = None) -> Conforma
     return ConformanceReport(document, matrix, paths, plot_error, time.perf_counter() - started)
 
 
+def _check_decoders(names: Sequence[str]) -> None:
+    from portarun import models
+
+    known = models.names(kind="decoder")
+    unknown = [n for n in names if n.removeprefix("builtin:") not in known]
+    if unknown:
+        raise UsageError(f"--decode-cost {', '.join(unknown)}: not a built-in decoder",
+                         hint=f"choose from {', '.join(known)}")
+
+
 def _decode_costs(config: ConformanceConfig, targets: list[str], assumptions: CostAssumptions) -> list[dict[str, Any]]:
     """One decode-cost section per decoder named, over the chosen CPU targets (the price is per vCPU)."""
     from .decode_cost import DEFAULT_PRECISIONS, measure_decode_costs
@@ -189,8 +200,8 @@ def _decode_costs(config: ConformanceConfig, targets: list[str], assumptions: Co
     if not cpu:
         raise UsageError("decode cost is measured on CPU targets, and none is chosen",
                          hint="add -t onnxruntime:cpu (or openvino:cpu, xla:cpu)")
-    precisions = [p for p in config.precisions if p in DEFAULT_PRECISIONS] or list(DEFAULT_PRECISIONS)
-    return [measure_decode_costs(name.removeprefix("builtin:"), cpu, precisions, hardware=config.hardware,
+    # always the three weight precisions: the table's point is comparing them (-p narrows the matrix only)
+    return [measure_decode_costs(name.removeprefix("builtin:"), cpu, DEFAULT_PRECISIONS, hardware=config.hardware,
                                  assumptions=assumptions, new_tokens=config.decode_new_tokens,
                                  repeats=max(1, min(config.runs, 3)))
             for name in config.decode_cost]

@@ -500,10 +500,12 @@ def measure_decode_side_by_side(executables: Mapping[str, Any], prompt_ids: Any,
     cache keeps one capacity, ``prompt + new_tokens - 1`` rounded up to ``bucket``: no backend compiles
     again while timed). ``cache="auto"`` is static where a backend compiles per shape (XLA), else dynamic.
     """
+    from .errors import UsageError
     from .generate import DecoderSignature, generate, resolve_cache, static_capacity
 
     if repeats < 1 or new_tokens < 2:
-        raise ValueError("repeats must be >= 1 and new_tokens >= 2 (decode steps come after the first token)")
+        raise UsageError(f"decode speed needs repeats >= 1 and new_tokens >= 2, got {repeats} and {new_tokens}",
+                         hint="decode steps are the tokens after the first; ask for at least 2 new tokens")
     prompt = np.asarray(prompt_ids)
     prompt = prompt[None, :] if prompt.ndim == 1 else prompt
     plans = {}

@@ -13,7 +13,10 @@ precision, then every backend: an int4 artifact must compile everywhere, "portab
     python tools/real_models.py --only bert,magika --json corpus.json
     python tools/real_models.py --only resnet --no-int8      # fp32 and int4-weight only
 
-The cache is ``$PORTARUN_CACHE_DIR/real-models`` (``--cache`` to change it).
+An int4-weight cell reads "pass (N/M kept int8)" when the quantizer kept N of the M weight-carrying layers
+at int8 because no int4 block tiles their reduction axis (depthwise convolutions, prime dims): the
+artifact is still one that every backend reads. The cache is ``$PORTARUN_CACHE_DIR/real-models``
+(``--cache`` to change it).
 """
 
 from __future__ import annotations

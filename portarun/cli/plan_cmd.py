@@ -85,7 +85,7 @@ def _config(model: str | None, opts: dict[str, Any]) -> Any:
     assumptions = assumptions_from(opts["price_per_hour"], opts["utilization"], opts["pue"], opts["kwh_price"],
                                    opts["lifetime_years"], opts["basis"])
     return PlanConfig(constraints, assumptions, _profile_for(opts["hardware"]), measure, list(opts["reports"]),
-                      opts["requests_per_s"], cascade)
+                      opts["requests_per_s"], cascade, report_models=list(opts["from_models"]))
 
 
 def _emit(run: Any, opts: dict[str, Any]) -> None:
@@ -152,6 +152,8 @@ LIMIT_OPTIONS = [
     click.option("--requests-per-s", type=float, help="Load to size the fleet for: replicas and monthly cost."),
     click.option("--from", "reports", multiple=True, type=click.Path(exists=True, dir_okay=False),
                   help="A conformance report, plan or bench sweep (--json) made on another machine (repeatable)."),
+    click.option("--from-model", "from_models", multiple=True, metavar="MODEL",
+                  help="Plan only MODEL's candidates from --from reports (e.g. decoder-small: its decode-cost rows)."),
 ]
 
 COST_OPTIONS = [

@@ -52,6 +52,7 @@ class PlanConfig:
     requests_per_s: float | None = None
     cascade: CascadeConfig | None = None
     model_label: str = ""
+    report_models: list[str] = field(default_factory=list)  # keep only these models from ``reports`` ([]: all)
 
 
 @dataclass
@@ -119,7 +120,10 @@ def run_plan(config: PlanConfig, progress: Callable[[Candidate], None] | None = 
         _price_here(measured, config)
         candidates += measured
     for path in config.reports:
-        candidates += import_report(path, assumptions=config.assumptions)
+        imported = import_report(path, assumptions=config.assumptions)
+        if config.report_models:
+            imported = [c for c in imported if _model_name(c.model) in {_model_name(m) for m in config.report_models}]
+        candidates += imported
     plan = make_plan(candidates, config.constraints, requests_per_s=config.requests_per_s)
     seconds = time.perf_counter() - started
     label = config.model_label or (config.measure.model if config.measure else
@@ -129,6 +133,11 @@ def run_plan(config: PlanConfig, progress: Callable[[Candidate], None] | None = 
         (config.cascade.small, config.cascade.large, cascade) if cascade is not None else None))
     document["inputs"] = _inputs(config)
     return PlanRun(plan, document, seconds, cascade)
+
+
+def _model_name(label: str) -> str:
+    """'builtin:decoder-small' and 'decoder-small (decode)' (a report's decode-cost rows) name one model."""
+    return label.removeprefix("builtin:").removesuffix(" (decode)")
 
 
 def _inputs(config: PlanConfig) -> dict[str, Any]:

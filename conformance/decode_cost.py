@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -68,18 +69,35 @@ class DecodeCostRow:
         return asdict(self)
 
 
-def quantized_decoder(name: str, precision: str) -> portarun.Model:
+def quantizer_fingerprint() -> str:
+    """A hash of the quantizer's own source: a cached quantized decoder is stale once the code that
+    chose its layers changed (last session's cache held int8 files an older search had made)."""
+    import hashlib
+
+    from portarun import quantize
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(quantize.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
+def quantized_decoder(name: str, precision: str, *, report: list | None = None) -> portarun.Model:
     """Built-in decoder ``name`` at ``precision``: the float model, or its quantized form, made once and
-    cached under ``portarun.cache_dir()/bench_decode`` keyed by the float model's hash."""
+    cached under ``portarun.cache_dir()/bench_decode`` keyed by the float model's hash and the quantizer's
+    source. ``report``, when given, gets the QuantizationReport of a fresh quantization (seconds included)."""
     base = portarun.models.build(name)
     if not Precision.parse(precision).is_quantized:
         return base
-    cached = portarun.cache_dir() / "bench_decode" / f"{name}-{base.sha256[:12]}-{precision}.onnx"
+    cached = portarun.cache_dir() / "bench_decode" / f"{name}-{base.sha256[:12]}-q{quantizer_fingerprint()}-{precision}.onnx"
     if cached.exists():
         return portarun.load(cached)
-    model = portarun.quantize(base, precision, dims=QUANTIZE_DIMS).model
-    model.save(cached)
-    return model
+    start = time.perf_counter()
+    result = portarun.quantize(base, precision, dims=QUANTIZE_DIMS)
+    if report is not None:
+        report.append((precision, time.perf_counter() - start, result.report))
+    result.model.save(cached)
+    return result.model
 
 
 def price_decode(row: DecodeCostRow, profile: Any, assumptions: CostAssumptions) -> DecodeCostRow:

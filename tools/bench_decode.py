@@ -37,11 +37,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import portarun  # noqa: E402
-from portarun import models  # noqa: E402
 from portarun.cost import memory_roofline, usd_per_million_tokens  # noqa: E402
 from portarun.errors import PortarunError  # noqa: E402
 from portarun.models import decoder  # noqa: E402
 from portarun.models.decoder import decode_step_bytes  # noqa: E402
+from portarun.benchmark import measure_decode_side_by_side  # noqa: E402
+from portarun_conformance.decode_cost import quantized_decoder  # noqa: E402
 
 CPU_TARGETS = ("onnxruntime:cpu", "openvino:cpu", "xla:cpu")
 # --ort-exact: ORT computes the QDQ graph as written (no int8 activations in its fused int-weight MatMuls)
@@ -80,31 +81,6 @@ def _bandwidth_for(step_bytes: float, measured: dict[str, float]) -> float:
     return max(fitting) if fitting else measured[max(measured, key=lambda k: float(k.split()[0]))]
 
 
-def build_models(name: str, precisions: list[str]) -> dict[str, portarun.Model]:
-    """The float decoder and its quantized forms; quantized ones are cached (keyed by the float model's hash)."""
-    base = models.build(name)
-    built = {}
-    for precision in precisions:
-        if precision in ("int8-weight", "int4-weight"):
-            try:
-                from portarun import quantize
-            except ImportError:
-                print(f"skip {precision}: portarun.quantize is not available", file=sys.stderr)
-                continue
-            cached = portarun.cache_dir() / "bench_decode" / f"{name}-{base.sha256[:12]}-{precision}.onnx"
-            if cached.exists():
-                built[precision] = portarun.load(cached)
-                continue
-            start = time.perf_counter()
-            built[precision] = quantize(base, precision, dims={"batch": 1, "seq": 8, "past_seq": 0,
-                                                               "total_seq": 8}).model
-            built[precision].save(cached)
-            print(f"quantized {name} to {precision} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        else:
-            built[precision] = base
-    return built
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="decoder-small")
@@ -126,45 +102,42 @@ def main() -> int:
     args = parser.parse_args()
 
     measured = measure_bandwidth()
-    built = build_models(args.model, args.precisions)
+    quantized: list = []
+    built = {precision: quantized_decoder(args.model, precision, report=quantized) for precision in args.precisions}
+    for precision, seconds, report in quantized:
+        counts = ", ".join(f"{n} {level}" for level, n in report.counts().items())
+        print(f"quantized {args.model} to {precision} in {seconds:.1f} s: {counts}; floor {report.floor} "
+              f"{'met' if report.floor_met else 'NOT met'}", file=sys.stderr)
     config = decoder.config_of(next(iter(built.values())))
     prompt = np.random.default_rng(0).integers(0, config["vocab"], size=(1, args.prompt_tokens))
     context = args.prompt_tokens + args.new_tokens / 2
 
-    runs = []
+    runs = {}
     for target in args.targets:
         for precision, model in built.items():
-            cache = "static" if target.startswith("xla") else args.cache
             for variant, options in _variants(args, target, precision):
                 try:
                     start = time.perf_counter()
                     exe = portarun.compile(model, target, precision, **options)
-                    portarun.generate(exe, prompt, 4, cache=cache, capacity=_capacity(args, cache))  # warm-up
-                    warm = time.perf_counter() - start
                 except PortarunError as exc:
                     print(f"skip {target} {precision} {variant}: {exc}", file=sys.stderr)
                     continue
-                runs.append({"target": target, "precision": precision, "variant": variant, "cache": cache, "exe": exe,
-                             "results": [], "compile_and_warmup_s": warm})
-    for _ in range(args.repeats):  # round robin: each configuration once per round
-        for run in runs:
-            run["results"].append(portarun.generate(run["exe"], prompt, args.new_tokens, cache=run["cache"],
-                                                    capacity=_capacity(args, run["cache"])))
+                runs[f"{target} {precision} {variant}"] = {"target": target, "precision": precision, "variant": variant,
+                                                           "exe": exe, "compile_s": time.perf_counter() - start}
+    # round robin, one warm-up each, one static capacity for XLA ("auto": static where a backend compiles per shape)
+    speeds = measure_decode_side_by_side({k: r["exe"] for k, r in runs.items()}, prompt, args.new_tokens,
+                                         repeats=args.repeats, cache="auto" if args.cache == "dynamic" else "static")
+    for key, run in runs.items():
+        run["speed"] = speeds[key]
+    forced = _forced_agreement(list(runs.values()), prompt)
 
-    forced = _forced_agreement(runs, prompt)
     rows = []
-    for run in runs:
-        results = run["results"]
-        steps = [s for r in results for s in r.step_s]
-        tokens = [r.tokens for r in results]
-        row = {"target": run["target"], "precision": run["precision"], "variant": run["variant"], "cache": run["cache"],
-               "decode_tokens_per_s": statistics.median(r.decode_tokens_per_s for r in results),
-               "tpot_median_ms": 1e3 * statistics.median(steps), "tpot_p99_ms": 1e3 * float(np.percentile(steps, 99)),
-               "ttft_ms": 1e3 * statistics.median(r.ttft_s for r in results),
-               "same_tokens_every_repeat": all(np.array_equal(t, tokens[0]) for t in tokens),
-               "compile_and_warmup_s": run["compile_and_warmup_s"],
-               "provenance": run["exe"].provenance.to_dict(), "tokens": tokens[0].tolist(),
-               **forced.get(id(run), {})}
+    for run in runs.values():
+        speed = run["speed"]
+        row = {"target": run["target"], "precision": run["precision"], "variant": run["variant"], "cache": speed.cache,
+               **{k: v for k, v in speed.to_dict().items() if k != "tokens"},
+               "compile_s": run["compile_s"], "provenance": run["exe"].provenance.to_dict(),
+               "tokens": speed.tokens[0], **forced.get(id(run), {})}
         per_step = decode_step_bytes(built[run["precision"]], config, context)
         bandwidth = _bandwidth_for(per_step, measured)
         roof = memory_roofline(bandwidth, per_step, achieved_tokens_per_second=row["decode_tokens_per_s"])
@@ -225,16 +198,18 @@ def _forced_agreement(runs: list[dict], prompt: np.ndarray) -> dict[int, dict]:
     from portarun.quantize.accuracy import wilson_interval
 
     reference = {r["target"]: r for r in runs if r["precision"] == "fp32" and not r["variant"]}
+    fp32_tokens = {t: np.asarray(r["speed"].tokens) for t, r in reference.items()}
     out: dict[int, dict] = {}
     logits_of: dict[int, np.ndarray] = {}
     for run in runs:
         base = reference.get(run["target"])
         if base is None:
             continue
-        sequence = np.concatenate([prompt, base["results"][0].tokens], axis=1)
+        new = fp32_tokens[run["target"]]
+        sequence = np.concatenate([prompt, new], axis=1)
         start = prompt.shape[1] - 1  # logits at position t predict token t + 1
         try:
-            logits = forced_logits(run["exe"], sequence, cache=run["cache"])[0, start:start + base["results"][0].tokens.shape[1]]
+            logits = forced_logits(run["exe"], sequence, cache=run["speed"].cache)[0, start:start + new.shape[1]]
         except PortarunError as exc:
             print(f"no next-token agreement for {run['target']} {run['precision']}: {exc}", file=sys.stderr)
             continue
@@ -282,12 +257,6 @@ def _usd_per_hour(args) -> tuple[float | None, str]:
     share = min(1.0, (os.cpu_count() or 1) / profile.cores) if profile.cores else 1.0
     return hourly.usd_per_hour * share, (f"{profile.name} at ${hourly.usd_per_hour:.3f}/h ({hourly.basis}) x "
                                          f"{share:.3f} of its cores = ${hourly.usd_per_hour * share:.4f}/h")
-
-
-def _capacity(args, cache: str) -> int | None:
-    from portarun.generate import static_capacity
-
-    return static_capacity(args.prompt_tokens + args.new_tokens - 1, 128) if cache == "static" else None
 
 
 if __name__ == "__main__":

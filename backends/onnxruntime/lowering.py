@@ -51,6 +51,17 @@ def subgraph_reads(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
+def graph_index(graph: onnx.GraphProto) -> tuple[dict[str, TensorProto], dict[str, list[onnx.NodeProto]], set[str]]:
+    """(initializers by name, each name's main-graph readers, names a DequantizeLinear producing them must keep:
+    the graph's outputs and what If/Loop bodies read, since a lowering rewrites only main-graph readers)."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    keep = {o.name for o in graph.output} | subgraph_reads(graph)
+    return {t.name: t for t in graph.initializer}, consumers, keep
+
+
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
     return next((a.i for a in node.attribute if a.name == name), default)
 
@@ -203,12 +214,7 @@ def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = No
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     graph = out.graph
-    inits = {t.name: t for t in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {o.name for o in graph.output}
+    inits, consumers, keep = graph_index(graph)
     replaced: dict[int, list[onnx.NodeProto]] = {}  # id(MatMul or Gemm) -> MatMulNBits (+ Add of Gemm's C)
     dropped: set[int] = set()  # id(DQ) nodes removed
     new_inits: list[TensorProto] = []
@@ -217,7 +223,7 @@ def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = No
         if node.op_type != "DequantizeLinear" or onnx_domain(node.domain):
             continue
         users = consumers.get(node.output[0], [])
-        if node.output[0] in graph_outputs or not users:
+        if node.output[0] in keep or not users:
             continue
         if all(u.op_type == "Gather" and u.input[0] == node.output[0] and _attr(u, "axis", 0) == 0 for u in users):
             gather = _gather_form(node, inits, gather_bits)

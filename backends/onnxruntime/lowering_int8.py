@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from portarun.plugin import onnx_domain, opset_versions
 
-from .lowering import _constant_dequantize, _weight_user, read_names, subgraph_reads
+from .lowering import _constant_dequantize, _weight_user, graph_index, read_names
 
 BASE = 128
 DIGITS = 3
@@ -178,18 +178,12 @@ def lower_int8_digit_matmuls(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, i
     if opset < MIN_OPSET:
         return out, 0
     graph = out.graph
-    inits = {t.name: t for t in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {o.name for o in graph.output}
+    inits, consumers, keep = graph_index(graph)
     b = _Builder(graph, opset)
     weight_of: dict[int, tuple] = {}  # id(user) -> (weight, initializer names)
     dropped: set[int] = set()
-    in_bodies = subgraph_reads(graph)  # a branch reading the dequantized weight keeps its DequantizeLinear
     for node in graph.node:
-        if node.op_type != "DequantizeLinear" or onnx_domain(node.domain) or node.output[0] in graph_outputs:
+        if node.op_type != "DequantizeLinear" or onnx_domain(node.domain):
             continue
         users = consumers.get(node.output[0], [])
         kinds = {_weight_user(u, node.output[0]) for u in users}
@@ -207,7 +201,7 @@ def lower_int8_digit_matmuls(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, i
             names["zp"] = b.init(zp, f"{base}_digits_zero_point")
         for user in users:
             weight_of[id(user)] = (weight, names)
-        if node.output[0] not in in_bodies:
+        if node.output[0] not in keep:  # a branch reading the dequantized weight keeps its DequantizeLinear
             dropped.add(id(node))
     if not weight_of:
         return out, 0

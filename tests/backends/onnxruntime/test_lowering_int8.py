@@ -61,7 +61,7 @@ def _lowered(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 @pytest.mark.parametrize("opset", [13, 17, 18])  # ReduceMax's axes: an attribute before 18, an input from 18
 @pytest.mark.parametrize("zero_points", [False, True])
-@pytest.mark.parametrize("x_shape", [[1, 1, 768], [3, 5, 768], [4, 768]])
+@pytest.mark.parametrize("x_shape", [[1, 1, 768], [3, 5, 768], [4, 768], [768]])  # decode, batch x seq, 2-D, 1-D
 def test_digits_matmul_equals_fp32_fold_on_real_size_layer(x_shape, zero_points, opset):
     proto, w = _int8_layer(768, 2048, x_shape, zero_points=zero_points, opset=opset)
     x = np.random.default_rng(1).standard_normal(x_shape).astype(np.float32) * 3

@@ -232,3 +232,25 @@ def test_per_tensor_scale_and_zero_point_lower_too():
     x = rng.standard_normal((2, 256)).astype(np.float32)
     expected = x.astype(np.float64) @ ((q.astype(np.float64) - 3) * np.float32(0.004))
     np.testing.assert_allclose(_session(_lowered(proto)).run(None, {"x": x})[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_digits_stay_in_the_range_that_cannot_saturate_avx2():
+    """What protects non-VNNI CPUs, checked on every CPU: the graph's uint8 digits lie in [0, 128] (so u8 x s8
+    pairs stay within int16) for activations at ties, row maxima, huge and tiny magnitudes."""
+    proto, _ = _int8_layer(512, 16, [6, 512])
+    lowered = _lowered(proto)
+    digits = next(n.input[0] for n in lowered.graph.node if n.op_type == "MatMulInteger")
+    lowered.graph.output.append(helper.make_tensor_value_info(digits, TensorProto.UINT8, None))
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((6, 512)).astype(np.float32)
+    x[0] = np.where(rng.random(512) < 0.5, -1, 1) * 63.0  # every element a row maximum
+    x[1] = (rng.integers(-126, 127, 512) + 0.5).astype(np.float32)  # r at ties (half to even)
+    x[1, 0] = 126.5
+    x[2] *= 1e30
+    x[3] *= 1e-30
+    x[4] = rng.uniform(-1, 1, 512).astype(np.float32) * (1 - 2 ** -23)
+    x[5] = 0
+    got = _session(lowered).run(None, {"x": x})[1]
+    assert got.shape == (6, 3, 512) and got.max() <= 128 and 2 * 128 * 127 <= np.iinfo(np.int16).max
+    assert (got[5] == 64).all()  # an all-zero row: every digit 0
+    assert (np.abs(got[:, 0].astype(int) - 64) <= 63).all()  # the leading digit within +-63

@@ -254,3 +254,24 @@ def test_digits_stay_in_the_range_that_cannot_saturate_avx2():
     assert got.shape == (6, 3, 512) and got.max() <= 128 and 2 * 128 * 127 <= np.iinfo(np.int16).max
     assert (got[5] == 64).all()  # an all-zero row: every digit 0
     assert (np.abs(got[:, 0].astype(int) - 64) <= 63).all()  # the leading digit within +-63
+
+
+def test_matmuls_reading_one_activation_share_its_digits():
+    rng = np.random.default_rng(11)
+    inits, nodes = [], []
+    for i in range(2):
+        inits += [numpy_helper.from_array(rng.integers(-127, 128, (64, 32)).astype(np.int8), f"w{i}_q"),
+                  numpy_helper.from_array(np.full(32, 0.01, np.float32), f"w{i}_scale")]
+        nodes += [helper.make_node("DequantizeLinear", [f"w{i}_q", f"w{i}_scale"], [f"w{i}"], axis=1),
+                  helper.make_node("MatMul", ["x", f"w{i}"], [f"y{i}"])]
+    graph = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+                              [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [2, 32]) for i in range(2)],
+                              inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    lowered, count = lower_int8_digit_matmuls(proto)
+    ops = [n.op_type for n in lowered.graph.node]
+    assert count == 2 and ops.count("MatMulInteger") == 2 and ops.count("QuantizeLinear") == 1
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    for want, got in zip(_session(proto, FOLD).run(None, {"x": x}), _session(lowered).run(None, {"x": x})):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

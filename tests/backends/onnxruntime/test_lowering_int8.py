@@ -44,7 +44,7 @@ def _int8_layer(k: int, n: int, x_shape: list, *, gemm: bool = False, zero_point
     graph = helper.make_graph(nodes, "int8_layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, x_shape[:-1] + [n])], inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    proto.ir_version = 8
+    proto.ir_version = 10 if opset >= 21 else 8
     dims = (slice(None), None) if gemm else (None, slice(None))  # the output channel: W [N, K] or [K, N]
     w = (q.astype(np.float64) - zp[dims]) * scale[dims].astype(np.float64)
     return proto, w.T if gemm else w
@@ -59,9 +59,10 @@ def _lowered(proto: onnx.ModelProto) -> onnx.ModelProto:
     return lowered
 
 
-@pytest.mark.parametrize("opset", [13, 17, 18])  # ReduceMax's axes: an attribute before 18, an input from 18
+# ReduceMax's axes: an attribute before 18, an input from 18; 21: the opset of portarun's int4 artifacts
+@pytest.mark.parametrize("opset", [13, 17, 18, 21])
 @pytest.mark.parametrize("zero_points", [False, True])
-@pytest.mark.parametrize("x_shape", [[1, 1, 768], [3, 5, 768], [4, 768]])
+@pytest.mark.parametrize("x_shape", [[1, 1, 768], [3, 5, 768], [4, 768], [768]])  # decode, batch x seq, 2-D, 1-D
 def test_digits_matmul_equals_fp32_fold_on_real_size_layer(x_shape, zero_points, opset):
     proto, w = _int8_layer(768, 2048, x_shape, zero_points=zero_points, opset=opset)
     x = np.random.default_rng(1).standard_normal(x_shape).astype(np.float32) * 3
@@ -232,3 +233,46 @@ def test_per_tensor_scale_and_zero_point_lower_too():
     x = rng.standard_normal((2, 256)).astype(np.float32)
     expected = x.astype(np.float64) @ ((q.astype(np.float64) - 3) * np.float32(0.004))
     np.testing.assert_allclose(_session(_lowered(proto)).run(None, {"x": x})[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_digits_stay_in_the_range_that_cannot_saturate_avx2():
+    """What protects non-VNNI CPUs, checked on every CPU: the graph's uint8 digits lie in [0, 128] (so u8 x s8
+    pairs stay within int16) for activations at ties, row maxima, huge and tiny magnitudes."""
+    proto, _ = _int8_layer(512, 16, [6, 512])
+    lowered = _lowered(proto)
+    digits = next(n.input[0] for n in lowered.graph.node if n.op_type == "MatMulInteger")
+    lowered.graph.output.append(helper.make_tensor_value_info(digits, TensorProto.UINT8, None))
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((6, 512)).astype(np.float32)
+    x[0] = np.where(rng.random(512) < 0.5, -1, 1) * 63.0  # every element a row maximum
+    x[1] = (rng.integers(-126, 127, 512) + 0.5).astype(np.float32)  # r at ties (half to even)
+    x[1, 0] = 126.5
+    x[2] *= 1e30
+    x[3] *= 1e-30
+    x[4] = rng.uniform(-1, 1, 512).astype(np.float32) * (1 - 2 ** -23)
+    x[5] = 0
+    got = _session(lowered).run(None, {"x": x})[1]
+    assert got.shape == (6, 3, 512) and got.max() <= 128 and 2 * 128 * 127 <= np.iinfo(np.int16).max
+    assert (got[5] == 64).all()  # an all-zero row: every digit 0
+    assert (np.abs(got[:, 0].astype(int) - 64) <= 63).all()  # the leading digit within +-63
+
+
+def test_matmuls_reading_one_activation_share_its_digits():
+    rng = np.random.default_rng(11)
+    inits, nodes = [], []
+    for i in range(2):
+        inits += [numpy_helper.from_array(rng.integers(-127, 128, (64, 32)).astype(np.int8), f"w{i}_q"),
+                  numpy_helper.from_array(np.full(32, 0.01, np.float32), f"w{i}_scale")]
+        nodes += [helper.make_node("DequantizeLinear", [f"w{i}_q", f"w{i}_scale"], [f"w{i}"], axis=1),
+                  helper.make_node("MatMul", ["x", f"w{i}"], [f"y{i}"])]
+    graph = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+                              [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [2, 32]) for i in range(2)],
+                              inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    lowered, count = lower_int8_digit_matmuls(proto)
+    ops = [n.op_type for n in lowered.graph.node]
+    assert count == 2 and ops.count("MatMulInteger") == 2 and ops.count("QuantizeLinear") == 1
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    for want, got in zip(_session(proto, FOLD).run(None, {"x": x}), _session(lowered).run(None, {"x": x})):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -16,9 +16,11 @@ step must read at least, counted as stored (``portarun.models.decoder.decode_ste
 at the run's mean context length); MBU is achieved / roofline. The load average is printed:
 compare ratios within one run, not tokens/s across runs. XLA runs the static cache (fixed shapes, no
 recompilation per token); the others the dynamic one unless ``--cache static``.
-ONNX Runtime runs portarun's default (weight-only MatMuls lowered to MatMulNBits with float
-activations; ``--ort-variants`` adds int8 activations, named, and ORT's own DQ fusion side by
-side); the provenance in ``--json`` says which. ``$/1M tok`` prices our share of the cores of
+ONNX Runtime runs portarun's default (int4 weight-only MatMuls lowered to MatMulNBits with float
+activations, int8 ones to MatMulInteger over the activations' 3 int8 digits); ``--ort-variants`` adds
+int8 activations (named: a different precision), the int8 layers folded to fp32, and ORT's own DQ fusion
+side by side; the provenance in ``--json`` says which. ``next tok`` is next-token agreement with the same
+backend's fp32, teacher-forced on fp32's greedy sequence (``portarun.generate.forced_logits``). ``$/1M tok`` prices our share of the cores of
 ``--hardware`` (conformance's hardware profiles). Quantized decoders are cached under ``portarun.cache_dir()/bench_decode``.
 """
 
@@ -231,7 +233,7 @@ def _forced_agreement(runs: list[dict], prompt: np.ndarray) -> dict[int, dict]:
 # ONNX Runtime's weight-only forms side by side: the default (float activations, lowered), int8 activations
 # (named, a different precision), and what ORT did by itself before portarun lowered anything (its DQ
 # fusion at its default accuracy level 4, whole embedding tables dequantized every step)
-ORT_VARIANTS = {"int8-dynamic": {"activations": "int8-dynamic"},
+ORT_VARIANTS = {"int8-dynamic": {"activations": "int8-dynamic"}, "int8 folded to fp32": {"lower_int8": "fold"},
                 "ORT's own fusion": {"lower_int4": "none", "lower_int8": "none", "matmulnbits_accuracy_level": 4}}
 
 

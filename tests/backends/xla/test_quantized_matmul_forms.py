@@ -167,3 +167,14 @@ def test_an_unknown_quantized_matmul_form_is_a_usage_error():
     model = _dequantize_matmul("int8", "channel", zero_point=True)
     with pytest.raises(portarun.UsageError, match="quantized_matmul"):
         portarun.compile(model, "xla:cpu", "int8-weight", quantized_matmul="fast")
+
+
+def test_int8dot_unpacks_4_bit_blocks_one_at_a_time():
+    """The unpacked int8 copies of a 4-bit weight are never all live at once (XLA would otherwise run every
+    unpack first and page-fault a whole int8 copy of the weight into its temporaries on every call)."""
+    k, n = 1024, 2048  # 8 blocks of 128 rows; the int8 copy of the whole weight is 2 MB
+    model = _dequantize_matmul("int4", "block", zero_point=False, k=k, n=n, block=128)
+    exe = portarun.compile(model, "xla:cpu", "int4-weight", quantized_matmul="int8dot")
+    exe.run({"x": np.ones((1, 1, k), np.float32)})
+    (entry,) = exe.program._cache.values()
+    assert entry.call.memory_analysis().temp_size_in_bytes < k * n // 2

@@ -105,6 +105,8 @@ def qmatmul_int8dot(n, x, wq, scale, zero=None):
     K = int(n.attr("k"))
     lead = x.shape[:-1]
     R = math.prod(lead)
+    if R == 0:  # an empty batch: nothing to digitize (and no row to take the ordering flag from)
+        return jnp.zeros(lead + (N,), dtype)
     xf = x.reshape(R, K).astype(jnp.float32)
     if groups * rows > K:  # the padded weight rows are zero; so are the digits that meet them
         xf = jnp.pad(xf, ((0, 0), (0, groups * rows - K)))

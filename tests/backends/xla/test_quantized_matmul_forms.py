@@ -141,6 +141,15 @@ def test_int8dot_propagates_nan_and_inf_in_a_row(dtype, granularity):
     np.testing.assert_allclose(y[:, 2:], want, rtol=1e-4, atol=1e-4)  # the other rows are untouched
 
 
+@pytest.mark.parametrize("dtype,granularity", [("int8", "channel"), ("int4", "block")])
+def test_int8dot_takes_an_empty_batch(dtype, granularity):
+    model = _dequantize_matmul(dtype, granularity, zero_point=True)
+    precision = "int4-weight" if "4" in dtype else "int8-weight"
+    y = portarun.compile(model, "xla:cpu", precision, quantized_matmul="int8dot").run(
+        {"x": np.zeros((0, 3, K), np.float32)})["y"]
+    assert y.shape == (0, 3, N)
+
+
 def test_int8dot_unpacks_wide_4_bit_weights_in_tiles(monkeypatch):
     """A 4-bit block is unpacked to int8 a tile of columns at a time (the last tile short)."""
     from portarun_backends.xla.quant import digits

@@ -141,6 +141,15 @@ def test_int8dot_propagates_nan_and_inf_in_a_row(dtype, granularity):
     np.testing.assert_allclose(y[:, 2:], want, rtol=1e-4, atol=1e-4)  # the other rows are untouched
 
 
+@pytest.mark.parametrize("dtype,granularity", [("int8", "channel"), ("int4", "block")])
+def test_int8dot_takes_an_empty_batch(dtype, granularity):
+    model = _dequantize_matmul(dtype, granularity, zero_point=True)
+    precision = "int4-weight" if "4" in dtype else "int8-weight"
+    y = portarun.compile(model, "xla:cpu", precision, quantized_matmul="int8dot").run(
+        {"x": np.zeros((0, 3, K), np.float32)})["y"]
+    assert y.shape == (0, 3, N)
+
+
 def test_int8dot_unpacks_wide_4_bit_weights_in_tiles(monkeypatch):
     """A 4-bit block is unpacked to int8 a tile of columns at a time (the last tile short)."""
     from portarun_backends.xla.quant import digits
@@ -167,3 +176,14 @@ def test_an_unknown_quantized_matmul_form_is_a_usage_error():
     model = _dequantize_matmul("int8", "channel", zero_point=True)
     with pytest.raises(portarun.UsageError, match="quantized_matmul"):
         portarun.compile(model, "xla:cpu", "int8-weight", quantized_matmul="fast")
+
+
+def test_int8dot_unpacks_4_bit_blocks_one_at_a_time():
+    """The unpacked int8 copies of a 4-bit weight are never all live at once (XLA would otherwise run every
+    unpack first and page-fault a whole int8 copy of the weight into its temporaries on every call)."""
+    k, n = 1024, 2048  # 8 blocks of 128 rows; the int8 copy of the whole weight is 2 MB
+    model = _dequantize_matmul("int4", "block", zero_point=False, k=k, n=n, block=128)
+    exe = portarun.compile(model, "xla:cpu", "int4-weight", quantized_matmul="int8dot")
+    exe.run({"x": np.ones((1, 1, k), np.float32)})
+    (entry,) = exe.program._cache.values()
+    assert entry.call.memory_analysis().temp_size_in_bytes < k * n // 2

@@ -144,7 +144,7 @@ def main() -> int:
         bandwidth = _bandwidth_for(per_step, measured)
         roof = memory_roofline(bandwidth, per_step, achieved_tokens_per_second=row["decode_tokens_per_s"])
         row.update({"bytes_per_step": per_step, "bandwidth_bytes_per_s": bandwidth,
-                    "roofline_tokens_per_s": roof.tokens_per_second, "mbu": roof.fraction})
+                    "roofline_tokens_per_s": roof.tokens_per_second, "mbu": roof.fraction, "mbu_note": roof.note})
         rows.append(row)
         run["exe"].close()
 
@@ -173,7 +173,7 @@ def main() -> int:
               f"{same:>8.2f} {r.get('next_token_agreement', float('nan')):>8.2f} "
               f"{r['tpot_median_ms']:>7.2f}ms {r['tpot_p99_ms']:>6.2f}ms "
               f"{r['bytes_per_step'] / 1e6:>8.1f} {r['bandwidth_bytes_per_s'] / 1e9:>5.1f} "
-              f"{r['roofline_tokens_per_s']:>8.1f} {r['mbu']:>5.2f} "
+              f"{r['roofline_tokens_per_s']:>8.1f} {_mbu_text(r):>5} "
               f"{r['usd_per_million_tokens'] or float('nan'):>9.3f}")
     print("same tok: free-running greedy tokens equal to fp32's, position by position (one flip changes every "
           "later token); next tok: teacher-forced on fp32's sequence, the quantized argmax equal to fp32's at each "
@@ -191,6 +191,14 @@ def main() -> int:
         args.json.write_text(json.dumps({"model": args.model, "config": config, "bandwidth_measured": measured,
                                          "load_average": os.getloadavg(), "rows": rows}, indent=2, default=str))
     return 0
+
+
+def _mbu_text(row: dict) -> str:
+    """MBU, or why there is none: 'above' the roofline (bytes came from caches, or the copy bandwidth was
+    measured low under load), '-' where the step is not memory-bound."""
+    if row["mbu"] is not None:
+        return f"{row['mbu']:.2f}"
+    return "above" if row["mbu_note"].startswith("above") else "-"
 
 
 def _forced_agreement(runs: list[dict], prompt: np.ndarray) -> dict[int, dict]:

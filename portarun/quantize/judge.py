@@ -41,7 +41,6 @@ class Judge:
         self.measure_kwargs = measure_kwargs
         self.early = stops_early(floor, labels) and len(samples) > EARLY_SAMPLES
         self.worst = [1.0] * len(samples)  # each sample's lowest cosine when last measured: worst go first
-        self.samples_run = 0  # how many sample evaluations the candidates cost (tests, benchmarks)
 
     def measure(self, outputs: list[Feeds], indices: list[int] | None = None,
                 cosines: list[float] | None = None) -> Accuracy:
@@ -53,7 +52,6 @@ class Judge:
         """Accuracy of ``plan`` on the validation samples (the first ``limit`` of them, every one run)."""
         if limit is not None or not self.early:
             count = len(self.samples) if limit is None else min(limit, len(self.samples))
-            self.samples_run += count
             return self.measure(self.run(plan, self.samples[:count]), list(range(count)) if limit else None)
         order = sorted(range(len(self.samples)), key=lambda i: self.worst[i])  # stable: ties keep their order
         got: dict[int, Feeds] = {}
@@ -62,7 +60,6 @@ class Judge:
                 break
             chosen = order[len(got):stage]
             got.update(zip(chosen, self.run(plan, [self.samples[i] for i in chosen])))
-            self.samples_run += len(chosen)
             cosines: list[float] = []
             early = self.measure([got[i] for i in order[:stage]], order[:stage], cosines)
             self._remember(order[:stage], cosines)
@@ -70,7 +67,6 @@ class Judge:
                 return early
         rest = [i for i in order if i not in got]
         got.update(zip(rest, self.run(plan, [self.samples[i] for i in rest])))
-        self.samples_run += len(rest)
         cosines = []
         accuracy = self.measure([got[i] for i in range(len(self.samples))], None, cosines)
         self._remember(list(range(len(self.samples))), cosines)

@@ -28,7 +28,6 @@ from .numerics import QuantizedTensor
 from .rewrite import Options, Target, activation_qdq, quantized_weight
 
 Feeds = dict[str, np.ndarray]
-SWAPPABLE_LEVELS = ("int4", "int8", "int8+act", "float")  # int8+act: activation QDQ chosen by a fed flag
 LOCAL_OPS = ("MatMul", "Gemm", "Gather")  # ops whose output error is computed here from their input
 # samples per run when they stack along the batch axis: the weights (fed, so not prepacked) are read
 # once per run, and 16 decoder-small forwards cost about what one does

@@ -133,12 +133,19 @@ def _copy_fields(source, target, skip: str = "") -> None:
             setattr(target, field.name, value)
 
 
+def copy_without_initializers(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``proto`` with an empty initializer list: the caller adds the ones it keeps (copying a
+    400 MB model whole, to drop most of its weights next, cost a second and as much memory again)."""
+    out = onnx.ModelProto()
+    _copy_fields(proto, out, skip="graph")
+    _copy_fields(proto.graph, out.graph, skip="initializer")
+    return out
+
+
 def _without_weight_bytes(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, TensorProto]]:
     """A copy of ``proto`` whose large raw float initializers are bytes-less (name, type and dims kept),
     and those initializers of ``proto`` by name. ``proto`` itself is not touched."""
-    light = onnx.ModelProto()
-    _copy_fields(proto, light, skip="graph")
-    _copy_fields(proto.graph, light.graph, skip="initializer")
+    light = copy_without_initializers(proto)
     held: dict[str, TensorProto] = {}
     for init in proto.graph.initializer:
         if init.data_type == TensorProto.FLOAT and len(init.raw_data) >= HELD_BYTES:
@@ -216,10 +223,9 @@ def _int4_proto(name: str, values: np.ndarray, signed: bool) -> TensorProto:
 
 def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str], opts: Options) -> onnx.ModelProto:
     """The QDQ model for ``levels`` (node name -> level; absent means float). ``proto`` is not modified."""
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
+    out = copy_without_initializers(proto)  # the weights are read from proto; only the kept ones are copied
     graph = out.graph
-    inits = {t.name: t for t in graph.initializer}
+    inits = {t.name: t for t in proto.graph.initializer}
     # by first output, not position: positions shift when an opset conversion inserts nodes
     by_output = {t.output: t for t in targets if levels.get(t.node, "float") != "float"}
     new_inits: list[TensorProto] = []
@@ -284,7 +290,7 @@ def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str],
         new_nodes.append(rewritten)
 
     still_used = {name for node in new_nodes for name in node.input} | {o.name for o in graph.output}
-    kept = [init for init in graph.initializer if init.name not in consumed_weights or init.name in still_used]
+    kept = [init for init in proto.graph.initializer if init.name not in consumed_weights or init.name in still_used]
     del graph.node[:]
     graph.node.extend(new_nodes)
     del graph.initializer[:]

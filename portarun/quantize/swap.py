@@ -25,7 +25,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import PortarunError
 from .numerics import QuantizedTensor
-from .rewrite import Options, Target, activation_qdq, quantized_weight
+from .rewrite import Options, Target, activation_qdq, copy_without_initializers, quantized_weight
 
 Feeds = dict[str, np.ndarray]
 LOCAL_OPS = ("MatMul", "Gemm", "Gather")  # ops whose output error is computed here from their input
@@ -52,10 +52,9 @@ class WeightSwapSession:
         self.stack: bool | None = None  # whether samples may run stacked along the batch axis (checked once)
         self._reference: dict[str, float] = {}  # node output -> ||x W||^2 on the probed inputs
         self._dequantized: dict[tuple[str, str], np.ndarray] = {}
-        proto = onnx.ModelProto()
-        proto.CopyFrom(base)
+        proto = copy_without_initializers(base)  # the initializers it keeps are added below
         graph = proto.graph
-        inits = {t.name: t for t in graph.initializer}
+        inits = {t.name: t for t in base.graph.initializer}
         by_output = {t.output: t for t in targets}
         self.probes = sorted({p for t in targets if t.op in LOCAL_OPS for p in self._probe_inputs(t)}
                              - {i.name for i in graph.input} - set(inits))
@@ -85,7 +84,7 @@ class WeightSwapSession:
         del graph.node[:]
         graph.node.extend(nodes)
         used = {name for node in graph.node for name in node.input}
-        kept = [init for init in graph.initializer if init.name in used]
+        kept = [init for init in list(base.graph.initializer) + list(graph.initializer) if init.name in used]
         del graph.initializer[:]
         graph.initializer.extend(kept)
         existing = {o.name for o in graph.output}

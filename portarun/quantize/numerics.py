@@ -141,10 +141,13 @@ def pack_int4(values: np.ndarray) -> bytes:
     """ONNX 4-bit packing of ``values`` (int in [-8, 7] or [0, 15]), flattened row-major:
     element 2i in the low nibble of byte i, element 2i+1 in the high nibble; an odd
     count leaves the last high nibble zero."""
-    flat = np.asarray(values).astype(np.int16).ravel()
+    flat = np.asarray(values).ravel()
     if flat.size and (flat.min() < -8 or flat.max() > 15):
         raise ValueError("int4 values must lie in [-8, 7] (signed) or [0, 15] (unsigned)")
-    nibbles = (flat & 0x0F).astype(np.uint8)
+    if flat.dtype in (np.int8, np.uint8):  # the low nibble of the byte itself (two's complement for int8)
+        nibbles = flat.view(np.uint8) & np.uint8(0x0F)
+    else:
+        nibbles = (flat.astype(np.int16) & 0x0F).astype(np.uint8)
     if nibbles.size % 2:
         nibbles = np.concatenate([nibbles, np.zeros(1, np.uint8)])
     return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()

@@ -56,7 +56,10 @@ class WeightSwapSession:
         graph = proto.graph
         inits = {t.name: t for t in base.graph.initializer}
         by_output = {t.output: t for t in targets}
-        self.probes = sorted({p for t in targets if t.op in LOCAL_OPS for p in self._probe_inputs(t)}
+        # a MatMul's own float output is probed too: its energy, the local error's denominator, is then
+        # read instead of recomputed (half the ranking's matrix products)
+        self.probes = sorted(({p for t in targets if t.op in LOCAL_OPS for p in self._probe_inputs(t)}
+                              | {t.output for t in targets if t.op == "MatMul"})
                              - {i.name for i in graph.input} - set(inits))
         self.flagged: list[Target] = []  # nodes whose activation QDQ a fed flag turns on (int8+act)
         fake_quantized: dict[str, str] = {}  # activation -> its DQ output (one pair per tensor, as build writes)
@@ -89,10 +92,10 @@ class WeightSwapSession:
         graph.initializer.extend(kept)
         existing = {o.name for o in graph.output}
         declared = {vi.name: vi.type.tensor_type.elem_type for vi in graph.value_info}
-        for t in targets:  # a MatMul's activation has its weight's type; ids are int64 unless declared
-            for name in self._probe_inputs(t):
+        for t in targets:  # a MatMul's activation and output have its weight's type; ids are int64 unless declared
+            for name in self._probe_inputs(t) + ([t.output] if t.op == "MatMul" else []):
                 if name in self.probes and name not in existing:
-                    elem = inits[t.weight].data_type if name == t.activation else \
+                    elem = inits[t.weight].data_type if name in (t.activation, t.output) else \
                         declared.get(name, onnx.TensorProto.INT64)
                     graph.output.append(helper.make_tensor_value_info(name, elem, None))
                     existing.add(name)
@@ -171,6 +174,9 @@ class WeightSwapSession:
             if x2.shape[1] != b.shape[0]:
                 return None
             dy = x2 @ ((wq - w) if t.block_axis == 0 else (wq - w).T)
+            if t.output not in self._reference and t.op == "MatMul" and all(t.output in r for r in probed):
+                self._reference[t.output] = float(sum(np.sum(np.square(r[t.output], dtype=np.float64))
+                                                      for r in probed))  # what the float session computed
             y = None if t.output in self._reference else x2 @ b
         err = float(np.sum(np.square(dy, dtype=np.float64)))
         if t.output not in self._reference:

@@ -112,12 +112,13 @@ def _ascii_only(stream: Any) -> bool:
 
 
 def _isatty(stream: Any) -> bool:
-    """A terminal a bar can be drawn on: one that reports no width (a pty nobody sized, e.g. under
-    `script`) gets plain lines, since tqdm draws nothing at width 0."""
+    """A terminal a bar can be drawn on: one that reports no width or no height (a pty nobody sized,
+    e.g. under `script`, or given columns only) gets plain lines, since tqdm draws nothing there."""
     try:
         if not stream.isatty():
             return False
-        return os.get_terminal_size(stream.fileno()).columns > 0
+        size = os.get_terminal_size(stream.fileno())
+        return size.columns > 0 and size.lines > 0  # tqdm draws nothing when either is unknown (0)
     except (AttributeError, ValueError, OSError):
         return False
 

@@ -4,6 +4,7 @@
     python tools/bench_quantize.py                          # built-in transformer, random data
     python tools/bench_quantize.py --model minilm           # all-MiniLM-L6-v2 with real English sentences
     python tools/bench_quantize.py --model path/to/model.onnx --backends onnxruntime:cpu
+    python tools/bench_quantize.py --time-only              # how long quantizing takes (issue 15's targets)
 
 Each precision is quantized once with portarun.quantize (the neutral QDQ artifact, accuracy floor
 on held-out data), then compiled on every backend. Per cell: weight bytes (and the ratio to fp32),
@@ -17,8 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -125,6 +130,82 @@ def bench_backend(spec: str, models: dict, work: Workload, rounds: int, warmup: 
     return cells
 
 
+# --time-only: the quantizer's own speed targets (issue 15: decoder-small int4-weight <= 30 s through the
+# CLI, MiniLM int8 <= 20 s); MiniLM's weight-only precisions ride along
+TIME_JOBS = ("decoder-small:int4-weight", "minilm:int8", "minilm:int8-weight", "minilm:int4-weight")
+
+
+class StageClock:
+    """A ``portarun.quantize`` progress callback that notes how long each stage of the search took."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.stage, self.since = None, time.perf_counter()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if stage != self.stage:
+            if self.stage is not None:
+                self.seconds[self.stage] = self.seconds.get(self.stage, 0.0) + now - self.since
+            self.stage, self.since = stage, now
+
+    def text(self) -> str:
+        self("", 0, 0)
+        return ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in self.seconds.items())
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def time_cli(spec: str, precision: str) -> dict:
+    """``portarun quantize SPEC -p PRECISION -o x.onnx`` as a user runs it: wall seconds (model build, search,
+    write), peak RSS, and the stage lines the CLI prints off a terminal."""
+    with tempfile.TemporaryDirectory() as folder:
+        before, start = _load(), time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "portarun", "quantize", spec, "-p", precision, "-o",
+                               str(Path(folder) / "x.onnx")], capture_output=True, text=True,
+                              env={**os.environ, "PORTARUN_PROGRESS": "1"})
+        wall = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # kB -> GB; the largest child so far
+    stages = [line.split(": ", 1)[1] for line in done.stderr.splitlines() if line.startswith(f"quantize {precision}: ")]
+    summary = next((line for line in done.stdout.splitlines() if line.startswith("quantized to")), done.stderr[-300:])
+    return {"job": f"{spec} {precision} (CLI)", "wall_s": wall, "load_before": before, "load_after": _load(),
+            "rss_gb": rss, "ok": done.returncode == 0, "stages": "; ".join(stages), "result": summary}
+
+
+def time_api(spec: str, precision: str, args) -> dict:
+    """``portarun.quantize`` on the benchmark's workload (MiniLM: real English sentences), in this process."""
+    work = Workload(spec, args.calibration, args.validation, args.seq, args.seed)
+    clock = StageClock()
+    before, start = _load(), time.perf_counter()
+    q = portarun.quantize(work.model, precision, calibration=work.calibration, validation=work.validation,
+                          block_size=args.block_size, seed=args.seed, progress=clock)
+    wall = time.perf_counter() - start
+    return {"job": f"{spec} {precision} ({work.data})", "wall_s": wall, "load_before": before,
+            "load_after": _load(), "ok": q.floor_met, "stages": clock.text(),
+            "result": q.summary().splitlines()[0] + "; " + q.report.accuracy.text().split(" (95%")[0]}
+
+
+def time_only(args) -> int:
+    """Quantize each job once and print wall seconds with the load average around it (others share the
+    machine: compare runs made side by side)."""
+    rows = []
+    for job in [j.strip() for j in args.jobs.split(",") if j.strip()]:
+        spec, _, precision = job.rpartition(":")
+        row = time_cli(f"builtin:{spec}", precision) if spec.startswith("decoder") or spec in ("mlp", "cnn",
+                                                                                             "transformer") \
+            else time_api(spec, precision, args)
+        rows.append(row)
+        print(f"{row['job']}: {row['wall_s']:.1f} s wall, load {row['load_before']} -> {row['load_after']}"
+              + (f", peak RSS {row['rss_gb']:.2f} GB" if "rss_gb" in row else "")
+              + ("" if row["ok"] else " (FAILED or floor not met)")
+              + f"\n  stages: {row['stages']}\n  {row['result']}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0 if all(row["ok"] for row in rows) else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="builtin:transformer",
@@ -142,7 +223,13 @@ def main(argv=None) -> int:
     parser.add_argument("--floor", action="append", default=[], metavar="PRECISION=METRIC=VALUE",
                         help="accuracy floor for one precision, e.g. int8=cosine=0.995 (default: quantize's)")
     parser.add_argument("--reuse", type=Path, help="folder for the quantized models: reuse them when present")
+    parser.add_argument("--time-only", action="store_true",
+                        help="only time the quantizer on --jobs (wall seconds, load average, stages)")
+    parser.add_argument("--jobs", default=",".join(TIME_JOBS), metavar="MODEL:PRECISION,...",
+                        help="--time-only jobs: builtin names go through the CLI, 'minilm' through the API")
     args = parser.parse_args(argv)
+    if args.time_only:
+        return time_only(args)
 
     floors = dict(item.split("=", 1) for item in args.floor)
     work = Workload(args.model, args.calibration, args.validation, args.seq, args.seed)

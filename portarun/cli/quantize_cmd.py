@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..errors import CheckFailedError
-from ..progress import StageProgress
+from ..progress import StageProgress, status
 from ..types import Precision
 from ._common import lazy, parse_dims
 from .options import dims_option, emit_json_text, json_option, precision_option, seed_option
@@ -88,7 +88,8 @@ def quantize(model: str, precision: str, calibration_file: str | None, eval_file
     parsed_dims = parse_dims(dims)
     calibration = calibration_file or (RandomCalibration(random_count, seed=seed, dims=parsed_dims)
                                        if random_count else None)
-    loaded = load(model)
+    with status(f"loading {model}"):  # a builtin decoder is built and validated first: seconds
+        loaded = load(model)
     validation = load_samples(loaded, eval_file).samples if eval_file else None
     with StageProgress(SEARCH_STAGES, prefix=f"quantize {precision}: ") as bars:
         result = quantize_model(loaded, precision, calibration=calibration, validation=validation,

@@ -2,9 +2,9 @@
 
 A floor on worst-sample bounds (cosine, top-1, max abs) fails as soon as one sample fails it, whatever
 the others give. Most candidates the search tries fail (each greedy move but the last, most undo
-trials), so a candidate first runs the ``EARLY_SAMPLES`` samples that came out worst so far and stops
-there when they already fail; a passing candidate runs the rest and is measured on all samples in
-their given order, exactly as before. Decisions are the same; a failed step's accuracy reads as what
+trials), so a candidate runs the samples that came out worst so far first, in stages (``STAGES``: the
+2 worst, then up to 8), and stops as soon as a stage fails; a passing candidate runs the rest and is
+measured on all samples in their given order, exactly as before. Decisions are the same; a failed step's accuracy reads as what
 was measured ("... (8 samples)"). Floors on averages (mean abs, next-token agreement, exact match
 against labels) always run every sample.
 """
@@ -18,7 +18,8 @@ import numpy as np
 from .accuracy import Accuracy, AccuracyFloor, Reference, measure
 
 Feeds = dict[str, np.ndarray]
-EARLY_SAMPLES = 8
+STAGES = (2, 8)  # samples run (worst first) before a candidate may stop: 2, then 8, then all
+EARLY_SAMPLES = STAGES[0]
 
 
 def stops_early(floor: AccuracyFloor, labels: Any) -> bool:
@@ -40,7 +41,6 @@ class Judge:
         self.measure_kwargs = measure_kwargs
         self.early = stops_early(floor, labels) and len(samples) > EARLY_SAMPLES
         self.worst = [1.0] * len(samples)  # each sample's lowest cosine when last measured: worst go first
-        self.samples_run = 0  # how many sample evaluations the candidates cost (tests, benchmarks)
 
     def measure(self, outputs: list[Feeds], indices: list[int] | None = None,
                 cosines: list[float] | None = None) -> Accuracy:
@@ -52,19 +52,21 @@ class Judge:
         """Accuracy of ``plan`` on the validation samples (the first ``limit`` of them, every one run)."""
         if limit is not None or not self.early:
             count = len(self.samples) if limit is None else min(limit, len(self.samples))
-            self.samples_run += count
             return self.measure(self.run(plan, self.samples[:count]), list(range(count)) if limit else None)
         order = sorted(range(len(self.samples)), key=lambda i: self.worst[i])  # stable: ties keep their order
-        first, rest = order[:EARLY_SAMPLES], order[EARLY_SAMPLES:]
-        got = dict(zip(first, self.run(plan, [self.samples[i] for i in first])))
-        self.samples_run += len(first)
-        cosines: list[float] = []
-        early = self.measure([got[i] for i in first], first, cosines)
-        self._remember(first, cosines)
-        if not early.passed:
-            return early
+        got: dict[int, Feeds] = {}
+        for stage in STAGES:
+            if stage >= len(order):
+                break
+            chosen = order[len(got):stage]
+            got.update(zip(chosen, self.run(plan, [self.samples[i] for i in chosen])))
+            cosines: list[float] = []
+            early = self.measure([got[i] for i in order[:stage]], order[:stage], cosines)
+            self._remember(order[:stage], cosines)
+            if not early.passed:
+                return early
+        rest = [i for i in order if i not in got]
         got.update(zip(rest, self.run(plan, [self.samples[i] for i in rest])))
-        self.samples_run += len(rest)
         cosines = []
         accuracy = self.measure([got[i] for i in range(len(self.samples))], None, cosines)
         self._remember(list(range(len(self.samples))), cosines)

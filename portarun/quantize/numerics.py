@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+PIECE = 1 << 18  # elements (1 MB of float32) per piece when a whole weight's temporaries would not fit in cache
 INT8_MAX = 127  # symmetric: -127..127, so -128 never appears (VNNI u8*s8 sums stay in range)
 
 
@@ -81,26 +82,37 @@ def quantize_blocked_int4(weight: np.ndarray, axis: int, block_size: int, *, sym
     w = np.asarray(weight, dtype=np.float32)
     axis = axis % w.ndim
     blocks, length = _blocks(w, axis, block_size)
-    inner = axis + 1  # the axis within a block; scales and zero points keep the weight's layout, n_blocks at axis
-    if symmetric:
-        hi = np.max(blocks, axis=inner)
-        lo = np.min(blocks, axis=inner)
-        scale = np.maximum(np.maximum(hi, 0) / 7.0, np.maximum(-lo, 0) / 8.0)
-        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        q = blocks / np.expand_dims(scale, inner)
-        np.rint(q, out=q)
-        q = np.clip(q, -8, 7, out=q).astype(np.int8)
-        zero = None
-    else:
-        lo = np.minimum(np.min(blocks, axis=inner), 0.0)
-        hi = np.maximum(np.max(blocks, axis=inner), 0.0)
-        scale = np.where(hi > lo, (hi - lo) / 15.0, 1.0).astype(np.float32)
-        zero = np.clip(np.rint(-lo / scale), 0, 15).astype(np.uint8)
-        q = blocks / np.expand_dims(scale, inner)
-        np.rint(q, out=q)
-        q += np.expand_dims(zero, inner)
-        q = np.clip(q, 0, 15, out=q).astype(np.uint8)
-    return QuantizedTensor(_unblock(q, axis, length), scale, zero, axis, block_size, 4, symmetric)
+    # [outer, block, inner] (a view): the scales are [outer, inner], one per block; worked through in
+    # cache-sized pieces (whole-weight float temporaries, page-faulted afresh, took most of the time)
+    outer, inner = int(np.prod(blocks.shape[:axis + 1])), int(np.prod(blocks.shape[axis + 2:]))
+    cube = blocks.reshape(outer, block_size, inner)
+    values = np.empty(cube.shape, np.int8 if symmetric else np.uint8)
+    scale = np.empty((outer, inner), np.float32)
+    zero = None if symmetric else np.empty((outer, inner), np.uint8)
+    step_inner = min(inner, max(1, PIECE // block_size))
+    step_outer = max(1, PIECE // (block_size * step_inner))
+    for o in range(0, outer, step_outer):
+        for i in range(0, inner, step_inner):
+            part = cube[o:o + step_outer, :, i:i + step_inner]
+            hi, lo = np.max(part, axis=1), np.min(part, axis=1)
+            if symmetric:  # the scale that fits both the most negative (-8) and most positive (7) value
+                s = np.maximum(np.maximum(hi, 0) / 7.0, np.maximum(-lo, 0) / 8.0)
+                s = np.where(s > 0, s, 1.0).astype(np.float32)
+            else:  # the range always includes 0 so zeros stay exact
+                lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+                s = np.where(hi > lo, (hi - lo) / 15.0, 1.0).astype(np.float32)
+                z = np.clip(np.rint(-lo / s), 0, 15).astype(np.uint8)
+                zero[o:o + step_outer, i:i + step_inner] = z
+            scale[o:o + step_outer, i:i + step_inner] = s
+            q = part / s[:, None, :]
+            np.rint(q, out=q)
+            if not symmetric:
+                q += z[:, None, :]
+            np.clip(q, -8 if symmetric else 0, 7 if symmetric else 15, out=q)
+            values[o:o + step_outer, :, i:i + step_inner] = q  # the same cast astype makes
+    layout = blocks.shape[:axis + 1] + blocks.shape[axis + 2:]  # the weight's, n_blocks at axis
+    return QuantizedTensor(_unblock(values.reshape(blocks.shape), axis, length), scale.reshape(layout),
+                           None if zero is None else zero.reshape(layout), axis, block_size, 4, symmetric)
 
 
 def dequantize(q: QuantizedTensor) -> np.ndarray:
@@ -129,10 +141,13 @@ def pack_int4(values: np.ndarray) -> bytes:
     """ONNX 4-bit packing of ``values`` (int in [-8, 7] or [0, 15]), flattened row-major:
     element 2i in the low nibble of byte i, element 2i+1 in the high nibble; an odd
     count leaves the last high nibble zero."""
-    flat = np.asarray(values).astype(np.int16).ravel()
+    flat = np.asarray(values).ravel()
     if flat.size and (flat.min() < -8 or flat.max() > 15):
         raise ValueError("int4 values must lie in [-8, 7] (signed) or [0, 15] (unsigned)")
-    nibbles = (flat & 0x0F).astype(np.uint8)
+    if flat.dtype in (np.int8, np.uint8):  # the low nibble of the byte itself (two's complement for int8)
+        nibbles = flat.view(np.uint8) & np.uint8(0x0F)
+    else:
+        nibbles = (flat.astype(np.int16) & 0x0F).astype(np.uint8)
     if nibbles.size % 2:
         nibbles = np.concatenate([nibbles, np.zeros(1, np.uint8)])
     return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()

@@ -10,7 +10,11 @@
    vs float, per byte the next step up adds) and move the top one step toward float
    (int4 -> int8 -> float; int8+activation -> int8 weight -> float), re-measuring
    after each step and re-ranking when every ranked node has moved once. Once the floor
-   holds, moves that turn out unnecessary are undone (oldest first).
+   holds, moves that turn out unnecessary are undone (oldest first) (search.py).
+4. Every candidate plan runs on one float session compiled once (swap.py: weights fed, activation
+   QDQ switched by fed flags), is judged worst samples first and stops when they already fail
+   (judge.py); the chosen plan is then built and judged as the evaluator runs the artifact, and the
+   search goes on on built artifacts should the two ever disagree.
 """
 
 from __future__ import annotations

@@ -119,29 +119,60 @@ def upgrade_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     from onnx import version_converter
 
     # The converter round-trips the whole model through C++ (decoder-small: 400 MB serialized, parsed,
-    # rebuilt, serialized and parsed back). It adapts nodes, never a float weight's values, so the large
-    # float initializers travel without their bytes and get them back by name afterwards.
-    held: dict[str, bytes] = {}
-    for init in proto.graph.initializer:
-        if init.data_type == TensorProto.FLOAT and len(init.raw_data) >= HELD_BYTES:
-            held[init.name] = init.raw_data
-            init.ClearField("raw_data")
+    # rebuilt, serialized and parsed back). It adapts nodes, never a float weight's values, so it gets a
+    # copy of the model whose large float initializers have no bytes; they are filled in afterwards, by name.
+    light, held = _without_weight_bytes(proto)
     try:
-        converted = version_converter.convert_version(proto, opset)
+        converted = version_converter.convert_version(light, opset)
     except Exception as exc:  # the converter raises bare RuntimeErrors for ops it cannot adapt
         text = first_line(exc)
         raise ModelError(f"cannot upgrade '{proto.graph.name}' from opset {current} to {opset} "
                          f"(needed for {'int4 DequantizeLinear' if opset >= INT4_OPSET else 'per-channel QDQ'}): "
                          f"{text}", hint="re-export the model at opset 21, or quantize to int8 instead") from None
-    finally:
-        for init in proto.graph.initializer:  # the caller's model gets its bytes back whatever happened
-            if init.name in held:
-                init.raw_data = held[init.name]
     for init in converted.graph.initializer:
-        if init.name in held and not init.raw_data and init.data_type == TensorProto.FLOAT:
-            init.raw_data = held[init.name]
+        source = held.get(init.name)
+        if source is not None and not init.raw_data and init.data_type == source.data_type:
+            init.raw_data = source.raw_data
     converted.ir_version = max(converted.ir_version, IR_FOR_OPSET.get(opset, onnx.IR_VERSION))
     return converted
+
+
+def _copy_fields(source, target, skip: str = "") -> None:
+    """Every set field of protobuf message ``source`` into ``target``, except the one named ``skip``."""
+    for field, value in source.ListFields():
+        if field.name == skip:
+            continue
+        # protobuf >= 5 names it is_repeated (and drops label); older ones only have label
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if repeated:
+            getattr(target, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def copy_without_initializers(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``proto`` with an empty initializer list: the caller adds the ones it keeps (copying a
+    400 MB model whole, to drop most of its weights next, cost a second and as much memory again)."""
+    out = onnx.ModelProto()
+    _copy_fields(proto, out, skip="graph")
+    _copy_fields(proto.graph, out.graph, skip="initializer")
+    return out
+
+
+def _without_weight_bytes(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, TensorProto]]:
+    """A copy of ``proto`` whose large raw float initializers are bytes-less (name, type and dims kept),
+    and those initializers of ``proto`` by name. ``proto`` itself is not touched."""
+    light = copy_without_initializers(proto)
+    held: dict[str, TensorProto] = {}
+    for init in proto.graph.initializer:
+        if init.data_type == TensorProto.FLOAT and len(init.raw_data) >= HELD_BYTES:
+            held[init.name] = init
+            light.graph.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims)
+        else:
+            light.graph.initializer.add().CopyFrom(init)
+    return light, held
 
 
 # ops whose int4 weights ONNX Runtime lowers to MatMulNBits / GatherBlockQuantized (power-of-two blocks >= 16)
@@ -211,10 +242,9 @@ def _int4_proto(name: str, values: np.ndarray, signed: bool) -> TensorProto:
 
 def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str], opts: Options) -> onnx.ModelProto:
     """The QDQ model for ``levels`` (node name -> level; absent means float). ``proto`` is not modified."""
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
+    out = copy_without_initializers(proto)  # the weights are read from proto; only the kept ones are copied
     graph = out.graph
-    inits = {t.name: t for t in graph.initializer}
+    inits = {t.name: t for t in proto.graph.initializer}
     # by first output, not position: positions shift when an opset conversion inserts nodes
     by_output = {t.output: t for t in targets if levels.get(t.node, "float") != "float"}
     new_inits: list[TensorProto] = []
@@ -280,8 +310,8 @@ def build(proto: onnx.ModelProto, targets: list[Target], levels: dict[str, str],
 
     rewritten_graph = onnx.GraphProto()
     rewritten_graph.node.extend(new_nodes)
-    still_used = used_names(rewritten_graph) | {o.name for o in graph.output}
-    kept = [init for init in graph.initializer if init.name not in consumed_weights or init.name in still_used]
+    still_used = used_names(rewritten_graph) | {o.name for o in graph.output}  # subgraphs read outer names too
+    kept = [init for init in proto.graph.initializer if init.name not in consumed_weights or init.name in still_used]
     del graph.node[:]
     graph.node.extend(new_nodes)
     del graph.initializer[:]

@@ -25,10 +25,9 @@ from onnx import helper, numpy_helper
 
 from ..errors import PortarunError
 from .numerics import QuantizedTensor
-from .rewrite import Options, Target, activation_qdq, quantized_weight, used_names
+from .rewrite import Options, Target, activation_qdq, copy_without_initializers, quantized_weight, used_names
 
 Feeds = dict[str, np.ndarray]
-SWAPPABLE_LEVELS = ("int4", "int8", "int8+act", "float")  # int8+act: activation QDQ chosen by a fed flag
 LOCAL_OPS = ("MatMul", "Gemm", "Gather")  # ops whose output error is computed here from their input
 # samples per run when they stack along the batch axis: the weights (fed, so not prepacked) are read
 # once per run, and 16 decoder-small forwards cost about what one does
@@ -53,12 +52,14 @@ class WeightSwapSession:
         self.stack: bool | None = None  # whether samples may run stacked along the batch axis (checked once)
         self._reference: dict[str, float] = {}  # node output -> ||x W||^2 on the probed inputs
         self._dequantized: dict[tuple[str, str], np.ndarray] = {}
-        proto = onnx.ModelProto()
-        proto.CopyFrom(base)
+        proto = copy_without_initializers(base)  # the initializers it keeps are added below
         graph = proto.graph
-        inits = {t.name: t for t in graph.initializer}
+        inits = {t.name: t for t in base.graph.initializer}
         by_output = {t.output: t for t in targets}
-        self.probes = sorted({p for t in targets if t.op in LOCAL_OPS for p in self._probe_inputs(t)}
+        # a MatMul's own float output is probed too: its energy, the local error's denominator, is then
+        # read instead of recomputed (half the ranking's matrix products)
+        self.probes = sorted(({p for t in targets if t.op in LOCAL_OPS for p in self._probe_inputs(t)}
+                              | {t.output for t in targets if t.op == "MatMul"})
                              - {i.name for i in graph.input} - set(inits))
         self.flagged: list[Target] = []  # nodes whose activation QDQ a fed flag turns on (int8+act)
         fake_quantized: dict[str, str] = {}  # activation -> its DQ output (one pair per tensor, as build writes)
@@ -86,15 +87,15 @@ class WeightSwapSession:
         del graph.node[:]
         graph.node.extend(nodes)
         used = used_names(graph)  # subgraphs read outer initializers too
-        kept = [init for init in graph.initializer if init.name in used]
+        kept = [init for init in list(base.graph.initializer) + list(graph.initializer) if init.name in used]
         del graph.initializer[:]
         graph.initializer.extend(kept)
         existing = {o.name for o in graph.output}
         declared = {vi.name: vi.type.tensor_type.elem_type for vi in graph.value_info}
-        for t in targets:  # a MatMul's activation has its weight's type; ids are int64 unless declared
-            for name in self._probe_inputs(t):
+        for t in targets:  # a MatMul's activation and output have its weight's type; ids are int64 unless declared
+            for name in self._probe_inputs(t) + ([t.output] if t.op == "MatMul" else []):
                 if name in self.probes and name not in existing:
-                    elem = inits[t.weight].data_type if name == t.activation else \
+                    elem = inits[t.weight].data_type if name in (t.activation, t.output) else \
                         declared.get(name, onnx.TensorProto.INT64)
                     graph.output.append(helper.make_tensor_value_info(name, elem, None))
                     existing.add(name)
@@ -173,6 +174,9 @@ class WeightSwapSession:
             if x2.shape[1] != b.shape[0]:
                 return None
             dy = x2 @ ((wq - w) if t.block_axis == 0 else (wq - w).T)
+            if t.output not in self._reference and t.op == "MatMul" and all(t.output in r for r in probed):
+                self._reference[t.output] = float(sum(np.sum(np.square(r[t.output], dtype=np.float64))
+                                                      for r in probed))  # what the float session computed
             y = None if t.output in self._reference else x2 @ b
         err = float(np.sum(np.square(dy, dtype=np.float64)))
         if t.output not in self._reference:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from portarun.quantize.accuracy import AccuracyFloor, Reference, measure
-from portarun.quantize.judge import EARLY_SAMPLES, Judge
+from portarun.quantize.judge import EARLY_SAMPLES, STAGES, Judge
 
 COUNT = 24
 
@@ -54,7 +54,7 @@ def test_a_failing_plan_stops_after_its_worst_samples_and_decides_as_a_full_meas
             assert got.cosine_min == pytest.approx(full.cosine_min, abs=1e-12)
             assert got.cosine_mean == pytest.approx(full.cosine_mean, abs=1e-12)
         else:
-            assert got.samples == len(ran) == EARLY_SAMPLES and got.failures
+            assert got.samples == len(ran) and len(ran) in STAGES and got.failures
     assert decided == {True, False}
     # the bad samples came out worst, so the later failing plans ran them first
     ran.clear()

@@ -102,3 +102,41 @@ def test_samples_of_different_shapes_stack_with_their_own_shape(transformer):
         for name in outputs:
             assert a[name].shape == b[name].shape
             np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+def test_when_the_artifact_disagrees_with_the_session_the_search_goes_on_on_built_artifacts(monkeypatch):
+    """Plumbing fake: artifacts (protos with int4 DequantizeLinear nodes) compile to the real executable
+    with noise added per int4 layer, as if the evaluator ran int4 less exactly than the float session
+    computes it. The search must not report the session's pass: it goes on until the artifact passes."""
+    real = quantizer_module.Evaluator.compile
+
+    class Noisy:
+        def __init__(self, executable, layers):
+            self.executable, self.layers = executable, layers
+            self.inputs = executable.inputs
+
+        def run(self, feeds, **kwargs):
+            out = self.executable.run(feeds, **kwargs)
+            rng = np.random.default_rng(0)
+            return {k: v + 0.2 * self.layers * np.abs(v).mean() * rng.standard_normal(v.shape).astype(v.dtype)
+                    for k, v in out.items()}
+
+        def close(self):
+            self.executable.close()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.close()
+
+    def compile(self, proto):
+        layers = sum(node.op_type == "DequantizeLinear" and "_int4" in node.name for node in proto.graph.node)
+        executable = real(self, proto)
+        return Noisy(executable, layers) if layers else executable
+
+    monkeypatch.setattr(quantizer_module.Evaluator, "compile", compile)
+    q = portarun.quantize("builtin:mlp", "int4-weight", accuracy_floor="cosine=0.99")
+    assert any("searching on built artifacts" in step for step in q.report.fallback_steps), q.summary()
+    assert q.floor_met and q.report.accuracy.passed  # what the report claims, the artifact measured
+    assert all(n.level != "int4" for n in q.report.nodes)  # every int4 layer made the artifact fail here

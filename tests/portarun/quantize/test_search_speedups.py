@@ -86,3 +86,22 @@ def test_cli_quantize_shows_the_search_stages(tmp_path, monkeypatch):
                   "fallback steps", "judge and check the artifact"):
         assert f"quantize int8: {stage}: " in text, text
     assert onnx.load(str(tmp_path / "t.onnx")).graph.node
+
+
+def test_a_terminal_without_rows_gets_plain_stage_lines():
+    """A pty given columns but no rows (``stty cols 120`` under ``script``): tqdm would draw nothing."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    try:
+        stream = os.fdopen(follower, "w", closefd=False)
+        for rows, cols, terminal in ((0, 120, False), (40, 120, True)):
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            assert StageProgress(stream=stream, enabled=True).terminal is terminal
+    finally:
+        os.close(leader)
+        os.close(follower)

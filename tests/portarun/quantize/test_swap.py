@@ -50,3 +50,19 @@ def test_local_error_grows_as_precision_drops(decoder):
             assert session.local_error(t, "float", probed) == 0
     finally:
         session.close()
+
+
+def test_local_error_is_the_layers_relative_output_error(decoder):
+    model, base, targets = decoder
+    samples = RandomCalibration(2, seed=4, dims=DIMS).samples(model)
+    session = WeightSwapSession(base, targets, Evaluator("auto"), [o.name for o in model.outputs], Options())
+    try:
+        probed = [{**s, **r} for s, r in zip(samples, session.run({}, samples, probes=True))]
+        for t in [t for t in targets if t.op == "MatMul"]:
+            assert t.output in probed[0]  # the float output is probed: its energy is read, not recomputed
+            x = np.concatenate([p[t.activation].reshape(-1, p[t.activation].shape[-1]) for p in probed]).astype(np.float64)
+            w, wq = session.floats[t.weight].astype(np.float64), session.weight(t, "int4").astype(np.float64)
+            want = np.sum((x @ (wq - w)) ** 2) / np.sum((x @ w) ** 2)
+            assert session.local_error(t, "int4", probed) == pytest.approx(want, rel=1e-3), t.node
+    finally:
+        session.close()

@@ -139,7 +139,9 @@ class XlaBackend(Backend):
             details={**versions, "platform": device.platform, "device_kind": device.device_kind,
                      "jit": program.jit, "weight_layout": program.weight_layout,
                      "quantized_matmul": program.quantized_matmul,
-                     "quantized_matmul_activations": activations_for(program.quantized_matmul),
+                     # what the fused quantized MatMuls do with activations; a float program has none
+                     "quantized_matmul_activations": activations_for(program.quantized_matmul)
+                     if precision.is_quantized else None,
                      "bucket": {k: v for k, v in program.bucket.items()},
                      "weights_on_device_bytes": program.weight_bytes,
                      "rewrites": program.rewrites, "compile_count": 0, "compile_seconds_total": 0.0},

@@ -187,3 +187,15 @@ def test_int8dot_unpacks_4_bit_blocks_one_at_a_time():
     exe.run({"x": np.ones((1, 1, k), np.float32)})
     (entry,) = exe.program._cache.values()
     assert entry.call.memory_analysis().temp_size_in_bytes < k * n // 2
+
+
+def test_a_float_program_claims_no_quantized_activations():
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "float_matmul",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [w])
+    with portarun.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "xla:cpu", "fp32") as exe:
+        assert exe.provenance.details["quantized_matmul_activations"] is None

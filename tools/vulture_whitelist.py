@@ -64,3 +64,15 @@ _.config_text
 # called by Python or click, not by our code
 __dir__  # portarun/__init__.py: module __dir__ (PEP 562), lists the lazily loaded names
 _.format_commands  # portarun/cli/__init__.py LazyGroup: click calls it to list the commands in --help
+
+# dataclass fields written for the JSON report (asdict/to_dict) and read by its consumers (plan --from, schema,
+# markdown), not by attribute access: conformance/decode_cost.py DecodeCostRow, portarun/benchmark.py DecodeSpeed
+_.tokens_equal_to_fp32
+_.logits_cosine_to_fp32
+_.bytes_per_step
+_.price_basis
+_.price_source
+_.price_date
+_.hardware_profile
+_.same_tokens_every_repeat
+_.tokens_per_s_each_repeat

@@ -245,7 +245,7 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
     all_float = all(level == "float" for level in levels.values())
     floor_met = accuracy.passed and not all_float
     if all_float and targets:
-        accuracy.failures.append("every quantizable node had to stay float")
+        accuracy.failures.append(_all_float_reason(accuracy, floor, float_match, reference))
     weight_dims = {t.name: list(t.dims) for t in base.graph.initializer}
     sizes_by_axis = {t.node: weight_dims[t.weight][t.block_axis] for t in targets}
     final.graph.name = loaded.proto.graph.name
@@ -314,6 +314,22 @@ def _is_decoder(model: Model) -> bool:
     """A model whose user reads next tokens: an output named like logits with three dims [batch, seq, vocab]."""
     return any("logit" in spec.name.lower() and spec.shape is not None and len(spec.shape) == 3
                for spec in model.outputs)
+
+
+def _all_float_reason(accuracy: Accuracy, floor: AccuracyFloor, float_match: float | None,
+                      reference: list[dict[str, np.ndarray]]) -> str:
+    """Why a search that ended with every node float failed: the nodes were too sensitive, or the floor
+    cannot be met even by the float model on these samples (then no quantization can meet it)."""
+    if accuracy.passed:
+        return "every quantizable node had to stay float"
+    if floor.exact_match is not None and float_match is not None and float_match < floor.exact_match:
+        return (f"the float model itself scores exact_match {float_match:.3f} on these labels, below the floor "
+                f"{floor.exact_match:g}: no quantization can meet it (check the labels, or lower the floor)")
+    magnitude = float(np.mean([np.mean(np.abs(np.asarray(v, dtype=np.float64))) for out in reference
+                               for v in out.values() if np.asarray(v).dtype.kind == "f"] or [0.0]))
+    return (f"even with every node float the evaluator does not meet the floor on these samples (mean |output| "
+            f"{magnitude:.3g}: at that scale rounding noise decides relative metrics such as cosine); judge on real "
+            "samples (--calibration / --eval) or with an absolute bound (max_abs=, mean_abs=)")
 
 
 def _labels(labels: Any, count: int) -> list[Any] | None:

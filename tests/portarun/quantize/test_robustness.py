@@ -68,3 +68,19 @@ def test_floor_not_met_always_says_why():
     assert not q.floor_met
     line = next(line for line in q.summary().splitlines() if "NOT met" in line)
     assert line.split("NOT met:", 1)[1].strip()
+
+
+def test_a_floor_the_float_model_cannot_meet_says_so():
+    """exact_match above what the float model scores on the user's labels: no quantization can meet it,
+    and the report says that instead of blaming every layer's sensitivity."""
+    model = portarun.load(_two_layer(constant_weights=False, declared_out=["b", 16]))
+    rng = np.random.default_rng(3)
+    samples = [{"x": rng.standard_normal((1, 32)).astype(np.float32)} for _ in range(8)]
+    with portarun.compile(model, "onnxruntime:cpu", "fp32") as exe:
+        predicted = [int(np.argmax(exe.run(s)["y"])) for s in samples]
+    wrong = [(p + 1) % 16 for p in predicted]  # every label disagrees with the float model
+    q = portarun.quantize(model, "int8-weight", calibration=RandomCalibration(4, dims={"b": 2}), eval=samples,
+                          labels=wrong, accuracy_floor="exact_match=0.5")
+    assert not q.floor_met
+    assert "the float model itself scores exact_match 0.000" in q.report.why_not_met()
+    assert "had to stay float" not in q.report.why_not_met()

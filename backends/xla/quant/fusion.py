@@ -84,11 +84,14 @@ def _constant_dequantize(dq, weights, constants, uses):
 
 def _drop_zero_point(name, weights, constants, uses) -> None:
     """An all-zero zero point (symmetric quantization) subtracts nothing: leave it out of the program."""
-    uses[name] -= 1
-    if uses[name] <= 0:
-        weights.pop(name, None)
-        constants.pop(name, None)
+    _release(name, weights, constants, uses)
     return None
+
+
+def _grid(param, groups: int, n: int) -> np.ndarray:
+    """A per-tensor [] / per-channel [N] / blocked [G, N] scale or zero point as [G, N]."""
+    param = np.asarray(param)
+    return np.broadcast_to(param.reshape(-1)[0] if param.size == 1 else param, (groups, n))
 
 
 def _store_chunked(node, wq, scale, zero, block, weights, constants, uses) -> list[str]:
@@ -97,13 +100,10 @@ def _store_chunked(node, wq, scale, zero, block, weights, constants, uses) -> li
     width = chunk_width(K, N)
     groups = K // block if block else 1
 
-    def grid(param):  # per tensor [] / per channel [N] / blocked [G, N] -> [G, N]
-        param = np.asarray(param)
-        return np.broadcast_to(param.reshape(-1)[0] if param.size == 1 else param, (groups, N))
-
     packing = packing_of(wq) if K % 2 == 0 else None
     names = [node.inputs[0]]
-    for role, array in (("w", wq), ("scale", grid(scale)), ("zero", None if zero is None else grid(zero))):
+    zero_grid = None if zero is None else _grid(zero, groups, N)
+    for role, array in (("w", wq), ("scale", _grid(scale, groups, N)), ("zero", zero_grid)):
         if array is None:
             continue
         source = node.inputs[len(names)]
@@ -115,10 +115,7 @@ def _store_chunked(node, wq, scale, zero, block, weights, constants, uses) -> li
             elif role == "zero" and packing_of(chunked):
                 chunked = chunked.astype(np.int8 if packing == "int4" or chunked.dtype.name == "int4" else np.uint8)
             weights[name] = chunked
-        uses[source] -= 1
-        if uses[source] <= 0:
-            weights.pop(source, None)
-            constants.pop(source, None)
+        _release(source, weights, constants, uses)
         uses[name] += 1
         names.append(name)
     node.attrs.update(n=N, packed=packing)
@@ -143,17 +140,14 @@ def _store_int8dot(node, wq, scale, zero, block, weights, constants, uses) -> li
     rows = block or K + (K % 2 if bits == 4 else 0)  # 4-bit per channel: pad K to even
     groups = -(-K // rows)
 
-    def grid(param):  # per tensor [] / per channel [N] / blocked [G, N] -> [G, N]
-        param = np.asarray(param)
-        return np.broadcast_to(param.reshape(-1)[0] if param.size == 1 else param, (groups, N))
-
     signed = np.zeros((groups * rows, N), np.int16)
     signed[:K] = np.asarray(wq).astype(np.int16) - offset
     signed = signed.reshape(groups, rows, N)
-    shifted_zero = (np.zeros((groups, N), np.int16) if zero is None else grid(zero).astype(np.int16)) - offset
+    zero_grid = np.zeros((groups, N), np.int16) if zero is None else _grid(zero, groups, N).astype(np.int16)
+    shifted_zero = zero_grid - offset
     stored = {
         "w": pack_halves(signed, axis=1) if bits == 4 else signed.astype(np.int8),
-        "scale": np.ascontiguousarray(grid(scale)),
+        "scale": np.ascontiguousarray(_grid(scale, groups, N)),
         "zero": shifted_zero.astype(np.int8) if shifted_zero.any() else None,
     }
     names = [node.inputs[0]]

@@ -252,7 +252,9 @@ class OnnxRuntimeBackend(Backend):
         if matmul_bits or int4 + int8_gathers:
             from .lowering import lower_weight_matmuls
 
-            proto, count = lower_weight_matmuls(proto, effective, matmul_bits, int4 + int8_gathers)
+            # the digits lowering already made a copy of its own: rewrite that one in place
+            proto, count = lower_weight_matmuls(proto, effective, matmul_bits, int4 + int8_gathers,
+                                                copy=proto is model.proto)
             details["matmulnbits_nodes"] = count
         if proto is not model.proto:
             model = Model.from_proto(proto, name=model.name, check=False)

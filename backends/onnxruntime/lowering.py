@@ -62,6 +62,16 @@ def graph_index(graph: onnx.GraphProto) -> tuple[dict[str, TensorProto], dict[st
     return {t.name: t for t in graph.initializer}, consumers, keep
 
 
+def replace_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto], new_inits: list[TensorProto]) -> None:
+    """Make ``nodes`` the graph's nodes and keep the initializers (old and ``new_inits``) something still reads."""
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = read_names(graph)  # If/Loop bodies read outer initializers by name (silero-vad's LSTM weights)
+    kept = [t for t in list(graph.initializer) + new_inits if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
     return next((a.i for a in node.attribute if a.name == name), default)
 
@@ -207,12 +217,16 @@ def _gather_block_quantized(node: onnx.NodeProto, users: list[onnx.NodeProto], f
 
 def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = None,
                          bits: tuple[int, ...] = (4,),
-                         gather_bits: tuple[int, ...] | None = None) -> tuple[onnx.ModelProto, int]:
+                         gather_bits: tuple[int, ...] | None = None, *,
+                         copy: bool = True) -> tuple[onnx.ModelProto, int]:
     """(copy of ``proto`` with eligible DQ+MatMul pairs of the given ``bits`` as MatMulNBits and DQ+Gather
-    pairs of ``gather_bits`` (default: ``bits``) as GatherBlockQuantized, number lowered)."""
+    pairs of ``gather_bits`` (default: ``bits``) as GatherBlockQuantized, number lowered). ``copy=False``
+    rewrites ``proto`` itself (a caller's own fresh copy: a second copy of the weights is not needed)."""
     gather_bits = bits if gather_bits is None else gather_bits
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
+    out = proto
+    if copy:
+        out = onnx.ModelProto()
+        out.CopyFrom(proto)
     graph = out.graph
     inits, consumers, keep = graph_index(graph)
     replaced: dict[int, list[onnx.NodeProto]] = {}  # id(MatMul or Gemm) -> MatMulNBits (+ Add of Gemm's C)
@@ -269,13 +283,8 @@ def lower_weight_matmuls(proto: onnx.ModelProto, accuracy_level: int | None = No
         dropped.add(id(node))
     if not count:
         return out, 0
-    nodes = [new for node in graph.node if id(node) not in dropped for new in replaced.get(id(node), [node])]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = read_names(graph)  # If/Loop bodies read outer initializers by name (silero-vad's LSTM weights)
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept + new_inits)
+    replace_nodes(graph, [new for node in graph.node if id(node) not in dropped
+                          for new in replaced.get(id(node), [node])], new_inits)
     if not any(o.domain == MS_DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     return out, count

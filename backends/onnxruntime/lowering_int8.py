@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from portarun.plugin import onnx_domain, opset_versions
 
-from .lowering import _constant_dequantize, _weight_user, graph_index, read_names
+from .lowering import _constant_dequantize, _weight_user, graph_index, replace_nodes
 
 BASE = 128
 DIGITS = 3
@@ -219,10 +219,5 @@ def lower_int8_digit_matmuls(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, i
             nodes += made
             digits_of[x] = (digits, m)
         nodes += _digit_matmul(b, node, *digits_of[x], *weight_of[id(node)])
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = read_names(graph)  # If/Loop bodies read outer initializers by name too
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept + [t for t in b.inits if t.name in used])
+    replace_nodes(graph, nodes, b.inits)
     return out, len(weight_of)

@@ -458,7 +458,6 @@ def _bound_dims(specs: Any, feeds: dict[str, Any]) -> dict[str, int]:
     return sizes
 
 
-
 @dataclass
 class DecodeSpeed:
     """Decode speed of one compiled decoder at one batch: tokens/s counts the tokens after the first
@@ -529,6 +528,7 @@ def measure_decode_side_by_side(executables: Mapping[str, Any], prompt_ids: Any,
             same_tokens_every_repeat=all(np.array_equal(r.tokens, results[0].tokens) for r in results),
             tokens_per_s_each_repeat=[r.decode_tokens_per_s for r in results])
     return speeds
+
 
 __all__ = ["BenchmarkResult", "DecodeSpeed", "EnergyReading", "SweepConfig", "SweepResult", "bench_decoder", "benchmark_executable",
            "choose_batch", "current_rss_bytes", "decoder_signature", "energy_sensor", "measure", "measure_decode",

@@ -119,11 +119,10 @@ def run_plan(config: PlanConfig, progress: Callable[[Candidate], None] | None = 
         measured = measure_candidates(config.measure, progress)
         _price_here(measured, config)
         candidates += measured
+    wanted = {_model_name(m) for m in config.report_models}
     for path in config.reports:
         imported = import_report(path, assumptions=config.assumptions)
-        if config.report_models:
-            imported = [c for c in imported if _model_name(c.model) in {_model_name(m) for m in config.report_models}]
-        candidates += imported
+        candidates += [c for c in imported if _model_name(c.model) in wanted] if wanted else imported
     plan = make_plan(candidates, config.constraints, requests_per_s=config.requests_per_s)
     seconds = time.perf_counter() - started
     label = config.model_label or (config.measure.model if config.measure else

@@ -223,14 +223,16 @@ def quantize(model: "Model | onnx.ModelProto | str | os.PathLike", precision: "P
         session.close()
     # the search judged fed weights; the report judges the artifact itself, as the evaluator runs it
 
-    def run_built(plan: dict[str, str], samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        with runner.compile(build(base, targets, plan, opts)) as executable:
+    def run_artifact(artifact: onnx.ModelProto, samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        with runner.compile(artifact) as executable:
             return run_samples(executable, samples, output_names, stack=stack)
+
+    def run_built(plan: dict[str, str], samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        return run_artifact(build(base, targets, plan, opts), samples)
 
     def judge_artifact() -> tuple[onnx.ModelProto, Accuracy]:
         built = build(base, targets, levels, opts)  # built once: judged here, then checked and returned
-        with runner.compile(built) as executable:
-            return built, evaluate.measure(run_samples(executable, valid, output_names, stack=stack))
+        return built, evaluate.measure(run_artifact(built, valid))
 
     tell("check", 0, 1)
     final, artifact = judge_artifact()

@@ -38,6 +38,19 @@ def iter_graphs(root: "onnx.ModelProto | onnx.GraphProto", *, functions: bool = 
         bodies.extend(reversed(children))
 
 
+def used_names(graph: "onnx.GraphProto") -> set[str]:
+    """Every tensor name a node of ``graph`` reads, inside If/Loop/Scan bodies too, and every body's
+    outputs: a subgraph reads outer-scope initializers by name without listing them as inputs of its
+    node (silero-vad's LSTM weights are sliced inside an If branch), so a main-graph-only scan drops them
+    and breaks the model."""
+    names: set[str] = set()
+    for body in iter_graphs(graph):
+        for node in body.node:
+            names.update(node.input)
+        names.update(o.name for o in body.output)
+    return names
+
+
 # x86-64 and AArch64 address at most 2**48 bytes of virtual memory: a tensor declared bigger
 # than that cannot exist on any machine this runs on.
 ADDRESSABLE_BYTES = 2**48

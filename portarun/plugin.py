@@ -40,7 +40,7 @@ from .errors import (
     first_line,
 )
 from .model import PROTOBUF_LIMIT, Model, onnx_domain, opset_versions, quantization_of, stored_nbytes
-from .model_checks import iter_graphs
+from .model_checks import iter_graphs, used_names
 from .models import default_dims_of
 from .quantize.accuracy import AccuracyFloor, measure as measure_accuracy
 from .quantize.calibration import RandomCalibration, load_samples
@@ -52,7 +52,8 @@ __all__ = [
     "Backend", "Executable", "Manifest", "Provenance", "check_feeds", "import_sdk", "payload_file",
     "quantization_support",
     # models and types
-    "Model", "PROTOBUF_LIMIT", "default_dims_of", "iter_graphs", "onnx_domain", "opset_versions", "quantization_of", "stored_nbytes",
+    "Model", "PROTOBUF_LIMIT", "default_dims_of", "iter_graphs", "onnx_domain", "opset_versions", "quantization_of",
+    "stored_nbytes", "used_names",
     "Device", "Precision", "Support", "Target", "TensorSpec", "np_dtype",
     # a backend's own quantizer (OpenVINO's NNCF): calibration feeds, the accuracy floor, int4 packing
     "AccuracyFloor", "RandomCalibration", "load_samples", "measure_accuracy", "pack_int4",

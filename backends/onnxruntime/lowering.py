@@ -25,20 +25,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from portarun.plugin import iter_graphs, onnx_domain
+from portarun.plugin import iter_graphs, onnx_domain, used_names
 
 MS_DOMAIN = "com.microsoft"
 _INT4 = (TensorProto.INT4, TensorProto.UINT4)
 INT8_BLOCK = 128
-
-
-def read_names(graph: onnx.GraphProto) -> set[str]:
-    """Every name a node of ``graph`` or of any subgraph in it reads, and the graph's outputs."""
-    names = {o.name for o in graph.output}
-    for body in iter_graphs(graph):
-        for node in body.node:
-            names.update(node.input)
-    return names
 
 
 def subgraph_reads(graph: onnx.GraphProto) -> set[str]:
@@ -66,7 +57,7 @@ def replace_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto], new_inits
     """Make ``nodes`` the graph's nodes and keep the initializers (old and ``new_inits``) something still reads."""
     del graph.node[:]
     graph.node.extend(nodes)
-    used = read_names(graph)  # If/Loop bodies read outer initializers by name (silero-vad's LSTM weights)
+    used = used_names(graph)  # If/Loop bodies read outer initializers by name (silero-vad's LSTM weights)
     kept = [t for t in list(graph.initializer) + new_inits if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)

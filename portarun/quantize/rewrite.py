@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ModelError, first_line
 from ..model import onnx_domain, opset_versions
+from ..model_checks import used_names
 from .numerics import QuantizedTensor, activation_params, pack_int4, quantize_blocked_int4, quantize_per_channel_int8
 
 # one step toward float for each level (the sensitivity fallback ladder)
@@ -84,25 +85,6 @@ def find_targets(proto: onnx.ModelProto) -> list[Target]:
                 and _attr(node, "axis", 0) == 0 and ins[0] not in graph_inputs:
             targets.append(Target(name, "Gather", index, ins[0], 0, 0, 1, None, node.output[0], ins[1]))
     return targets
-
-
-def used_names(graph: onnx.GraphProto) -> set[str]:
-    """Every tensor name a node of ``graph`` reads, inside If/Loop/Scan bodies too: a subgraph reads
-    outer-scope initializers by name without listing them as inputs of its node (silero-vad's LSTM
-    weights are sliced inside an If branch), so a main-graph-only scan drops them and breaks the model."""
-    names: set[str] = set()
-    stack = [graph]
-    while stack:
-        current = stack.pop()
-        for node in current.node:
-            names.update(node.input)
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    stack.append(attr.g)
-                elif attr.type == onnx.AttributeProto.GRAPHS:
-                    stack.extend(attr.graphs)
-        names.update(o.name for o in current.output)
-    return names
 
 
 def needed_opset(levels: dict[str, str]) -> int:

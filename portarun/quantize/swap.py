@@ -25,7 +25,8 @@ from onnx import helper, numpy_helper
 
 from ..errors import PortarunError
 from .numerics import QuantizedTensor
-from .rewrite import Options, Target, activation_qdq, copy_without_initializers, quantized_weight, used_names
+from ..model_checks import used_names
+from .rewrite import Options, Target, activation_qdq, copy_without_initializers, quantized_weight
 
 Feeds = dict[str, np.ndarray]
 LOCAL_OPS = ("MatMul", "Gemm", "Gather")  # ops whose output error is computed here from their input

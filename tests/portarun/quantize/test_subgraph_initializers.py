@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import portarun
 from portarun.quantize import RandomCalibration
-from portarun.quantize.rewrite import used_names
+from portarun.plugin import used_names
 
 
 def _if_reading_outer_initializers() -> onnx.ModelProto:

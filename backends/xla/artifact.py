@@ -22,6 +22,7 @@ from portarun.plugin import ArtifactCorruptError, atomic_file, payload_file
 
 from . import jaxenv
 from .program import Compiled
+from .quant.native import TARGET as NATIVE_TARGET
 
 INDEX = "signatures.json"
 
@@ -37,8 +38,9 @@ def save_exports(program, directory: Path) -> dict[str, Any]:
             continue
         specs = tuple(jax.ShapeDtypeStruct(shape, np.dtype(dtype) if dtype != "bfloat16" else jax.numpy.bfloat16)
                       for shape, dtype in key)
-        with jaxenv.x64():
-            exported = export.export(program._jitted)(weight_specs, specs)
+        with jaxenv.x64():  # portarun's own CPU kernel is the one custom call a program may hold
+            exported = export.export(program._jitted, disabled_checks=[
+                export.DisabledSafetyCheck.custom_call(NATIVE_TARGET)])(weight_specs, specs)
         name = f"signature-{index}.jaxexport"
         with atomic_file(directory / name) as handle:
             handle.write(bytes(exported.serialize()))
@@ -47,7 +49,9 @@ def save_exports(program, directory: Path) -> dict[str, Any]:
         json.dump(entries, handle, indent=2)
     device = program.device
     return {"format": "jax.export", "index": INDEX, "signatures": len(entries),
-            "jax_version": jax.__version__, "device_kind": device.device_kind, "platform": device.platform}
+            "jax_version": jax.__version__, "device_kind": device.device_kind, "platform": device.platform,
+            # the stored programs read the weights in this form's layout: a load must lay them out alike
+            "quantized_matmul": program.quantized_matmul}
 
 
 def load_exports(program, directory: Path, payload: dict[str, Any]) -> int:

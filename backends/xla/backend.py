@@ -67,10 +67,11 @@ class XlaBackend(Backend):
         "bucket": "dict of symbolic dim -> 'pow2' or a list of sizes: pad those dims up and slice outputs "
                   "(only valid when padding cannot change the kept results, e.g. {'batch': 'pow2'})",
         "weight_layout": "'nk' (default): store constant MatMul/Gemm weights transposed [N, K]; 'kn': as written",
-        "quantized_matmul": "'auto' (default): 'int8dot' on CPUs, 'direct' elsewhere; the form of a fused "
-                            "DequantizeLinear->MatMul ('int8dot': float activations as 3 int8 digits in one integer "
-                            "dot; 'chunked': scan over cache-sized dequantized chunks; 'direct': one float dot "
-                            "with the scales after it)",
+        "quantized_matmul": "'auto' (default): 'native' on CPUs (else 'int8dot' where it cannot be built), "
+                            "'direct' elsewhere; the form of a fused DequantizeLinear->MatMul ('native': portarun's "
+                            "CPU kernel, built on first use with the C++ compiler, weights widened in registers; "
+                            "'int8dot': float activations as 3 int8 digits in one integer dot; 'chunked': scan "
+                            "over cache-sized dequantized chunks; 'direct': one float dot with the scales after it)",
     }
 
     def sdk_version(self) -> str:
@@ -126,6 +127,7 @@ class XlaBackend(Backend):
                precompile: bool, graph=None) -> XlaExecutable:
         from .program import Program, static_shapes
         from .quant.matmul import activations_for
+        from .quant.native import native_kernel_detail
 
         jax = jaxenv.jax_module()
         device = self.jax_device(target)
@@ -139,6 +141,9 @@ class XlaBackend(Backend):
             details={**versions, "platform": device.platform, "device_kind": device.device_kind,
                      "jit": program.jit, "weight_layout": program.weight_layout,
                      "quantized_matmul": program.quantized_matmul,
+                     # the kernel's build ('avx512 (g++ ...)'), or why 'auto' could not use it
+                     "quantized_matmul_kernel": native_kernel_detail(device.platform) if precision.is_quantized
+                     else None,
                      # what the fused quantized MatMuls do with activations; a float program has none
                      "quantized_matmul_activations": activations_for(program.quantized_matmul)
                      if precision.is_quantized else None,
@@ -162,6 +167,14 @@ class XlaBackend(Backend):
         version = self.sdk_version()
         if manifest.sdk_version != version:
             return f"artifact was compiled with jax {manifest.sdk_version}, this machine has jax {version}"
+        form = manifest.extras.get("quantized_matmul")
+        if form is not None:  # its programs read weights in that form's layout (native: a kernel built here)
+            from .quant.matmul import form_for
+
+            try:
+                form_for(str(form), str(manifest.extras.get("platform", "cpu")))
+            except ValueError as exc:
+                return f"its programs need {exc}"
         return None
 
     def _load_payload(self, payload_dir: Path, source_model: Model, manifest: Manifest,
@@ -177,6 +190,8 @@ class XlaBackend(Backend):
                                             hint="load with rebuild=True to recompile")
         options = manifest.options
         self.check_options(options)
+        if payload.get("quantized_matmul"):  # 'auto' could resolve otherwise here; the stored layout rules
+            options = {**options, "quantized_matmul": payload["quantized_matmul"]}
         # the stored programs replace tracing and lowering: compile nothing here
         executable = self._build(source_model, target, manifest.precision, options, precompile=False)
         loaded = load_exports(executable.program, payload_dir, payload)

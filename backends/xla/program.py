@@ -77,7 +77,7 @@ class Program:
             raise UsageError(f"xla: weight_layout must be 'nk' or 'kn', got {self.weight_layout!r}")
         from .quant.matmul import form_for
 
-        try:  # the QMatMul form: chunked on CPUs, direct elsewhere, unless the option names one
+        try:  # the QMatMul form: native (else int8dot) on CPUs, direct elsewhere, unless the option names one
             self.quantized_matmul = form_for(str(options.get("quantized_matmul", "auto")), device.platform)
         except ValueError as exc:
             raise UsageError(f"xla: {exc}", hint="quantized_matmul='auto' picks by device kind") from None

@@ -17,6 +17,7 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int
     alone also takes a last block shorter than the others); 'direct' keeps them as written."""
     from .digits import qmatmul_int8dot
     from .matmul import FORMS, qmatmul_chunked, qmatmul_direct
+    from .native import qmatmul_native
 
     if form not in FORMS:
         raise ValueError(f"unknown QMatMul form {form!r}")
@@ -36,7 +37,7 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int
         w_name, scale_name = dq.inputs[0], dq.inputs[1]
         K, N = wq.shape
         if block:
-            short_last = form == "int8dot" and K % block  # ONNX lets the last block be short
+            short_last = form in ("int8dot", "native") and K % block  # ONNX lets the last block be short
             if axis != 0 or (K % block and not short_last) or scale.shape != (-(-K // block), N):
                 continue
         elif scale.ndim == 1 and scale.shape == (N,) and axis == 1:
@@ -45,7 +46,7 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int
             block = 0
         else:
             continue
-        if dq.attr("output_dtype") or (form == "int8dot" and not _int8dot_fits(wq, block)):
+        if dq.attr("output_dtype") or (form in ("int8dot", "native") and not _int8dot_fits(wq, block)):
             continue
         node.op_type = "QMatMul"
         node.domain = "portarun.xla"
@@ -59,6 +60,9 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int
         elif form == "int8dot":
             node.fn = qmatmul_int8dot
             node.inputs = _store_int8dot(node, wq, scale, zero, block, weights, constants, uses)
+        elif form == "native":
+            node.fn = qmatmul_native
+            node.inputs = _store_native(node, wq, scale, zero, block, weights, constants, uses)
         remove.add(id(dq))
         fused += 1
     if remove:
@@ -130,10 +134,40 @@ def _int8dot_fits(wq, block: int) -> bool:
 
 def _store_int8dot(node, wq, scale, zero, block, weights, constants, uses) -> list[str]:
     """Add the [G, B, N] signed weight (4-bit: [G, B/2, N] ``pack_halves`` bytes of each block), [G, N]
-    scale and [G, N] int8 zero point for ``qmatmul_int8dot``; returns the node's new inputs.
+    scale and [G, N] int8 zero point for ``qmatmul_int8dot``; returns the node's new inputs."""
+    return _store_blocked(node, wq, scale, zero, block, weights, constants, uses, tiled=False)
 
-    Unsigned weights are stored shifted to signed (u - 128, u4 - 8) with the zero point shifted alike, so
-    one s8 x s8 dot serves all; an unsigned weight without a zero point gets one (-128 / -8)."""
+
+def _store_native(node, wq, scale, zero, block, weights, constants, uses) -> list[str]:
+    """The int8dot layout cut into tiles of ``native.TILE`` output columns, each tile's weight contiguous
+    (N zero-padded): [T, G, B, 64] int8 (4-bit: [T, G, B/2, 64] bytes as int8), scale [G, T * 64] float32,
+    zero [G, T * 64] int8; for ``native.qmatmul_native``."""
+    return _store_blocked(node, wq, scale, zero, block, weights, constants, uses, tiled=True)
+
+
+def _tiles(array: np.ndarray) -> np.ndarray:
+    """[G, S, N] -> [T, G, S, TILE] (N zero-padded to T * TILE), each tile contiguous."""
+    from .native import TILE
+
+    groups, rows, n = array.shape
+    count = -(-n // TILE)
+    padded = np.zeros((groups, rows, count * TILE), array.dtype)
+    padded[..., :n] = array
+    return np.ascontiguousarray(padded.reshape(groups, rows, count, TILE).transpose(2, 0, 1, 3))
+
+
+def _padded_columns(grid: np.ndarray) -> np.ndarray:
+    from .native import TILE
+
+    padded = np.zeros((grid.shape[0], -(-grid.shape[1] // TILE) * TILE), grid.dtype)
+    padded[:, :grid.shape[1]] = grid
+    return padded
+
+
+def _store_blocked(node, wq, scale, zero, block, weights, constants, uses, *, tiled: bool) -> list[str]:
+    """The signed per-block layout both integer forms read. Unsigned weights are stored shifted to signed
+    (u - 128, u4 - 8) with the zero point shifted alike, so one signed kernel serves all; an unsigned
+    weight without a zero point gets one (-128 / -8)."""
     K, N = wq.shape
     bits = 4 if packing_of(wq) else 8
     offset = 0 if wq.dtype.name in ("int8", "int4") else 1 << (bits - 1)
@@ -147,9 +181,14 @@ def _store_int8dot(node, wq, scale, zero, block, weights, constants, uses) -> li
     shifted_zero = zero_grid - offset
     stored = {
         "w": pack_halves(signed, axis=1) if bits == 4 else signed.astype(np.int8),
-        "scale": np.ascontiguousarray(_grid(scale, groups, N)),
+        "scale": np.ascontiguousarray(_grid(scale, groups, N), dtype=np.float32 if tiled else None),
         "zero": shifted_zero.astype(np.int8) if shifted_zero.any() else None,
     }
+    if tiled:
+        stored["w"] = _tiles(stored["w"].view(np.int8))
+        stored["scale"] = _padded_columns(stored["scale"])
+        stored["zero"] = None if stored["zero"] is None else _padded_columns(stored["zero"])
+    suffix = "native" if tiled else "int8dot"
     names = [node.inputs[0]]
     sources = {"w": node.inputs[1], "scale": node.inputs[2], "zero": node.inputs[3] if len(node.inputs) > 3 else None}
     for role, array in stored.items():
@@ -159,14 +198,14 @@ def _store_int8dot(node, wq, scale, zero, block, weights, constants, uses) -> li
                 _release(source, weights, constants, uses)
             continue
         # an unsigned weight without zero point gets one: named after the weight
-        name = f"{source or sources['w'] + '::zero'}::int8dot"
+        name = f"{source or sources['w'] + '::zero'}::{suffix}"
         if name not in weights:
             weights[name] = array
         if source is not None:
             _release(source, weights, constants, uses)
         uses[name] += 1
         names.append(name)
-    node.attrs.update(n=N, k=K, packed="int4" if bits == 4 else None)
+    node.attrs.update(n=N, k=K, packed="int4" if bits == 4 else None, block=rows)
     return names
 
 

@@ -1,16 +1,19 @@
-"""QMatMul: ``x @ dequantize(W)`` with W read as int8/int4, in one of three forms.
+"""QMatMul: ``x @ dequantize(W)`` with W read as int8/int4, in one of four forms.
 
 - ``direct`` (GPUs, TPUs): W [K, N] as stored; the scales are applied after the dot (per output channel)
   or per block of K (partial dots [..., K/B, N], scaled, then summed), the forms XLA fuses into the
   weight read instead of materializing a float copy of W (DESIGN section 5).
 - ``chunked`` (CPUs): XLA on CPU does not fuse a convert into a dot, so W is stored split along N
   (``packing.split_columns``) and a scan dequantizes one cache-sized chunk at a time.
-- ``int8dot`` (CPUs, the default there): the float activations as three int8 digits and one s8 x s8 -> s32
-  dot against the int8 weight, scales after it (``digits.py``): no float copy of W at all.
+- ``int8dot`` (CPUs): the float activations as three int8 digits and one s8 x s8 -> s32 dot against the
+  int8 weight, scales after it (``digits.py``): no float copy of W, but YNNPACK's s8 dot runs at about half
+  fp32's bytes per second.
+- ``native`` (CPUs, the default there when it builds): portarun's XLA custom call (``native.py``), which
+  widens each int8/int4 weight in registers and accumulates in float32: read once, at memory speed.
 
 Which form a program uses is the ``quantized_matmul`` compile option ('auto' picks by device kind with
 ``form_for``), recorded in the executable's provenance (with ``activations_for``: how x enters the dot). All
-compute the same values; tests run all three on CPUs.
+compute the same values; tests run all four on CPUs.
 """
 
 from __future__ import annotations
@@ -20,17 +23,30 @@ import jax.numpy as jnp
 
 from .packing import unpack_nibbles
 
-FORMS = ("chunked", "direct", "int8dot")
+FORMS = ("chunked", "direct", "int8dot", "native")
 
 
-def form_for(requested: str, platform: str) -> str:
+def form_for(requested: str, platform: str, native_kernel=None) -> str:
     """The QMatMul form for a device ``platform`` ('cpu', 'gpu', 'cuda', 'rocm', 'tpu'): ``requested``
-    unless it is 'auto', then int8dot on CPUs (measured fastest there, tools/bench_xla_qmatmul.py) and
-    direct elsewhere. ValueError for an unknown form."""
-    if requested == "auto":
-        return "int8dot" if platform == "cpu" else "direct"
-    if requested not in FORMS:
+    unless it is 'auto', then on CPUs ``native`` when the kernel builds here (``native_kernel``: a
+    ``native.Kernel``, built on demand when None), else int8dot (the two fastest there,
+    tools/bench_xla_qmatmul.py), and direct elsewhere. ValueError for an unknown form, for ``native`` off
+    the CPU, and for ``native`` when the kernel does not build (with the reason)."""
+    if requested not in FORMS + ("auto",):
         raise ValueError(f"quantized_matmul must be 'auto', {', '.join(repr(f) for f in FORMS)}, got {requested!r}")
+    if platform != "cpu" and requested in ("auto", "native"):
+        if requested == "native":
+            raise ValueError(f"quantized_matmul='native' is portarun's CPU kernel; this device is {platform}")
+        return "direct"
+    if requested in ("auto", "native"):
+        from .native import kernel
+
+        built = native_kernel if native_kernel is not None else kernel()
+        if built.available:
+            return "native"
+        if requested == "native":
+            raise ValueError(f"quantized_matmul='native' is unavailable: {built.detail}")
+        return "int8dot"
     return requested
 
 

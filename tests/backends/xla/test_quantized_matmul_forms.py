@@ -1,5 +1,5 @@
-"""All three QMatMul forms (int8dot and chunked for CPUs, direct for GPUs/TPUs) run here on xla:cpu against the
-reference evaluator: int8/int4 (and unsigned) weights, with and without zero points, per channel, per tensor
+"""All four QMatMul forms (native, int8dot and chunked for CPUs, direct for GPUs/TPUs) run here on xla:cpu against
+the reference evaluator: int8/int4 (and unsigned) weights, with and without zero points, per channel, per tensor
 and per block. The direct form is what GPUs run; forcing it on a CPU is the only way a CPU-only CI checks it."""
 
 from __future__ import annotations
@@ -68,20 +68,22 @@ def _check_form(form: str, dtype: str, granularity: str, zero_point: bool, **sha
     details = exe.provenance.details
     assert details["quantized_matmul"] == form and details["rewrites"]["qmatmul"] == 1
     (node,) = [nd for nd in exe.program.graph.nodes if nd.op_type == "QMatMul"]
-    # int8dot stores unsigned weights shifted to signed, with a zero point even where none was written
-    unsigned_int8dot = form == "int8dot" and dtype.startswith("u")
-    assert node.attrs["form"] == form and len(node.inputs) == (4 if zero_point or unsigned_int8dot else 3)
+    # the integer forms store unsigned weights shifted to signed, with a zero point even where none was written
+    unsigned_shifted = form in INTEGER_FORMS and dtype.startswith("u")
+    assert node.attrs["form"] == form and len(node.inputs) == (4 if zero_point or unsigned_shifted else 3)
     stored = exe.program.weights[node.inputs[1]]
     # chunked: [chunks, K (or K/2 bytes of two 4-bit values), columns]; int8dot: [blocks, block (or half of
-    # it in bytes), N]; direct: [K, N] as written
-    assert stored.ndim == (2 if form == "direct" else 3)
-    if form == "int8dot" and "4" in dtype:  # half a byte per 4-bit weight
-        assert stored.dtype == np.uint8
-        assert stored.nbytes <= (shape.get("k", K) + 16) * shape.get("n", N) // 2
+    # it in bytes), N]; native: int8dot's cut into tiles of 64 columns [tiles, blocks, ..., 64]; direct: [K, N]
+    assert stored.ndim == {"direct": 2, "native": 4}.get(form, 3)
+    if form in INTEGER_FORMS and "4" in dtype:  # half a byte per 4-bit weight (N padded to 64 for native)
+        assert stored.dtype.itemsize == 1
+        columns = -(-shape.get("n", N) // 64) * 64 if form == "native" else shape.get("n", N)
+        assert stored.nbytes <= (shape.get("k", K) + 16) * columns // 2
     return exe
 
 
-FORMS = ["chunked", "direct", "int8dot"]
+FORMS = ["chunked", "direct", "int8dot", "native"]
+INTEGER_FORMS = ["int8dot", "native"]  # both read the signed per-block layout; native in tiles
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -100,41 +102,46 @@ def test_unsigned_and_per_tensor_weights_with_zero_points_match_in_both_forms(fo
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int4", "uint4"])
 @pytest.mark.parametrize("zero_point", [True, False], ids=["zero-point", "no-zero-point"])
-def test_int8dot_takes_a_short_last_block(dtype, zero_point):
-    """ONNX lets the last block along K be short (K=72, blocks of 16): int8dot zero-pads it."""
-    exe = _check_form("int8dot", dtype, "block", zero_point, k=72)
+@pytest.mark.parametrize("form", INTEGER_FORMS)
+def test_integer_forms_take_a_short_last_block(form, dtype, zero_point):
+    """ONNX lets the last block along K be short (K=72, blocks of 16): the integer forms zero-pad it."""
+    exe = _check_form(form, dtype, "block", zero_point, k=72)
     (node,) = [nd for nd in exe.program.graph.nodes if nd.op_type == "QMatMul"]
-    assert exe.program.weights[node.inputs[1]].shape[0] == 5
+    assert exe.program.weights[node.inputs[1]].shape[1 if form == "native" else 0] == 5
 
 
 @pytest.mark.parametrize("dtype", ["int4", "uint4"])
-def test_int8dot_pads_an_odd_k_of_4_bit_weights_per_channel(dtype):
-    _check_form("int8dot", dtype, "channel", zero_point=True, k=63)
+@pytest.mark.parametrize("form", INTEGER_FORMS)
+def test_integer_forms_pad_an_odd_k_of_4_bit_weights_per_channel(form, dtype):
+    _check_form(form, dtype, "channel", zero_point=True, k=63)
 
 
 @pytest.mark.parametrize("dtype,granularity,block", [("int8", "channel", 0), ("int4", "block", 128)])
-def test_int8dot_is_float_accurate_on_a_real_size_layer(dtype, granularity, block):
-    """The digits carry x to ~2^-21 of each row's peak: on a 768 x 512 layer with a batch of rows of very
-    different magnitudes the int8dot result matches the float path to 1e-5 of the output's scale."""
+@pytest.mark.parametrize("form", INTEGER_FORMS)
+def test_integer_forms_are_float_accurate_on_a_real_size_layer(form, dtype, granularity, block):
+    """The digits carry x to ~2^-21 of each row's peak, and native accumulates x itself in float32: on a
+    768 x 512 layer with a batch of rows of very different magnitudes both match the float path to 1e-5 of
+    the output's scale."""
     model = _dequantize_matmul(dtype, granularity, zero_point=False, k=768, n=512, block=block or 16)
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((1, 4, 768)) * np.array([1e-3, 1.0, 30.0, 1e4])[None, :, None]).astype(np.float32)
     precision = "int4-weight" if "4" in dtype else "int8-weight"
     want = portarun.compile(model, "reference:cpu", precision).run({"x": x})["y"]
-    got = portarun.compile(model, "xla:cpu", precision, quantized_matmul="int8dot").run({"x": x})["y"]
+    got = portarun.compile(model, "xla:cpu", precision, quantized_matmul=form).run({"x": x})["y"]
     for row in range(4):  # each row against its own scale: a small row is not judged by a large one's
         scale = np.max(np.abs(want[0, row]))
         np.testing.assert_allclose(got[0, row] / scale, want[0, row] / scale, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype,granularity", [("int8", "channel"), ("int4", "block")])
-def test_int8dot_propagates_nan_and_inf_in_a_row(dtype, granularity):
+@pytest.mark.parametrize("form", INTEGER_FORMS)
+def test_integer_forms_propagate_nan_and_inf_in_a_row(form, dtype, granularity):
     model = _dequantize_matmul(dtype, granularity, zero_point=True)
     x = np.random.default_rng(8).standard_normal((1, 3, K)).astype(np.float32)
     x[0, 0, 5] = np.nan
     x[0, 1, 9] = np.inf
     precision = "int4-weight" if "4" in dtype else "int8-weight"
-    y = portarun.compile(model, "xla:cpu", precision, quantized_matmul="int8dot").run({"x": x})["y"]
+    y = portarun.compile(model, "xla:cpu", precision, quantized_matmul=form).run({"x": x})["y"]
     assert np.isnan(y[0, 0]).all()
     assert not np.isfinite(y[0, 1]).any()
     want = portarun.compile(model, "reference:cpu", precision).run({"x": x[:, 2:]})["y"]
@@ -142,10 +149,11 @@ def test_int8dot_propagates_nan_and_inf_in_a_row(dtype, granularity):
 
 
 @pytest.mark.parametrize("dtype,granularity", [("int8", "channel"), ("int4", "block")])
-def test_int8dot_takes_an_empty_batch(dtype, granularity):
+@pytest.mark.parametrize("form", INTEGER_FORMS)
+def test_integer_forms_take_an_empty_batch(form, dtype, granularity):
     model = _dequantize_matmul(dtype, granularity, zero_point=True)
     precision = "int4-weight" if "4" in dtype else "int8-weight"
-    y = portarun.compile(model, "xla:cpu", precision, quantized_matmul="int8dot").run(
+    y = portarun.compile(model, "xla:cpu", precision, quantized_matmul=form).run(
         {"x": np.zeros((0, 3, K), np.float32)})["y"]
     assert y.shape == (0, 3, N)
 
@@ -158,18 +166,44 @@ def test_int8dot_unpacks_wide_4_bit_weights_in_tiles(monkeypatch):
     _check_form("int8dot", "int4", "block", zero_point=True, n=300)
 
 
-def test_auto_picks_the_int8dot_form_on_cpus_and_provenance_names_it():
+def test_auto_picks_the_native_form_on_cpus_where_it_builds_and_provenance_names_it():
     from portarun_backends.xla.quant.matmul import form_for
+    from portarun_backends.xla.quant.native import kernel
 
     model = _dequantize_matmul("int8", "channel", zero_point=True)
     exe = portarun.compile(model, "xla:cpu", "int8-weight")
     details = exe.provenance.details
-    assert details["quantized_matmul"] == form_for("auto", "cpu") == "int8dot"
-    assert details["quantized_matmul_activations"] == "float (3 int8 digits, base 128)"
+    built = kernel()
+    assert built.available, built.detail  # this machine has g++ (the project's CI machines do)
+    assert details["quantized_matmul"] == form_for("auto", "cpu") == "native"
+    assert details["quantized_matmul_activations"] == "float"
+    assert details["quantized_matmul_kernel"] == built.detail
     (node,) = [nd for nd in exe.program.graph.nodes if nd.op_type == "QMatMul"]
-    assert node.attrs["form"] == "int8dot"
-    chunked = portarun.compile(model, "xla:cpu", "int8-weight", quantized_matmul="chunked")
-    assert chunked.provenance.details["quantized_matmul_activations"] == "float"
+    assert node.attrs["form"] == "native"
+    int8dot = portarun.compile(model, "xla:cpu", "int8-weight", quantized_matmul="int8dot")
+    assert int8dot.provenance.details["quantized_matmul_activations"] == "float (3 int8 digits, base 128)"
+
+
+def test_auto_falls_back_to_int8dot_where_the_kernel_cannot_be_built(monkeypatch):
+    """No compiler (or PORTARUN_XLA_NATIVE=0): 'auto' takes int8dot and provenance says why; asking for
+    'native' by name is refused with that reason, never silently replaced."""
+    from portarun_backends.xla.quant import native
+    from portarun_backends.xla.quant.matmul import form_for
+
+    missing = native.Kernel(False, "no C++ compiler (set CXX or install g++)")
+    assert form_for("auto", "cpu", missing) == "int8dot"
+    with pytest.raises(ValueError, match="no C.. compiler"):
+        form_for("native", "cpu", missing)
+    with pytest.raises(ValueError, match="CPU kernel"):
+        form_for("native", "gpu")
+    assert form_for("auto", "gpu") == "direct"
+    monkeypatch.setattr(native, "_kernel", missing)
+    model = _dequantize_matmul("int4", "block", zero_point=False)
+    exe = portarun.compile(model, "xla:cpu", "int4-weight")
+    assert exe.provenance.details["quantized_matmul"] == "int8dot"
+    assert exe.provenance.details["quantized_matmul_kernel"] == f"unavailable: {missing.detail}"
+    with pytest.raises(portarun.UsageError, match="native.*unavailable"):
+        portarun.compile(model, "xla:cpu", "int4-weight", quantized_matmul="native")
 
 
 def test_an_unknown_quantized_matmul_form_is_a_usage_error():
@@ -199,3 +233,4 @@ def test_a_float_program_claims_no_quantized_activations():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [w])
     with portarun.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "xla:cpu", "fp32") as exe:
         assert exe.provenance.details["quantized_matmul_activations"] is None
+        assert exe.provenance.details["quantized_matmul_kernel"] is None

@@ -1,0 +1,240 @@
+// portarun's QMatMul for XLA on CPUs: y[R, N] = x[R, K] @ dequantize(W), W read as int8 or packed int4.
+//
+// Why a custom call: XLA:CPU does not fuse a convert into a dot, so a float dot over an int8 weight first
+// writes a float copy of it, and its s8 x s8 dot (YNNPACK) runs at about half fp32's bytes per second.
+// This kernel reads each weight byte once, widens it to float in registers and accumulates in float32
+// (weight-only quantization: the activations stay float), which at batch 1 is bound by memory bandwidth,
+// the point of quantizing. Built by portarun at first use with the machine's compiler (-march=native);
+// see native.py.
+//
+// Layout (written by fusion._store_native): W [T, G, S, 64] int8, T tiles of 64 output columns
+// (N zero-padded to T * 64), G blocks of K of B rows each (per channel: G = 1, B = K rounded up), S = B
+// rows for 8-bit weights, B / 2 bytes for 4-bit ones whose low nibble holds row k and high nibble row
+// k + B / 2 of the block (signed). scale [G, T * 64] float32; zero [G, T * 64] int8 or empty; x
+// [R, G * B] float32 (zero-padded along K); y [R, N] float32. Shapes are checked, not trusted: an
+// artifact is a file.
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+
+#include "xla/ffi/api/ffi.h"
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kTile = 64;  // output columns per tile: one 64-byte line of int8 weights per row of K
+
+// acc[0:64] += sum over rows k of x[k] * w[k, 0:64], w int8 rows of 64 with a stride of 64 bytes.
+inline void RowsInt8(const float* x, const int8_t* w, int64_t rows, float* acc) {
+#if defined(__AVX512F__)
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  auto widen = [](const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p))); };
+  int64_t k = 0;
+  for (; k + 1 < rows; k += 2) {  // two rows at a time: eight independent FMA chains
+    const __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]);
+    const int8_t* p = w + k * kTile;
+    a0 = _mm512_fmadd_ps(x0, widen(p), a0);
+    a1 = _mm512_fmadd_ps(x0, widen(p + 16), a1);
+    a2 = _mm512_fmadd_ps(x0, widen(p + 32), a2);
+    a3 = _mm512_fmadd_ps(x0, widen(p + 48), a3);
+    b0 = _mm512_fmadd_ps(x1, widen(p + 64), b0);
+    b1 = _mm512_fmadd_ps(x1, widen(p + 80), b1);
+    b2 = _mm512_fmadd_ps(x1, widen(p + 96), b2);
+    b3 = _mm512_fmadd_ps(x1, widen(p + 112), b3);
+  }
+  for (; k < rows; ++k) {
+    const __m512 x0 = _mm512_set1_ps(x[k]);
+    const int8_t* p = w + k * kTile;
+    a0 = _mm512_fmadd_ps(x0, widen(p), a0);
+    a1 = _mm512_fmadd_ps(x0, widen(p + 16), a1);
+    a2 = _mm512_fmadd_ps(x0, widen(p + 32), a2);
+    a3 = _mm512_fmadd_ps(x0, widen(p + 48), a3);
+  }
+  _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), _mm512_add_ps(a0, b0)));
+  _mm512_storeu_ps(acc + 16, _mm512_add_ps(_mm512_loadu_ps(acc + 16), _mm512_add_ps(a1, b1)));
+  _mm512_storeu_ps(acc + 32, _mm512_add_ps(_mm512_loadu_ps(acc + 32), _mm512_add_ps(a2, b2)));
+  _mm512_storeu_ps(acc + 48, _mm512_add_ps(_mm512_loadu_ps(acc + 48), _mm512_add_ps(a3, b3)));
+#elif defined(__AVX2__)
+  __m256 a[8];
+  for (auto& v : a) v = _mm256_setzero_ps();
+  for (int64_t k = 0; k < rows; ++k) {
+    const __m256 xk = _mm256_set1_ps(x[k]);
+    const int8_t* p = w + k * kTile;
+    for (int j = 0; j < 8; ++j)
+      a[j] = _mm256_fmadd_ps(xk, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(p + 8 * j)))), a[j]);
+  }
+  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(acc + 8 * j, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * j), a[j]));
+#else
+  for (int64_t k = 0; k < rows; ++k)
+    for (int64_t n = 0; n < kTile; ++n) acc[n] += x[k] * static_cast<float>(w[k * kTile + n]);
+#endif
+}
+
+// The same for 4-bit weights: byte (k, n) holds row k in its low nibble and row k + half in its high one.
+inline void RowsInt4(const float* x, const int8_t* w, int64_t half, float* acc) {
+#if defined(__AVX512F__)
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  for (int64_t k = 0; k < half; ++k) {
+    const __m512 lo = _mm512_set1_ps(x[k]), hi = _mm512_set1_ps(x[k + half]);
+    const int8_t* p = w + k * kTile;
+    auto step = [&](int off, __m512& al, __m512& ah) {
+      const __m512i b = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(p + off)));  // sign-extended byte
+      al = _mm512_fmadd_ps(lo, _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(b, 28), 28)), al);
+      ah = _mm512_fmadd_ps(hi, _mm512_cvtepi32_ps(_mm512_srai_epi32(b, 4)), ah);
+    };
+    step(0, a0, b0);
+    step(16, a1, b1);
+    step(32, a2, b2);
+    step(48, a3, b3);
+  }
+  _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), _mm512_add_ps(a0, b0)));
+  _mm512_storeu_ps(acc + 16, _mm512_add_ps(_mm512_loadu_ps(acc + 16), _mm512_add_ps(a1, b1)));
+  _mm512_storeu_ps(acc + 32, _mm512_add_ps(_mm512_loadu_ps(acc + 32), _mm512_add_ps(a2, b2)));
+  _mm512_storeu_ps(acc + 48, _mm512_add_ps(_mm512_loadu_ps(acc + 48), _mm512_add_ps(a3, b3)));
+#elif defined(__AVX2__)
+  __m256 a[8];
+  for (auto& v : a) v = _mm256_setzero_ps();
+  for (int64_t k = 0; k < half; ++k) {
+    const __m256 lo = _mm256_set1_ps(x[k]), hi = _mm256_set1_ps(x[k + half]);
+    const int8_t* p = w + k * kTile;
+    for (int j = 0; j < 8; ++j) {
+      const __m256i b = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(p + 8 * j)));
+      a[j] = _mm256_fmadd_ps(lo, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(b, 28), 28)), a[j]);
+      a[j] = _mm256_fmadd_ps(hi, _mm256_cvtepi32_ps(_mm256_srai_epi32(b, 4)), a[j]);
+    }
+  }
+  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(acc + 8 * j, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * j), a[j]));
+#else
+  for (int64_t k = 0; k < half; ++k)
+    for (int64_t n = 0; n < kTile; ++n) {
+      const int v = w[k * kTile + n];
+      const int low = static_cast<int8_t>(static_cast<uint8_t>(v) << 4) >> 4;
+      acc[n] += x[k] * static_cast<float>(low) + x[k + half] * static_cast<float>(v >> 4);
+    }
+#endif
+}
+
+struct Problem {
+  const float* x;
+  const int8_t* w;
+  const float* scale;
+  const int8_t* zero;  // nullptr: symmetric
+  float* y;
+  int64_t rows, groups, block, stored, tiles, n;
+  bool packed;
+};
+
+// Output columns [tile * 64, tile * 64 + 64) for every row of x.
+void OneTile(const Problem& p, int64_t tile) {
+  const int64_t width = p.tiles * kTile, first = tile * kTile;
+  const int64_t count = std::min(kTile, p.n - first);
+  const int8_t* wt = p.w + tile * p.groups * p.stored * kTile;
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const float* xr = p.x + r * p.groups * p.block;
+    float out[kTile] = {0};
+    for (int64_t g = 0; g < p.groups; ++g) {
+      float acc[kTile] = {0};
+      const float* xg = xr + g * p.block;
+      const int8_t* wg = wt + g * p.stored * kTile;
+      if (p.packed) RowsInt4(xg, wg, p.stored, acc);
+      else RowsInt8(xg, wg, p.stored, acc);
+      const float* s = p.scale + g * width + first;
+      if (p.zero) {  // sum_k x[k] * (w[k, n] - z[n]) = acc[n] - z[n] * sum_k x[k]
+        float total = 0;
+        for (int64_t k = 0; k < p.block; ++k) total += xg[k];
+        const int8_t* z = p.zero + g * width + first;
+        for (int64_t j = 0; j < kTile; ++j) out[j] += (acc[j] - static_cast<float>(z[j]) * total) * s[j];
+      } else {
+        for (int64_t j = 0; j < kTile; ++j) out[j] += acc[j] * s[j];
+      }
+    }
+    std::memcpy(p.y + r * p.n + first, out, count * sizeof(float));
+  }
+}
+
+// Tiles claimed from one counter by the calling thread and by tasks on XLA's intra-op pool. A task that
+// starts after the work is gone finds the counter spent and returns, so the caller waits only for tiles
+// (never for tasks: the pool may be busy with other thunks) and the state outlives every task.
+struct Shared {
+  std::atomic<int64_t> next{0}, done{0};
+  int64_t total = 0, per = 1;
+  Problem problem;
+  std::mutex mutex;
+  std::condition_variable finished;
+};
+
+void Drain(const std::shared_ptr<Shared>& s) {
+  for (;;) {
+    const int64_t start = s->next.fetch_add(s->per);
+    if (start >= s->total) return;
+    const int64_t stop = std::min(s->total, start + s->per);
+    for (int64_t t = start; t < stop; ++t) OneTile(s->problem, t);
+    if (s->done.fetch_add(stop - start) + (stop - start) == s->total) {
+      std::lock_guard<std::mutex> lock(s->mutex);
+      s->finished.notify_all();
+    }
+  }
+}
+
+ffi::Error QMatMul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S8> w,
+                   ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::S8> zero, ffi::ResultBuffer<ffi::F32> y,
+                   int64_t bits, int64_t block) {
+  const auto xd = x.dimensions(), wd = w.dimensions(), sd = scale.dimensions(), yd = y->dimensions();
+  if (xd.size() != 2 || wd.size() != 4 || sd.size() != 2 || yd.size() != 2 || (bits != 8 && bits != 4))
+    return ffi::Error::InvalidArgument("portarun_qmatmul: operand ranks or bits do not match the layout");
+  const int64_t tiles = wd[0], groups = wd[1], stored = wd[2], rows = xd[0], n = yd[1];
+  const bool packed = bits == 4;
+  if (wd[3] != kTile || block <= 0 || stored != (packed ? block / 2 : block) || (packed && block % 2) ||
+      xd[1] != groups * block || yd[0] != rows || sd[0] != groups || sd[1] != tiles * kTile ||
+      n > tiles * kTile || n <= (tiles - 1) * kTile ||
+      (zero.element_count() != 0 && (zero.dimensions().size() != 2 || zero.dimensions()[0] != groups ||
+                                     zero.dimensions()[1] != tiles * kTile)))
+    return ffi::Error::InvalidArgument("portarun_qmatmul: operand shapes do not match the tiled layout");
+  auto shared = std::make_shared<Shared>();
+  shared->problem = Problem{x.typed_data(), w.typed_data(), scale.typed_data(),
+                            zero.element_count() ? zero.typed_data() : nullptr, y->typed_data(),
+                            rows, groups, block, stored, tiles, n, packed};
+  shared->total = tiles;
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  shared->per = std::max<int64_t>(1, tiles / (4 * threads));  // a few claims per thread balance the load
+  const int64_t helpers = std::min(threads, (tiles + shared->per - 1) / shared->per) - 1;
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([shared] { Drain(shared); });
+  Drain(shared);
+  std::unique_lock<std::mutex> lock(shared->mutex);
+  shared->finished.wait(lock, [&] { return shared->done.load() == shared->total; });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PortarunQMatMul, QMatMul,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S8>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S8>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("bits")
+                                  .Attr<int64_t>("block"));
+
+// The layout this build computes with, for provenance: which vector instructions -march=native gave it.
+extern "C" const char* PortarunQMatMulIsa() {
+#if defined(__AVX512F__)
+  return "avx512";
+#elif defined(__AVX2__)
+  return "avx2";
+#else
+  return "scalar";
+#endif
+}

@@ -1,0 +1,150 @@
+"""portarun's XLA:CPU QMatMul kernel (backends/xla/quant/qmatmul_kernel.cc), built here with the machine's
+compiler: the ISA it was built for matches this CPU, the AVX2 and plain C++ builds (made in a subprocess with
+PORTARUN_XLA_NATIVE_MARCH) compute what the reference does, it refuses operands that do not fit its layout
+(an artifact is a file: shapes are checked, not trusted), runs from many threads, survives an artifact's
+save and load, and a failing build is a reason, not an exception."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import portarun
+
+from .test_quantized_matmul_forms import _dequantize_matmul
+
+jax = pytest.importorskip("jax")
+
+from portarun_backends.xla.quant import native  # noqa: E402
+
+
+def _expected_isa() -> str:
+    features = portarun.plugin.cpu_features()
+    return "avx512" if features.avx512 else "avx2" if features.avx2 else "scalar"
+
+
+def test_the_kernel_builds_for_this_cpu():
+    built = native.kernel()
+    assert built.available, built.detail
+    assert built.detail.startswith(_expected_isa() + " "), (built.detail, _expected_isa())
+
+
+_SUBPROCESS_CHECK = textwrap.dedent("""
+    import numpy as np, portarun
+    from tests.backends.xla.test_quantized_matmul_forms import _dequantize_matmul
+    from portarun_backends.xla.quant import native
+    built = native.kernel()
+    assert built.available and built.detail.startswith("{isa} "), built.detail
+    for dtype, granularity, zero in (("int8", "channel", True), ("uint4", "block", False), ("int4", "block", True)):
+        model = _dequantize_matmul(dtype, granularity, zero, k=80, n=150)
+        x = (np.random.default_rng(1).standard_normal((2, 5, 80)) + 0.5).astype(np.float32)
+        precision = "int4-weight" if "4" in dtype else "int8-weight"
+        want = portarun.compile(model, "reference:cpu", precision).run({{"x": x}})["y"]
+        got = portarun.compile(model, "xla:cpu", precision, quantized_matmul="native").run({{"x": x}})["y"]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    print("ok", built.detail)
+""")
+
+
+@pytest.mark.parametrize("march,isa", [("haswell", "avx2"), ("x86-64", "scalar")])
+def test_the_avx2_and_plain_builds_match_the_reference(march, isa, tmp_path):
+    """Each build's code path, whatever this CPU is (an AVX2 build needs an AVX2 CPU to run)."""
+    if isa == "avx2" and not portarun.plugin.cpu_features().avx2:
+        pytest.skip("this CPU has no AVX2: the AVX2 build cannot run here")
+    env = {**os.environ, "PORTARUN_XLA_NATIVE_MARCH": march, "PORTARUN_CACHE_DIR": str(tmp_path)}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    result = subprocess.run([sys.executable, "-c", _SUBPROCESS_CHECK.format(isa=isa)], env=env, cwd=root,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok " + isa)
+
+
+def _call(x, w, scale, zero, n, bits, block):
+    import jax.numpy as jnp
+
+    call = jax.ffi.ffi_call(native.TARGET, jax.ShapeDtypeStruct((x.shape[0], n), jnp.float32),
+                            vmap_method="sequential")
+    return call(x, w, scale, zero, bits=np.int64(bits), block=np.int64(block))
+
+
+@pytest.mark.parametrize("case", ["tile width", "block vs rows", "x columns", "scale columns", "n past the tiles",
+                                  "zero point shape", "bits"])
+def test_the_kernel_refuses_operands_that_do_not_fit_its_layout(case):
+    assert native.kernel().available
+    x = np.ones((2, 128), np.float32)
+    w = np.ones((2, 1, 128, 64), np.int8)  # 2 tiles, 1 group of 128 rows, int8
+    scale = np.ones((1, 128), np.float32)
+    zero = np.zeros((0,), np.int8)
+    n, bits, block = 100, 8, 128
+    if case == "tile width":
+        w = np.ones((2, 1, 128, 32), np.int8)
+    elif case == "block vs rows":
+        bits = 4  # 128 stored rows are 256 rows of 4-bit values, not 128
+    elif case == "x columns":
+        x = np.ones((2, 64), np.float32)
+    elif case == "scale columns":
+        scale = np.ones((1, 64), np.float32)
+    elif case == "n past the tiles":
+        n = 200
+    elif case == "zero point shape":
+        zero = np.zeros((1, 64), np.int8)
+    else:
+        bits = 3
+    np.asarray(_call(np.ones((2, 128), np.float32), np.ones((2, 1, 128, 64), np.int8),
+                     np.ones((1, 128), np.float32), np.zeros((0,), np.int8), 100, 8, 128))  # the valid call runs
+    with pytest.raises(Exception, match="portarun_qmatmul"):
+        np.asarray(_call(x, w, scale, zero, n, bits, block))
+
+
+def test_one_executable_runs_from_many_threads():
+    model = _dequantize_matmul("int4", "block", zero_point=True, k=256, n=640)
+    rng = np.random.default_rng(4)
+    feeds = [{"x": rng.standard_normal((1, 3, 256)).astype(np.float32)} for _ in range(16)]
+    want = [portarun.compile(model, "reference:cpu", "int4-weight").run(f)["y"] for f in feeds]
+    exe = portarun.compile(model, "xla:cpu", "int4-weight")
+    assert exe.provenance.details["quantized_matmul"] == "native"
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda f: exe.run(f)["y"], feeds * 4))
+    for index, y in enumerate(got):
+        np.testing.assert_allclose(y, want[index % len(feeds)], rtol=1e-4, atol=1e-4)
+
+
+def test_an_artifact_with_the_kernel_saves_and_loads(tmp_path):
+    model = _dequantize_matmul("int8", "channel", zero_point=True, k=128, n=96)
+    x = np.random.default_rng(6).standard_normal((2, 3, 128)).astype(np.float32)
+    exe = portarun.compile(model, "xla:cpu", "int8-weight")
+    want = exe.run({"x": x})["y"]
+    exe.save(tmp_path / "artifact")
+    loaded = portarun.load_compiled(tmp_path / "artifact")
+    assert loaded.provenance.details["quantized_matmul"] == "native"
+    np.testing.assert_array_equal(loaded.run({"x": x})["y"], want)
+
+
+def test_a_failing_build_is_a_reason_not_an_exception(monkeypatch, tmp_path):
+    broken = tmp_path / "c++"
+    broken.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'broken 1.0'; exit 0; fi\n"
+                      "echo 'error: no such thing' >&2; exit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CXX", str(broken))
+    monkeypatch.setenv("PORTARUN_CACHE_DIR", str(tmp_path / "cache"))
+    built = native._build_and_register()
+    assert not built.available and "failed to build qmatmul_kernel.cc (error: no such thing)" in built.detail
+    assert not list((tmp_path / "cache").rglob("*.tmp"))  # the half-written library is gone
+    monkeypatch.setenv("PORTARUN_XLA_NATIVE", "0")
+    assert native._build_and_register() == native.Kernel(False, "PORTARUN_XLA_NATIVE=0")
+
+
+def test_an_artifact_built_with_the_kernel_is_refused_where_it_cannot_be_built(monkeypatch, tmp_path):
+    model = _dequantize_matmul("int8", "channel", zero_point=False, k=128, n=96)
+    portarun.compile(model, "xla:cpu", "int8-weight").save(tmp_path / "artifact")
+    monkeypatch.setattr(native, "_kernel", native.Kernel(False, "no C++ compiler (set CXX or install g++)"))
+    with pytest.raises(portarun.ArtifactIncompatibleError, match="no C.. compiler"):
+        portarun.load_compiled(tmp_path / "artifact")
+    rebuilt = portarun.load_compiled(tmp_path / "artifact", rebuild=True)
+    assert rebuilt.provenance.details["quantized_matmul"] == "int8dot"

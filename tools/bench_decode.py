@@ -97,8 +97,9 @@ def main() -> int:
                         help="ORT int-weight MatMuls without int8 activations (accuracy level 0)")
     parser.add_argument("--ort-variants", action="store_true",
                         help="also run ORT's weight-only precisions with int8 activations and with ORT's own fusion")
-    parser.add_argument("--hardware", default="xeon-8480",
-                        help="hardware profile that prices the $/1M tokens column (a share of its cores: ours)")
+    parser.add_argument("--hardware", default="local",
+                        help="hardware profile that prices the $/1M tokens column (a share of its cores: ours); "
+                             "'local' (default): this machine, measured, with the power of the matching CPU profile")
     parser.add_argument("--price-per-hour", type=float, help="explicit $/hour of the whole machine instead")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -258,9 +259,9 @@ def _variants(args, target: str, precision: str) -> list[tuple[str, dict]]:
 def _usd_per_hour(args) -> tuple[float | None, str]:
     """$/hour of the cores this run used: the profile's machine $/hour times our share of its cores."""
     from portarun.cost import hourly_cost
-    from portarun_conformance.hardware import default_assumptions, get_profile
+    from portarun_conformance.hardware import default_assumptions, profile_for
 
-    profile = get_profile(args.hardware)
+    profile = profile_for(args.hardware, "onnxruntime:cpu")
     hourly = hourly_cost(profile, default_assumptions(price_per_hour_usd=args.price_per_hour))
     if hourly.usd_per_hour is None:
         return None, f"not priced ({hourly.note})"

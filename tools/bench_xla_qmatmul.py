@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--rows", default="1", help="comma-separated row counts (1: decode at batch 1)")
-    parser.add_argument("--forms", default="int8dot,chunked", help="QMatMul forms to compare")
+    parser.add_argument("--forms", default="native,int8dot,chunked", help="QMatMul forms to compare")
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
     weights = _weights(args.layers)

@@ -153,31 +153,95 @@ struct Problem {
   bool packed;
 };
 
-// Output columns [tile * 64, tile * 64 + 64) for every row of x.
+// Rows of x that share one widening of the weights (prefill, batches): at batch 1 a step reads each
+// weight once and is bound by memory; with many rows it is bound by compute, and widening a weight once
+// for kRowBlock rows instead of once per row is most of that compute.
+constexpr int kRowBlock = 4;
+
+#if defined(__AVX512F__)
+// acc[i][0:64] += sum over rows k of xs[i][k] * w[k, 0:64] for kRowBlock rows of x at once.
+inline void BlockInt8(const float* const* xs, const int8_t* w, int64_t rows, float (*acc)[kTile]) {
+  __m512 a[kRowBlock][4];
+  for (auto& row : a)
+    for (auto& v : row) v = _mm512_setzero_ps();
+  for (int64_t k = 0; k < rows; ++k) {
+    const int8_t* p = w + k * kTile;
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
+    __m512 wv[4];
+    for (int j = 0; j < 4; ++j)
+      wv[j] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(p + 16 * j))));
+    for (int i = 0; i < kRowBlock; ++i) {
+      const __m512 xk = _mm512_set1_ps(xs[i][k]);
+      for (int j = 0; j < 4; ++j) a[i][j] = _mm512_fmadd_ps(xk, wv[j], a[i][j]);
+    }
+  }
+  for (int i = 0; i < kRowBlock; ++i)
+    for (int j = 0; j < 4; ++j)
+      _mm512_storeu_ps(acc[i] + 16 * j, _mm512_add_ps(_mm512_loadu_ps(acc[i] + 16 * j), a[i][j]));
+}
+
+inline void BlockInt4(const float* const* xs, const int8_t* w, int64_t half, float (*acc)[kTile]) {
+  const __m512 nibbles = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);
+  __m512 a[kRowBlock][4];
+  for (auto& row : a)
+    for (auto& v : row) v = _mm512_setzero_ps();
+  for (int64_t k = 0; k < half; ++k) {
+    const int8_t* p = w + k * kTile;
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
+    __m512 lo[4], hi[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(p + 16 * j)));
+      lo[j] = _mm512_permutexvar_ps(b, nibbles);
+      hi[j] = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), nibbles);
+    }
+    for (int i = 0; i < kRowBlock; ++i) {
+      const __m512 xl = _mm512_set1_ps(xs[i][k]), xh = _mm512_set1_ps(xs[i][k + half]);
+      for (int j = 0; j < 4; ++j) a[i][j] = _mm512_fmadd_ps(xh, hi[j], _mm512_fmadd_ps(xl, lo[j], a[i][j]));
+    }
+  }
+  for (int i = 0; i < kRowBlock; ++i)
+    for (int j = 0; j < 4; ++j)
+      _mm512_storeu_ps(acc[i] + 16 * j, _mm512_add_ps(_mm512_loadu_ps(acc[i] + 16 * j), a[i][j]));
+}
+#endif
+
+// Output columns [tile * 64, tile * 64 + 64) for every row of x, kRowBlock rows at a time.
 void OneTile(const Problem& p, int64_t tile) {
   const int64_t width = p.tiles * kTile, first = tile * kTile;
   const int64_t count = std::min(kTile, p.n - first);
   const int8_t* wt = p.w + tile * p.groups * p.stored * kTile;
-  for (int64_t r = 0; r < p.rows; ++r) {
-    const float* xr = p.x + r * p.groups * p.block;
-    float out[kTile] = {0};
+  for (int64_t r = 0; r < p.rows; r += kRowBlock) {
+    const int block_rows = static_cast<int>(std::min<int64_t>(kRowBlock, p.rows - r));
+    float out[kRowBlock][kTile] = {};
     for (int64_t g = 0; g < p.groups; ++g) {
-      float acc[kTile] = {0};
-      const float* xg = xr + g * p.block;
+      float acc[kRowBlock][kTile] = {};
+      const float* xs[kRowBlock];
+      for (int i = 0; i < kRowBlock; ++i)  // past the last row: a copy of it, computed and dropped
+        xs[i] = p.x + (r + std::min(i, block_rows - 1)) * p.groups * p.block + g * p.block;
       const int8_t* wg = wt + g * p.stored * kTile;
-      if (p.packed) RowsInt4(xg, wg, p.stored, acc);
-      else RowsInt8(xg, wg, p.stored, acc);
+#if defined(__AVX512F__)
+      if (block_rows > 1) {
+        if (p.packed) BlockInt4(xs, wg, p.stored, acc);
+        else BlockInt8(xs, wg, p.stored, acc);
+      } else
+#endif
+      for (int i = 0; i < block_rows; ++i) {
+        if (p.packed) RowsInt4(xs[i], wg, p.stored, acc[i]);
+        else RowsInt8(xs[i], wg, p.stored, acc[i]);
+      }
       const float* s = p.scale + g * width + first;
-      if (p.zero) {  // sum_k x[k] * (w[k, n] - z[n]) = acc[n] - z[n] * sum_k x[k]
-        float total = 0;
-        for (int64_t k = 0; k < p.block; ++k) total += xg[k];
-        const int8_t* z = p.zero + g * width + first;
-        for (int64_t j = 0; j < kTile; ++j) out[j] += (acc[j] - static_cast<float>(z[j]) * total) * s[j];
-      } else {
-        for (int64_t j = 0; j < kTile; ++j) out[j] += acc[j] * s[j];
+      const int8_t* z = p.zero ? p.zero + g * width + first : nullptr;
+      for (int i = 0; i < block_rows; ++i) {
+        if (z) {  // sum_k x[k] * (w[k, n] - z[n]) = acc[n] - z[n] * sum_k x[k]
+          float total = 0;
+          for (int64_t k = 0; k < p.block; ++k) total += xs[i][k];
+          for (int64_t j = 0; j < kTile; ++j) out[i][j] += (acc[i][j] - static_cast<float>(z[j]) * total) * s[j];
+        } else {
+          for (int64_t j = 0; j < kTile; ++j) out[i][j] += acc[i][j] * s[j];
+        }
       }
     }
-    std::memcpy(p.y + r * p.n + first, out, count * sizeof(float));
+    for (int i = 0; i < block_rows; ++i) std::memcpy(p.y + (r + i) * p.n + first, out[i], count * sizeof(float));
   }
 }
 

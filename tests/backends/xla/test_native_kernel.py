@@ -148,3 +148,16 @@ def test_an_artifact_built_with_the_kernel_is_refused_where_it_cannot_be_built(m
         portarun.load_compiled(tmp_path / "artifact")
     rebuilt = portarun.load_compiled(tmp_path / "artifact", rebuild=True)
     assert rebuilt.provenance.details["quantized_matmul"] == "int8dot"
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4, 5, 7, 9])
+@pytest.mark.parametrize("dtype,granularity", [("int8", "channel"), ("int4", "block")])
+def test_every_row_count_matches_the_reference(rows, dtype, granularity):
+    """Rows go through the kernel four at a time (one widening of the weights for four rows of x) and the
+    rest one by one: every remainder of that blocking computes what the reference does."""
+    model = _dequantize_matmul(dtype, granularity, zero_point=True, k=96, n=130)
+    x = (np.random.default_rng(rows).standard_normal((1, rows, 96)) + 0.5).astype(np.float32)
+    precision = "int4-weight" if "4" in dtype else "int8-weight"
+    want = portarun.compile(model, "reference:cpu", precision).run({"x": x})["y"]
+    got = portarun.compile(model, "xla:cpu", precision, quantized_matmul="native").run({"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

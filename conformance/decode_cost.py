@@ -29,7 +29,7 @@ import portarun
 from portarun import PortarunError, Precision
 from portarun.benchmark import measure_decode_side_by_side
 from portarun.cost import CostAssumptions, hourly_cost, usd_per_million_tokens, weight_bytes
-from portarun.generate import forced_logits
+from portarun.generate import forced_logits, next_token_agreement
 from portarun.models.decoder import config_of, decode_step_bytes
 from portarun.plugin import first_line
 
@@ -53,7 +53,11 @@ class DecodeCostRow:
     ttft_ms: float | None = None
     cache: str | None = None
     tokens_equal_to_fp32: float | None = None  # greedy tokens equal to the same backend's fp32, position by position
-    logits_cosine_to_fp32: float | None = None  # prefill logits vs the same backend's fp32
+    # teacher-forced on the same backend's fp32 sequence (prompt + its greedy tokens): the argmax equal to
+    # fp32's at each new position (one flipped token no longer decides the rest), with its 95% interval
+    next_token_agreement: float | None = None
+    next_token_agreement_ci95: list[float] | None = None
+    logits_cosine_to_fp32: float | None = None  # those teacher-forced logits, all positions, vs fp32's
     weight_bytes: int | None = None
     bytes_per_step: float | None = None  # read at least per decode step, as stored (4-bit = half a byte)
     usd_per_hour: float | None = None
@@ -139,7 +143,7 @@ def measure_decode_costs(model: str = DEFAULT_MODEL, targets: Sequence[str] = CP
     config = config_of(next(iter(models.values()))) if models else None
     vocab = (config or {}).get("vocab")
     prompt = np.random.default_rng(seed).integers(0, vocab or 100, size=(1, prompt_tokens)).astype(np.int64)
-    executables, logits = {}, {}
+    executables = {}
     try:
         for target in targets:
             for precision, built in models.items():
@@ -154,12 +158,13 @@ def measure_decode_costs(model: str = DEFAULT_MODEL, targets: Sequence[str] = CP
                     continue
                 executables[(target, precision)] = exe
                 row.provenance = exe.provenance.to_dict()
-                try:
-                    logits[(target, precision)] = forced_logits(exe, prompt, cache="dynamic")
+                try:  # one prompt pass: a configuration that cannot run leaves the timed round robin
+                    forced_logits(exe, prompt, cache="dynamic")
                 except PortarunError as exc:
                     row.error = f"run: {first_line(exc)}"
                     executables.pop((target, precision)).close()
         speeds = _speeds(executables, rows, prompt, new_tokens, repeats)
+        forced = _forced_on_fp32(executables, rows, speeds, prompt)
     finally:
         for exe in executables.values():
             exe.close()
@@ -172,14 +177,34 @@ def measure_decode_costs(model: str = DEFAULT_MODEL, targets: Sequence[str] = CP
             base = speeds.get(f"{target} fp32")
             if base is not None:
                 row.tokens_equal_to_fp32 = float(np.mean(np.asarray(speed.tokens) == np.asarray(base.tokens)))
-            if (target, "fp32") in logits:
-                row.logits_cosine_to_fp32 = _cosine(logits[(target, precision)], logits[(target, "fp32")])
+            if (target, precision) in forced and (target, "fp32") in forced:
+                ours, theirs = forced[(target, precision)], forced[(target, "fp32")]
+                row.logits_cosine_to_fp32 = _cosine(ours, theirs)
+                agreement = next_token_agreement(theirs[prompt.shape[1] - 1:-1], ours[prompt.shape[1] - 1:-1])
+                row.next_token_agreement = agreement["next_token_agreement"]
+                row.next_token_agreement_ci95 = agreement["next_token_agreement_ci95"]
         price_decode(row, profile_for(hardware, target), assumptions)
     return {"model": model, "batch": 1, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "repeats": repeats,
             "measured_by": "portarun.benchmark.measure_decode_side_by_side (round robin, greedy, medians)",
             "formula": "$/1M tokens = $/hour / (decode tokens/s x 3600) x 1e6",
             "load_average": list(os.getloadavg()), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "rows": [row.to_dict() for row in rows.values()]}
+
+
+def _forced_on_fp32(executables: dict, rows: dict, speeds: dict, prompt: np.ndarray) -> dict:
+    """(target, precision) -> logits [positions, vocab] teacher-forced on that target's fp32 sequence (the
+    prompt and fp32's greedy tokens); a configuration that fails here says so in its row."""
+    out = {}
+    for (target, precision), exe in executables.items():
+        base = speeds.get(f"{target} fp32")
+        if base is None or f"{target} {precision}" not in speeds:
+            continue
+        sequence = np.concatenate([prompt, np.asarray(base.tokens, dtype=prompt.dtype)], axis=1)  # [1, P + new]
+        try:
+            out[(target, precision)] = forced_logits(exe, sequence, cache="dynamic")[0]
+        except PortarunError as exc:
+            rows[(target, precision)].error = f"teacher-forced run: {first_line(exc)}"
+    return out
 
 
 def _speeds(executables: dict, rows: dict, prompt: np.ndarray, new_tokens: int, repeats: int) -> dict:
@@ -197,6 +222,13 @@ def _speeds(executables: dict, rows: dict, prompt: np.ndarray, new_tokens: int, 
             except PortarunError as exc:
                 rows[(target, precision)].error = f"generate: {first_line(exc)}"
         return speeds
+
+
+def _agreement(row: dict[str, Any]) -> str:
+    if row.get("next_token_agreement") is None:
+        return "–"
+    low, high = row["next_token_agreement_ci95"]
+    return f"{row['next_token_agreement']:.2f} ({low:.2f}-{high:.2f})"
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -223,13 +255,14 @@ def decode_cost_markdown(section: dict[str, Any]) -> list[str]:
             else:
                 cells.append(f"${_num(r['usd_per_million_tokens'], '.4g')} ({_num(r['decode_tokens_per_s'], '.1f')})")
         lines.append(f"| {target} | " + " | ".join(cells) + " |")
-    lines += ["", "| target | precision | decode tok/s | TPOT ms (p99) | MB/step | tokens = fp32 | logits cosine | $/h |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| target | precision | decode tok/s | TPOT ms (p99) | MB/step | next token = fp32 (95% CI) | "
+                  "tokens = fp32 | logits cosine | $/h |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['target']} | {r['precision']} | {_num(r['decode_tokens_per_s'], '.1f')} | "
                      f"{_num(r['tpot_median_ms'], '.2f')} ({_num(r['tpot_p99_ms'], '.2f')}) | "
                      f"{_num(r['bytes_per_step'] and r['bytes_per_step'] / 1e6, '.1f')} | "
-                     f"{_num(r['tokens_equal_to_fp32'], '.2f')} | {_num(r['logits_cosine_to_fp32'], '.5f')} | "
+                     f"{_agreement(r)} | {_num(r['tokens_equal_to_fp32'], '.2f')} | {_num(r['logits_cosine_to_fp32'], '.5f')} | "
                      f"{_num(r['usd_per_hour'], '.4g')} |")
     sources = dict.fromkeys(f"{r['price_basis']}: {r['price_source']}" + (f" (dated {r['price_date']})"
                                                                            if r["price_date"] else "") for r in rows)

@@ -350,6 +350,25 @@ def forced_logits(executable: Executable, token_ids: Sequence[int] | np.ndarray,
     return executable.run(loop.feeds(ids, positions))[sig.logits]
 
 
+def next_token_agreement(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
+    """Teacher-forced next-token agreement of ``logits`` with ``reference``, both [positions, vocab] from
+    ``forced_logits`` on the same sequence: the share of positions whose argmax is the same, its 95% Wilson
+    interval, and the reference's median top-1 minus top-2 margin and logit spread (a small margin means
+    near-ties that any rounding flips)."""
+    from .quantize.accuracy import wilson_interval
+
+    reference, logits = np.asarray(reference), np.asarray(logits)
+    if reference.shape != logits.shape or reference.ndim != 2 or not reference.shape[0]:
+        raise UsageError(f"next-token agreement needs two [positions, vocab] logits of one shape, got "
+                         f"{reference.shape} and {logits.shape}", hint="run forced_logits on the same sequence")
+    agree = int(np.sum(np.argmax(reference, -1) == np.argmax(logits, -1)))
+    top2 = np.sort(reference, axis=-1)[:, -2:]
+    return {"next_token_agreement": agree / reference.shape[0],
+            "next_token_agreement_ci95": list(wilson_interval(agree, reference.shape[0])),
+            "reference_top1_margin_median": float(np.median(top2[:, 1] - top2[:, 0])),
+            "reference_logit_std": float(np.std(reference))}
+
+
 def _common_feeds(sig: DecoderSignature, ids: np.ndarray, positions: np.ndarray, has_past: bool) -> dict[str, np.ndarray]:
     feeds: dict[str, np.ndarray] = {sig.input_ids: ids}
     if sig.has_position_ids:

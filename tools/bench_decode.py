@@ -184,10 +184,10 @@ def main() -> int:
     print("same tok: free-running greedy tokens equal to fp32's, position by position (one flip changes every "
           "later token); next tok: teacher-forced on fp32's sequence, the quantized argmax equal to fp32's at each "
           "of the new positions (95% Wilson interval in --json)")
-    margins = [r["fp32_top1_margin_median"] for r in rows if r.get("fp32_top1_margin_median") is not None]
+    margins = [r["reference_top1_margin_median"] for r in rows if r.get("reference_top1_margin_median") is not None]
     if margins:
         print(f"fp32 top-1 minus top-2 logit, median over the new positions: {statistics.median(margins):.3f} "
-              f"(logit std {statistics.median(r['fp32_logit_std'] for r in rows if r.get('fp32_logit_std')):.3f}): "
+              f"(logit std {statistics.median(r['reference_logit_std'] for r in rows if r.get('reference_logit_std')):.3f}): "
               "a small margin means near-ties that any rounding can flip")
     fp32_tokens = {t: r["tokens"] for t, r in fp32.items()}
     if len(fp32_tokens) > 1:
@@ -211,8 +211,7 @@ def _mbu_text(row: dict) -> str:
 def _forced_agreement(runs: list[dict], prompt: np.ndarray) -> dict[int, dict]:
     """Per run (keyed by id): next-token agreement with the same target's fp32 run, teacher-forced on the
     fp32 run's greedy sequence (prompt + new tokens), with its 95% Wilson interval and fp32's top-1 margin."""
-    from portarun.generate import forced_logits
-    from portarun.quantize.accuracy import wilson_interval
+    from portarun.generate import forced_logits, next_token_agreement
 
     reference = {r["target"]: r for r in runs if r["precision"] == "fp32" and not r["variant"]}
     fp32_tokens = {t: np.asarray(r["speed"].tokens) for t, r in reference.items()}
@@ -235,13 +234,7 @@ def _forced_agreement(runs: list[dict], prompt: np.ndarray) -> dict[int, dict]:
         base = reference.get(run["target"])
         if base is None or id(run) not in logits_of or id(base) not in logits_of:
             continue
-        ref, got = logits_of[id(base)], logits_of[id(run)]
-        agree = int(np.sum(np.argmax(ref, -1) == np.argmax(got, -1)))
-        top2 = np.sort(ref, axis=-1)[:, -2:]
-        low, high = wilson_interval(agree, ref.shape[0])
-        out[id(run)] = {"next_token_agreement": agree / ref.shape[0], "next_token_agreement_ci95": [low, high],
-                        "fp32_top1_margin_median": float(np.median(top2[:, 1] - top2[:, 0])),
-                        "fp32_logit_std": float(np.std(ref))}
+        out[id(run)] = next_token_agreement(logits_of[id(base)], logits_of[id(run)])
     return out
 
 

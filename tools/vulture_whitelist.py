@@ -69,6 +69,7 @@ _.format_commands  # portarun/cli/__init__.py LazyGroup: click calls it to list 
 # markdown), not by attribute access: conformance/decode_cost.py DecodeCostRow, portarun/benchmark.py DecodeSpeed
 _.tokens_equal_to_fp32
 _.logits_cosine_to_fp32
+_.next_token_agreement_ci95
 _.bytes_per_step
 _.price_basis
 _.price_source

@@ -64,14 +64,18 @@ def _conformance_cell(entry: Mapping[str, Any], source: Source) -> Candidate | N
 
 def _decode_cost_row(row: Mapping[str, Any], section: Mapping[str, Any], source: Source) -> Candidate | None:
     """A row of the report's ``decode_cost`` section: a decoder priced on its measured decode tokens/s,
-    judged on its greedy tokens (top1) and prefill logits (cosine) against the same backend's fp32."""
+    judged against the same backend's fp32 on next-token agreement teacher-forced on fp32's sequence (top1,
+    one sample per new token; free-running greedy equality in reports that predate it) and logits cosine."""
     if row.get("error") or not row.get("decode_tokens_per_s"):
         return None
     profile = row.get("hardware_profile") or {}
+    forced = row.get("next_token_agreement")
+    top1, samples = (forced, int(section.get("new_tokens") or 1)) if forced is not None else \
+        (row.get("tokens_equal_to_fp32"), 1)
     return Candidate(
         target=row["target"], precision=row["precision"], batch=int(section.get("batch") or 1),
         model=f"{section['model']} (decode)", kind="decoder", hardware=profile.get("name"),
-        accuracy=Accuracy(cosine=row.get("logits_cosine_to_fp32"), top1=row.get("tokens_equal_to_fp32"), samples=1),
+        accuracy=Accuracy(cosine=row.get("logits_cosine_to_fp32"), top1=top1, samples=samples),
         ttft_ms=row.get("ttft_ms"), tpot_ms=row.get("tpot_median_ms"), tpot_p99_ms=row.get("tpot_p99_ms"),
         prompt_tokens=section.get("prompt_tokens"), output_tokens=section.get("new_tokens"),
         tokens_per_s=row["decode_tokens_per_s"], unit="tokens", weight_bytes=row.get("weight_bytes"),

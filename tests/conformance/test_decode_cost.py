@@ -97,9 +97,13 @@ def test_quantized_rows_say_how_far_they_are_from_fp32(full_section):
     for target in TARGETS:
         assert by[(target, "fp32")]["tokens_equal_to_fp32"] == 1.0
         assert by[(target, "fp32")]["logits_cosine_to_fp32"] == pytest.approx(1.0)
+        assert by[(target, "fp32")]["next_token_agreement"] == 1.0
         for precision in PRECISIONS[1:]:
             row = by[(target, precision)]
             assert 0.0 <= row["tokens_equal_to_fp32"] <= 1.0 and 0.5 < row["logits_cosine_to_fp32"] <= 1.0 + 1e-9
+            # teacher forcing judges each new position on its own, with its interval around it
+            low, high = row["next_token_agreement_ci95"]
+            assert 0.0 <= low <= row["next_token_agreement"] <= high <= 1.0
             assert row["weight_bytes"] < by[(target, "fp32")]["weight_bytes"]
             assert row["bytes_per_step"] < by[(target, "fp32")]["bytes_per_step"]
         assert by[(target, "int4-weight")]["bytes_per_step"] < by[(target, "int8-weight")]["bytes_per_step"]
@@ -139,7 +143,7 @@ def test_plan_over_the_decode_table_picks_the_cheapest_precision_that_meets_the_
     for row in section["rows"]:
         row["decode_tokens_per_s"] = {"int4-weight": 400.0, "int8-weight": 200.0}.get(row["precision"], 100.0) \
             if row["target"] == first else 50.0
-        row["tokens_equal_to_fp32"] = 0.5 if row["precision"] == "int4-weight" else 1.0
+        row["next_token_agreement"] = 0.5 if row["precision"] == "int4-weight" else 1.0  # what plan judges top1 on
     document = build_report(MatrixResult([]), hardware=None, assumptions=CostAssumptions())
     document["decode_cost"] = [section]
     path = tmp_path / "report.json"
@@ -216,3 +220,29 @@ def test_one_configuration_that_fails_to_generate_leaves_the_others_measured():
         speeds = _speeds(executables, rows, np.array([[1, 2, 3]], dtype=np.int64), 4, 1)
     assert set(speeds) == {"onnxruntime:cpu fp32"}
     assert rows[("broken:cpu", "fp32")].error.startswith("generate: ") and not rows[("onnxruntime:cpu", "fp32")].error
+
+
+def test_plan_judges_a_decode_row_on_its_teacher_forced_agreement(report, tmp_path):
+    """top1 for the plan is next-token agreement over the run's new tokens (one flipped free-running token
+    no longer fails a precision); a report from before that field falls back to greedy equality."""
+    _, path = report
+    document = json.loads(path.read_text())
+    (section,) = document["decode_cost"]
+    rows = {(r["target"], r["precision"]): r for r in section["rows"]}
+
+    def decoders(report_path):
+        return [c for c in import_report(report_path, assumptions=CostAssumptions()) if c.kind == "decoder"]
+
+    judged = decoders(path)
+    assert len(judged) == len(rows)
+    for candidate in judged:
+        row = rows[(candidate.target, candidate.precision)]
+        assert candidate.accuracy.top1 == row["next_token_agreement"] is not None
+        assert candidate.accuracy.samples == section["new_tokens"]
+    for row in section["rows"]:
+        row.pop("next_token_agreement")
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(document))
+    for candidate in decoders(older):
+        assert candidate.accuracy.top1 == rows[(candidate.target, candidate.precision)]["tokens_equal_to_fp32"]
+        assert candidate.accuracy.samples == 1

@@ -163,3 +163,23 @@ def test_forced_logits_refuse_ids_outside_the_vocabulary(ort):
         forced_logits(ort, np.array([[1, 2, 10**6]]))
     with pytest.raises(UsageError, match="unknown cache mode"):
         forced_logits(ort, PROMPT, cache="paged")
+
+
+def test_next_token_agreement_counts_equal_argmaxes_with_an_interval():
+    from portarun.generate import next_token_agreement
+
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((40, 50)).astype(np.float32)
+    other = reference.copy()
+    flipped = [3, 17, 31]
+    for position in flipped:  # make another token the argmax at three positions
+        other[position, (reference[position].argmax() + 1) % 50] = reference[position].max() + 1.0
+    result = next_token_agreement(reference, other)
+    assert result["next_token_agreement"] == pytest.approx(37 / 40)
+    low, high = result["next_token_agreement_ci95"]
+    assert low < 37 / 40 < high <= 1.0
+    top2 = np.sort(reference, axis=-1)[:, -2:]
+    assert result["reference_top1_margin_median"] == pytest.approx(float(np.median(top2[:, 1] - top2[:, 0])))
+    assert next_token_agreement(reference, reference)["next_token_agreement"] == 1.0
+    with pytest.raises(UsageError, match="one shape"):
+        next_token_agreement(reference, other[:-1])

@@ -140,8 +140,8 @@ def _store_int8dot(node, wq, scale, zero, block, weights, constants, uses) -> li
 
 def _store_native(node, wq, scale, zero, block, weights, constants, uses) -> list[str]:
     """The int8dot layout cut into tiles of ``native.TILE`` output columns, each tile's weight contiguous
-    (N zero-padded): [T, G, B, 64] int8 (4-bit: [T, G, B/2, 64] bytes as int8), scale [G, T * 64] float32,
-    zero [G, T * 64] int8; for ``native.qmatmul_native``."""
+    (N zero-padded): [T, G, B, 64] int8 (4-bit: [T, G, B/2, 64] bytes as int8, each nibble w + 8), scale
+    [G, T * 64] float32, zero [G, T * 64] int8; for ``native.qmatmul_native``."""
     return _store_blocked(node, wq, scale, zero, block, weights, constants, uses, tiled=True)
 
 
@@ -184,8 +184,8 @@ def _store_blocked(node, wq, scale, zero, block, weights, constants, uses, *, ti
         "scale": np.ascontiguousarray(_grid(scale, groups, N), dtype=np.float32 if tiled else None),
         "zero": shifted_zero.astype(np.int8) if shifted_zero.any() else None,
     }
-    if tiled:
-        stored["w"] = _tiles(stored["w"].view(np.int8))
+    if tiled:  # the kernel reads 4-bit values in offset binary (w + 8 in 0..15): a mask or a shift each
+        stored["w"] = _tiles((stored["w"] ^ np.uint8(0x88) if bits == 4 else stored["w"]).view(np.int8))
         stored["scale"] = _padded_columns(stored["scale"])
         stored["zero"] = None if stored["zero"] is None else _padded_columns(stored["zero"])
     suffix = "native" if tiled else "int8dot"

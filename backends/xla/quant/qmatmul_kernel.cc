@@ -10,7 +10,7 @@
 // Layout (written by fusion._store_native): W [T, G, S, 64] int8, T tiles of 64 output columns
 // (N zero-padded to T * 64), G blocks of K of B rows each (per channel: G = 1, B = K rounded up), S = B
 // rows for 8-bit weights, B / 2 bytes for 4-bit ones whose low nibble holds row k and high nibble row
-// k + B / 2 of the block (signed). scale [G, T * 64] float32; zero [G, T * 64] int8 or empty; x
+// k + B / 2 of the block, each nibble in offset binary (w + 8, so 0..15). scale [G, T * 64] float32; zero [G, T * 64] int8 or empty; x
 // [R, G * B] float32 (zero-padded along K); y [R, N] float32. Shapes are checked, not trusted: an
 // artifact is a file.
 #include <algorithm>
@@ -76,6 +76,7 @@ inline void RowsInt8(const float* x, const int8_t* w, int64_t rows, float* acc) 
   for (int64_t k = 0; k < rows; ++k) {
     const __m256 xk = _mm256_set1_ps(x[k]);
     const int8_t* p = w + k * kTile;
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
     for (int j = 0; j < 8; ++j)
       a[j] = _mm256_fmadd_ps(xk, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(p + 8 * j)))), a[j]);
   }
@@ -89,7 +90,7 @@ inline void RowsInt8(const float* x, const int8_t* w, int64_t rows, float* acc) 
 // The same for 4-bit weights: byte (k, n) holds row k in its low nibble and row k + half in its high one.
 inline void RowsInt4(const float* x, const int8_t* w, int64_t half, float* acc) {
 #if defined(__AVX512F__)
-  const __m512 nibbles = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);  // signed 4-bit
+  const __m512 nibbles = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);  // u - 8
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
   for (int64_t k = 0; k < half; ++k) {
     const __m512 lo = _mm512_set1_ps(x[k]), hi = _mm512_set1_ps(x[k + half]);
@@ -113,24 +114,37 @@ inline void RowsInt4(const float* x, const int8_t* w, int64_t half, float* acc) 
   _mm512_storeu_ps(acc + 32, _mm512_add_ps(_mm512_loadu_ps(acc + 32), _mm512_add_ps(a2, b2)));
   _mm512_storeu_ps(acc + 48, _mm512_add_ps(_mm512_loadu_ps(acc + 48), _mm512_add_ps(a3, b3)));
 #elif defined(__AVX2__)
+  // nibbles are stored as u = w + 8 (one mask or shift each, no sign-extending shifts), and
+  // sum_k x[k] * w[k] = sum_k x[k] * u[k] - 8 * sum_k x[k] is subtracted once at the end
   __m256 a[8];
   for (auto& v : a) v = _mm256_setzero_ps();
+  const __m256i low_bits = _mm256_set1_epi32(15);
+  __m256 sum = _mm256_setzero_ps();  // lanes of sum_k x[k]: 8 k at a time
+  int64_t k = 0;
+  for (; k + 8 <= 2 * half; k += 8) sum = _mm256_add_ps(sum, _mm256_loadu_ps(x + k));
+  float total = 0;
+  for (; k < 2 * half; ++k) total += x[k];
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  for (float v : lanes) total += v;
   for (int64_t k = 0; k < half; ++k) {
     const __m256 lo = _mm256_set1_ps(x[k]), hi = _mm256_set1_ps(x[k + half]);
     const int8_t* p = w + k * kTile;
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
     for (int j = 0; j < 8; ++j) {
-      const __m256i b = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(p + 8 * j)));
-      a[j] = _mm256_fmadd_ps(lo, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(b, 28), 28)), a[j]);
-      a[j] = _mm256_fmadd_ps(hi, _mm256_cvtepi32_ps(_mm256_srai_epi32(b, 4)), a[j]);
+      const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(p + 8 * j)));
+      a[j] = _mm256_fmadd_ps(lo, _mm256_cvtepi32_ps(_mm256_and_si256(b, low_bits)), a[j]);
+      a[j] = _mm256_fmadd_ps(hi, _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4)), a[j]);
     }
   }
-  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(acc + 8 * j, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * j), a[j]));
+  const __m256 bias = _mm256_set1_ps(8.0f * total);
+  for (int j = 0; j < 8; ++j)
+    _mm256_storeu_ps(acc + 8 * j, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * j), _mm256_sub_ps(a[j], bias)));
 #else
   for (int64_t k = 0; k < half; ++k)
     for (int64_t n = 0; n < kTile; ++n) {
-      const int v = w[k * kTile + n];
-      const int low = static_cast<int8_t>(static_cast<uint8_t>(v) << 4) >> 4;
-      acc[n] += x[k] * static_cast<float>(low) + x[k + half] * static_cast<float>(v >> 4);
+      const int v = static_cast<uint8_t>(w[k * kTile + n]);
+      acc[n] += x[k] * static_cast<float>((v & 15) - 8) + x[k + half] * static_cast<float>((v >> 4) - 8);
     }
 #endif
 }
@@ -181,7 +195,7 @@ inline void BlockInt8(const float* const* xs, const int8_t* w, int64_t rows, flo
 }
 
 inline void BlockInt4(const float* const* xs, const int8_t* w, int64_t half, float (*acc)[kTile]) {
-  const __m512 nibbles = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);
+  const __m512 nibbles = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
   __m512 a[kRowBlock][4];
   for (auto& row : a)
     for (auto& v : row) v = _mm512_setzero_ps();

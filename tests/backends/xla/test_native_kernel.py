@@ -30,6 +30,8 @@ def _expected_isa() -> str:
 
 
 def test_the_kernel_builds_for_this_cpu():
+    if os.environ.get("PORTARUN_XLA_NATIVE_MARCH", "native") != "native":
+        pytest.skip("PORTARUN_XLA_NATIVE_MARCH builds for another CPU on purpose")
     built = native.kernel()
     assert built.available, built.detail
     assert built.detail.startswith(_expected_isa() + " "), (built.detail, _expected_isa())

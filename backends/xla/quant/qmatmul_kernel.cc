@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -38,38 +39,37 @@ constexpr int64_t kTile = 64;  // output columns per tile: one 64-byte line of i
 // (a chained decode-shaped microbenchmark: 3-4% faster, within this 2-core machine's noise)
 constexpr int64_t kPrefetch = 2048;
 
+#if defined(__AVX512F__)
+// acc[0:64] += the four 16-float vectors of one row's partial sums.
+inline void AddTo(float* acc, const __m512 (&v)[4]) {
+  for (int j = 0; j < 4; ++j) _mm512_storeu_ps(acc + 16 * j, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * j), v[j]));
+}
+#endif
+
 // acc[0:64] += sum over rows k of x[k] * w[k, 0:64], w int8 rows of 64 with a stride of 64 bytes.
 inline void RowsInt8(const float* x, const int8_t* w, int64_t rows, float* acc) {
 #if defined(__AVX512F__)
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  __m512 a[4], b[4];  // rows k and k + 1: eight independent FMA chains
+  for (int j = 0; j < 4; ++j) a[j] = b[j] = _mm512_setzero_ps();
   auto widen = [](const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p))); };
   int64_t k = 0;
-  for (; k + 1 < rows; k += 2) {  // two rows at a time: eight independent FMA chains
+  for (; k + 1 < rows; k += 2) {
     const __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]);
     const int8_t* p = w + k * kTile;
     _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + 64), _MM_HINT_T0);
-    a0 = _mm512_fmadd_ps(x0, widen(p), a0);
-    a1 = _mm512_fmadd_ps(x0, widen(p + 16), a1);
-    a2 = _mm512_fmadd_ps(x0, widen(p + 32), a2);
-    a3 = _mm512_fmadd_ps(x0, widen(p + 48), a3);
-    b0 = _mm512_fmadd_ps(x1, widen(p + 64), b0);
-    b1 = _mm512_fmadd_ps(x1, widen(p + 80), b1);
-    b2 = _mm512_fmadd_ps(x1, widen(p + 96), b2);
-    b3 = _mm512_fmadd_ps(x1, widen(p + 112), b3);
+    for (int j = 0; j < 4; ++j) {
+      a[j] = _mm512_fmadd_ps(x0, widen(p + 16 * j), a[j]);
+      b[j] = _mm512_fmadd_ps(x1, widen(p + kTile + 16 * j), b[j]);
+    }
   }
   for (; k < rows; ++k) {
     const __m512 x0 = _mm512_set1_ps(x[k]);
     const int8_t* p = w + k * kTile;
-    a0 = _mm512_fmadd_ps(x0, widen(p), a0);
-    a1 = _mm512_fmadd_ps(x0, widen(p + 16), a1);
-    a2 = _mm512_fmadd_ps(x0, widen(p + 32), a2);
-    a3 = _mm512_fmadd_ps(x0, widen(p + 48), a3);
+    for (int j = 0; j < 4; ++j) a[j] = _mm512_fmadd_ps(x0, widen(p + 16 * j), a[j]);
   }
-  _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), _mm512_add_ps(a0, b0)));
-  _mm512_storeu_ps(acc + 16, _mm512_add_ps(_mm512_loadu_ps(acc + 16), _mm512_add_ps(a1, b1)));
-  _mm512_storeu_ps(acc + 32, _mm512_add_ps(_mm512_loadu_ps(acc + 32), _mm512_add_ps(a2, b2)));
-  _mm512_storeu_ps(acc + 48, _mm512_add_ps(_mm512_loadu_ps(acc + 48), _mm512_add_ps(a3, b3)));
+  for (int j = 0; j < 4; ++j) a[j] = _mm512_add_ps(a[j], b[j]);
+  AddTo(acc, a);
 #elif defined(__AVX2__)
   __m256 a[8];
   for (auto& v : a) v = _mm256_setzero_ps();
@@ -88,45 +88,33 @@ inline void RowsInt8(const float* x, const int8_t* w, int64_t rows, float* acc) 
 }
 
 // The same for 4-bit weights: byte (k, n) holds row k in its low nibble and row k + half in its high one.
-inline void RowsInt4(const float* x, const int8_t* w, int64_t half, float* acc) {
+// ``total`` is sum_k x[k] over the block's 2 * half rows (the AVX2 path's offset correction).
+inline void RowsInt4(const float* x, const int8_t* w, int64_t half, [[maybe_unused]] float total, float* acc) {
 #if defined(__AVX512F__)
   const __m512 nibbles = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);  // u - 8
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  __m512 a[4], b[4];  // low and high nibbles: eight independent FMA chains
+  for (int j = 0; j < 4; ++j) a[j] = b[j] = _mm512_setzero_ps();
   for (int64_t k = 0; k < half; ++k) {
     const __m512 lo = _mm512_set1_ps(x[k]), hi = _mm512_set1_ps(x[k + half]);
     const int8_t* p = w + k * kTile;
     _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
-    auto step = [&](int off, __m512& al, __m512& ah) {
+    for (int j = 0; j < 4; ++j) {
       // a 16-entry table lookup turns a nibble into its float in one permute (which reads only an index's
       // low 4 bits): 3 vector ops per 16 weights fewer than shift + sign-extend + convert, and on 2 cores
       // the conversions, not the memory, bounded the 4-bit kernel (measured: tools/bench_xla_qmatmul.py)
-      const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(p + off)));
-      al = _mm512_fmadd_ps(lo, _mm512_permutexvar_ps(b, nibbles), al);
-      ah = _mm512_fmadd_ps(hi, _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), nibbles), ah);
-    };
-    step(0, a0, b0);
-    step(16, a1, b1);
-    step(32, a2, b2);
-    step(48, a3, b3);
+      const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(p + 16 * j)));
+      a[j] = _mm512_fmadd_ps(lo, _mm512_permutexvar_ps(v, nibbles), a[j]);
+      b[j] = _mm512_fmadd_ps(hi, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), nibbles), b[j]);
+    }
   }
-  _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), _mm512_add_ps(a0, b0)));
-  _mm512_storeu_ps(acc + 16, _mm512_add_ps(_mm512_loadu_ps(acc + 16), _mm512_add_ps(a1, b1)));
-  _mm512_storeu_ps(acc + 32, _mm512_add_ps(_mm512_loadu_ps(acc + 32), _mm512_add_ps(a2, b2)));
-  _mm512_storeu_ps(acc + 48, _mm512_add_ps(_mm512_loadu_ps(acc + 48), _mm512_add_ps(a3, b3)));
+  for (int j = 0; j < 4; ++j) a[j] = _mm512_add_ps(a[j], b[j]);
+  AddTo(acc, a);
 #elif defined(__AVX2__)
   // nibbles are stored as u = w + 8 (one mask or shift each, no sign-extending shifts), and
   // sum_k x[k] * w[k] = sum_k x[k] * u[k] - 8 * sum_k x[k] is subtracted once at the end
   __m256 a[8];
   for (auto& v : a) v = _mm256_setzero_ps();
   const __m256i low_bits = _mm256_set1_epi32(15);
-  __m256 sum = _mm256_setzero_ps();  // lanes of sum_k x[k]: 8 k at a time
-  int64_t k = 0;
-  for (; k + 8 <= 2 * half; k += 8) sum = _mm256_add_ps(sum, _mm256_loadu_ps(x + k));
-  float total = 0;
-  for (; k < 2 * half; ++k) total += x[k];
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, sum);
-  for (float v : lanes) total += v;
   for (int64_t k = 0; k < half; ++k) {
     const __m256 lo = _mm256_set1_ps(x[k]), hi = _mm256_set1_ps(x[k + half]);
     const int8_t* p = w + k * kTile;
@@ -162,6 +150,7 @@ struct Problem {
   const int8_t* w;
   const float* scale;
   const int8_t* zero;  // nullptr: symmetric
+  const float* sums;   // [rows, groups]: sum of x over each block of K (zero points, 4-bit offsets), else empty
   float* y;
   int64_t rows, groups, block, stored, tiles, n;
   bool packed;
@@ -189,9 +178,7 @@ inline void BlockInt8(const float* const* xs, const int8_t* w, int64_t rows, flo
       for (int j = 0; j < 4; ++j) a[i][j] = _mm512_fmadd_ps(xk, wv[j], a[i][j]);
     }
   }
-  for (int i = 0; i < kRowBlock; ++i)
-    for (int j = 0; j < 4; ++j)
-      _mm512_storeu_ps(acc[i] + 16 * j, _mm512_add_ps(_mm512_loadu_ps(acc[i] + 16 * j), a[i][j]));
+  for (int i = 0; i < kRowBlock; ++i) AddTo(acc[i], a[i]);
 }
 
 inline void BlockInt4(const float* const* xs, const int8_t* w, int64_t half, float (*acc)[kTile]) {
@@ -213,9 +200,7 @@ inline void BlockInt4(const float* const* xs, const int8_t* w, int64_t half, flo
       for (int j = 0; j < 4; ++j) a[i][j] = _mm512_fmadd_ps(xh, hi[j], _mm512_fmadd_ps(xl, lo[j], a[i][j]));
     }
   }
-  for (int i = 0; i < kRowBlock; ++i)
-    for (int j = 0; j < 4; ++j)
-      _mm512_storeu_ps(acc[i] + 16 * j, _mm512_add_ps(_mm512_loadu_ps(acc[i] + 16 * j), a[i][j]));
+  for (int i = 0; i < kRowBlock; ++i) AddTo(acc[i], a[i]);
 }
 #endif
 
@@ -240,15 +225,14 @@ void OneTile(const Problem& p, int64_t tile) {
       } else
 #endif
       for (int i = 0; i < block_rows; ++i) {
-        if (p.packed) RowsInt4(xs[i], wg, p.stored, acc[i]);
+        if (p.packed) RowsInt4(xs[i], wg, p.stored, p.sums[(r + i) * p.groups + g], acc[i]);
         else RowsInt8(xs[i], wg, p.stored, acc[i]);
       }
       const float* s = p.scale + g * width + first;
       const int8_t* z = p.zero ? p.zero + g * width + first : nullptr;
       for (int i = 0; i < block_rows; ++i) {
         if (z) {  // sum_k x[k] * (w[k, n] - z[n]) = acc[n] - z[n] * sum_k x[k]
-          float total = 0;
-          for (int64_t k = 0; k < p.block; ++k) total += xs[i][k];
+          const float total = p.sums[(r + i) * p.groups + g];
           for (int64_t j = 0; j < kTile; ++j) out[i][j] += (acc[i][j] - static_cast<float>(z[j]) * total) * s[j];
         } else {
           for (int64_t j = 0; j < kTile; ++j) out[i][j] += acc[i][j] * s[j];
@@ -265,6 +249,7 @@ void OneTile(const Problem& p, int64_t tile) {
 struct Shared {
   std::atomic<int64_t> next{0}, done{0};
   int64_t total = 0, per = 1;
+  std::vector<float> sums;
   Problem problem;
   std::mutex mutex;
   std::condition_variable finished;
@@ -298,9 +283,19 @@ ffi::Error QMatMul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ff
                                      zero.dimensions()[1] != tiles * kTile)))
     return ffi::Error::InvalidArgument("portarun_qmatmul: operand shapes do not match the tiled layout");
   auto shared = std::make_shared<Shared>();
+  // each row's sum over each block of K where a zero point or 4-bit offset needs it: once per call, not
+  // once per tile
+  if (zero.element_count() != 0 || packed) {
+    shared->sums.resize(rows * groups);
+    for (int64_t i = 0; i < rows * groups; ++i) {  // in double: the 4-bit offset subtracts 8 times it
+      double total = 0;
+      for (int64_t k = 0; k < block; ++k) total += x.typed_data()[i * block + k];
+      shared->sums[i] = static_cast<float>(total);
+    }
+  }
   shared->problem = Problem{x.typed_data(), w.typed_data(), scale.typed_data(),
-                            zero.element_count() ? zero.typed_data() : nullptr, y->typed_data(),
-                            rows, groups, block, stored, tiles, n, packed};
+                            zero.element_count() ? zero.typed_data() : nullptr, shared->sums.data(),
+                            y->typed_data(), rows, groups, block, stored, tiles, n, packed};
   shared->total = tiles;
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   shared->per = std::max<int64_t>(1, tiles / (4 * threads));  // a few claims per thread balance the load

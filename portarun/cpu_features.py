@@ -94,7 +94,7 @@ def _read_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
             for line in handle:
-                if line.startswith("flags"):
+                if line.startswith(("flags", "Features")):  # x86, or Arm's name for the same list
                     return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass

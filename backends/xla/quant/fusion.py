@@ -150,10 +150,7 @@ def _tiles(array: np.ndarray) -> np.ndarray:
     from .native import TILE
 
     groups, rows, n = array.shape
-    count = -(-n // TILE)
-    padded = np.zeros((groups, rows, count * TILE), array.dtype)
-    padded[..., :n] = array
-    return np.ascontiguousarray(padded.reshape(groups, rows, count, TILE).transpose(2, 0, 1, 3))
+    return split_columns(array.reshape(groups * rows, n), TILE).reshape(-1, groups, rows, TILE)
 
 
 def _padded_columns(grid: np.ndarray) -> np.ndarray:

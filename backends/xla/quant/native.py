@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from portarun.plugin import cache_dir
+from portarun.plugin import cache_dir, cpu_features
 
 TARGET = "portarun_qmatmul"
 TILE = 64  # output columns per tile; the kernel's kTile
@@ -69,15 +69,10 @@ def _compiler() -> str | None:
 
 
 def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
+    """The machine and its CPU flags: a build for -march=native is only good for a CPU with the same ones."""
     import platform
 
-    return platform.processor() or platform.machine()
+    return f"{platform.machine()} {' '.join(sorted(cpu_features().flags))}"
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:

@@ -174,7 +174,7 @@ class XlaBackend(Backend):
             try:
                 form_for(str(form), str(manifest.extras.get("platform", "cpu")))
             except ValueError as exc:
-                return f"its programs need {exc}"
+                return f"its programs were built with quantized_matmul={form!r}, and here {exc}"
         return None
 
     def _load_payload(self, payload_dir: Path, source_model: Model, manifest: Manifest,

@@ -80,7 +80,7 @@ class Program:
         try:  # the QMatMul form: native (else int8dot) on CPUs, direct elsewhere, unless the option names one
             self.quantized_matmul = form_for(str(options.get("quantized_matmul", "auto")), device.platform)
         except ValueError as exc:
-            raise UsageError(f"xla: {exc}", hint="quantized_matmul='auto' picks by device kind") from None
+            raise UsageError(f"xla:{device.platform}: {exc}", hint="quantized_matmul='auto' picks by device kind") from None
         proto = model.proto
         from .guards import check as guard
 

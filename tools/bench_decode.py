@@ -47,8 +47,9 @@ from portarun.benchmark import measure_decode_side_by_side  # noqa: E402
 from portarun_conformance.decode_cost import quantized_decoder  # noqa: E402
 
 CPU_TARGETS = ("onnxruntime:cpu", "openvino:cpu", "xla:cpu")
-# --ort-exact: ORT computes the QDQ graph as written (no int8 activations in its fused int-weight MatMuls)
-ORT_EXACT = {"session_config": {"session.qdq_matmulnbits_accuracy_level": "0"}}
+# --ort-exact: ORT computes the QDQ graph as written, in fp32 (no digits, no int8 activations)
+ORT_EXACT = {"session_config": {"session.qdq_matmulnbits_accuracy_level": "0"}, "lower_int4": "matmulnbits",
+             "lower_int8": "fold"}
 
 
 def measure_bandwidth(megabytes: tuple[int, ...] = (32, 64, 128, 256, 512), repeats: int = 7) -> dict[str, float]:
@@ -94,7 +95,7 @@ def main() -> int:
     parser.add_argument("--cache", choices=["dynamic", "static"], default="dynamic",
                         help="cache mode for ORT and OpenVINO (XLA always static)")
     parser.add_argument("--ort-exact", action="store_true",
-                        help="ORT int-weight MatMuls without int8 activations (accuracy level 0)")
+                        help="ORT int-weight MatMuls computed in fp32 (level 0, no digits, int8 folded)")
     parser.add_argument("--ort-variants", action="store_true",
                         help="also run ORT's weight-only precisions with int8 activations and with ORT's own fusion")
     parser.add_argument("--hardware", default="local",
@@ -239,10 +240,13 @@ def _forced_agreement(runs: list[dict], prompt: np.ndarray) -> dict[int, dict]:
 
 
 # ONNX Runtime's weight-only forms side by side: the default (float activations, lowered), int8 activations
-# (named, a different precision), and what ORT did by itself before portarun lowered anything (its DQ
-# fusion at its default accuracy level 4, whole embedding tables dequantized every step)
-ORT_VARIANTS = {"int8-dynamic": {"activations": "int8-dynamic"}, "int8 folded to fp32": {"lower_int8": "fold"},
+# (named, a different precision), the int4 MatMuls at fp32 compute (no digits) and the int8 ones folded to
+# fp32, and what ORT did by itself before portarun lowered anything (its DQ fusion at its default accuracy
+# level 4, whole embedding tables dequantized every step)
+ORT_VARIANTS = {"int8-dynamic": {"activations": "int8-dynamic"},
+                "int4 at fp32 compute": {"lower_int4": "matmulnbits"}, "int8 folded to fp32": {"lower_int8": "fold"},
                 "ORT's own fusion": {"lower_int4": "none", "lower_int8": "none", "matmulnbits_accuracy_level": 4}}
+VARIANT_PRECISIONS = {"int4 at fp32 compute": ("int4-weight",)}  # the others apply to both
 
 
 def _variants(args, target: str, precision: str) -> list[tuple[str, dict]]:
@@ -251,7 +255,8 @@ def _variants(args, target: str, precision: str) -> list[tuple[str, dict]]:
     if args.ort_exact:
         return [("exact", ORT_EXACT)]
     if args.ort_variants and precision in ("int8-weight", "int4-weight"):
-        return [("", {})] + list(ORT_VARIANTS.items())
+        return [("", {})] + [(name, options) for name, options in ORT_VARIANTS.items()
+                             if precision in VARIANT_PRECISIONS.get(name, (precision,))]
     return [("", {})]
 
 

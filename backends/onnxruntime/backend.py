@@ -31,18 +31,35 @@ ACCURACY_LEVEL_KEY = "session.qdq_matmulnbits_accuracy_level"
 # in tools/bench_decode.py); int8-dynamic: 4, int8 activations per block (VNNI/AMX integer dot products)
 ACTIVATION_LEVELS = {"float": 1, "int8-dynamic": 4}
 DISABLE_QDQ_FUSION_KEY = "session.disable_quant_qdq"  # ORT then folds constant DQ weights to float instead
-INT4_LOWERINGS = ("matmulnbits", "none")
+INT4_LOWERINGS = ("digits", "matmulnbits", "none")
 INT8_LOWERINGS = ("digits", "fold", "matmulnbits", "none")
 
 
-def _default_lowering(key: str, target: Target, activations: str) -> str:
-    """On the CPU: MatMulNBits for int4; for int8 the digits form with float activations, MatMulNBits with
-    int8-dynamic ones. Other EPs: left to ORT."""
+def _default_lowering(key: str, target: Target, activations: str, level_chosen: bool) -> str:
+    """On the CPU with float activations: the digits forms (int4: MatMulNBits at level 4 over 2 digits per
+    block, unless the user chose a MatMulNBits level, which then governs; int8: MatMulInteger over 3 digits);
+    with int8-dynamic ones plain MatMulNBits. Other EPs: left to ORT."""
     if target.device != "cpu":
         return "none"
-    if key == "lower_int8" and activations == "float":
+    if activations == "float" and (key == "lower_int8" or not level_chosen):
         return "digits"
     return "matmulnbits"
+
+def _split_int4_activations(proto, ranks: dict[str, int]) -> dict[str, Any]:
+    """Run the lowered int4 MatMulNBits over their activations' 2 digits (lowering_int4_digits.py); what
+    provenance says about it."""
+    from .lowering_int4_digits import ACCURACY_LEVEL, ACTIVATIONS, DIGITS_FORM, FORM, split_int4_activations
+
+    rewritten, left = split_int4_activations(proto, ranks)
+    details: dict[str, Any] = {"int4_digit_matmul_nodes": rewritten}
+    if rewritten:
+        details["activations"] = ACTIVATIONS
+        details["int4_matmuls"] = f"{FORM}: MatMulNBits at accuracy level {ACCURACY_LEVEL} over the activations " \
+                                  f"as {DIGITS_FORM} (~2^-16 of each block's max; not activation quantization)"
+    if left:
+        details["int4_exact_matmul_nodes"] = left  # a short last block: fp32 compute at the float level
+    return details
+
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -123,9 +140,11 @@ class OnnxRuntimeBackend(Backend):
         "session_config": "dict of ORT session config entries, e.g. {'session.qdq_matmulnbits_accuracy_level': '0'}",
         "provider_options": "dict of options for the target's execution provider",
         "cache_dir": "folder for EP caches (TensorRT engines, MIGraphX models); default the portarun cache",
-        "lower_int4": "int4-weight: 'matmulnbits' (default on the CPU) rewrites blocked DQ+MatMul as MatMulNBits and "
-                      "DQ+Gather as GatherBlockQuantized; 'none' leaves the DQ nodes to ORT (it fuses the MatMuls, "
-                      "dequantizes whole embedding tables every run)",
+        "lower_int4": "int4-weight: 'digits' (default on the CPU with float activations: MatMulNBits at accuracy "
+                      "level 4 over each activation as 2 int8 digits per block, ~2^-16 of the block's max) or "
+                      "'matmulnbits' (MatMulNBits at the activations' level: fp32 compute, exact, slower) rewrite "
+                      "blocked DQ+MatMul, and DQ+Gather as GatherBlockQuantized; 'none' leaves the DQ nodes to ORT "
+                      "(it fuses the MatMuls, dequantizes whole embedding tables every run)",
         "lower_int8": "int8-weight / int4-weight, per-channel int8 DQ+MatMul: 'digits' (default on the CPU with float "
                       "activations: one MatMulInteger over the activations' 3 int8 digits, fp32-accurate), 'fold' "
                       "(dequantized once at load, fp32 MatMul), 'matmulnbits' (8-bit MatMulNBits; the default with "
@@ -140,7 +159,8 @@ class OnnxRuntimeBackend(Backend):
     # fast on the CPU, and exact once int4 weight-only MatMuls keep float activations (ORT quantizes them
     # to int8 by default) and int8 ones are folded to fp32 (the digits form is ~2^-21 close, not exact):
     # the quantizer's evaluator
-    exact_evaluation_options = {"session_config": {ACCURACY_LEVEL_KEY: "0"}, "lower_int8": "fold"}
+    exact_evaluation_options = {"session_config": {ACCURACY_LEVEL_KEY: "0"}, "lower_int8": "fold",
+                                "lower_int4": "matmulnbits"}
 
     # -- facts -------------------------------------------------------------------------
     def sdk_version(self) -> str:
@@ -217,13 +237,19 @@ class OnnxRuntimeBackend(Backend):
         if effective == ACTIVATION_LEVELS["int8-dynamic"]:
             activations = "int8-dynamic"
         lower = {}
+        level_chosen = level is not None or configured is not None
         for key, choices in (("lower_int4", INT4_LOWERINGS), ("lower_int8", INT8_LOWERINGS)):
-            lower[key] = str(options.get(key) or _default_lowering(key, target, activations)).lower()
+            lower[key] = str(options.get(key) or _default_lowering(key, target, activations, level_chosen)).lower()
             if lower[key] not in choices:
                 raise UsageError(f"onnxruntime: unknown {key} '{lower[key]}'", hint=f"choose {' or '.join(choices)}")
+        if lower["lower_int4"] == "digits" and (level_chosen or activations != "float"):
+            raise UsageError("onnxruntime: lower_int4='digits' keeps float activations at its own accuracy level (4, "
+                             "over the digits); it cannot take an accuracy level or int8-dynamic activations",
+                             hint="drop matmulnbits_accuracy_level / activations, or use lower_int4='matmulnbits'")
         if precision not in (Precision.INT4_WEIGHT, Precision.INT8_WEIGHT):
             return model, {}, {}  # the accuracy level only governs weight-only MatMuls (ORT fuses int8 ones too)
-        int4 = (4,) if lower["lower_int4"] == "matmulnbits" and precision is Precision.INT4_WEIGHT else ()
+        int4 = (4,) if lower["lower_int4"] in ("digits", "matmulnbits") and precision is Precision.INT4_WEIGHT else ()
+        int4_digits = bool(int4) and lower["lower_int4"] == "digits"
         # 8-bit MatMulNBits with float activations (levels 0-3) runs ORT's slow generic path: 50-100x a
         # fp32 MatMul, measured on AVX-512 (tools/bench_decode.py). With float activations int8 MatMuls run
         # as one integer MatMul over the activations' int8 digits ('digits', lowering_int8.py) or are folded
@@ -251,11 +277,15 @@ class OnnxRuntimeBackend(Backend):
             config[DISABLE_QDQ_FUSION_KEY] = "1"
         if matmul_bits or int4 + int8_gathers:
             from .lowering import lower_weight_matmuls
+            from .lowering_int4_digits import activation_ranks
 
+            ranks = activation_ranks(proto) if int4_digits else {}  # before MatMulNBits hides the MatMuls
             # the digits lowering already made a copy of its own: rewrite that one in place
             proto, count = lower_weight_matmuls(proto, effective, matmul_bits, int4 + int8_gathers,
                                                 copy=proto is model.proto)
             details["matmulnbits_nodes"] = count
+            if int4_digits:
+                details.update(_split_int4_activations(proto, ranks))
         if proto is not model.proto:
             model = Model.from_proto(proto, name=model.name, check=False)
         # ORT's own DQ+MatMul fusion (what is not lowered here) reads the level from the session config

@@ -56,17 +56,26 @@ def test_accuracy_level_is_exposed_and_reported(small_transformer):
     dynamic = portarun.compile(q.model, "onnxruntime:cpu", "int4-weight", activations="int8-dynamic")
     assert dynamic.provenance.details["session.qdq_matmulnbits_accuracy_level"] == "4"
     assert dynamic.provenance.details["activations"] == "int8-dynamic"
+    # the default keeps float activations, carried to level 4's kernel as two int8 digits per block
     default = portarun.compile(q.model, "onnxruntime:cpu", "int4-weight")
-    assert default.provenance.details["activations"] == "float"
-    assert default.provenance.details["session.qdq_matmulnbits_accuracy_level"] in ("0", "1")
-    assert default.provenance.details["lower_int4"] == "matmulnbits" and default.provenance.details["matmulnbits_nodes"]
+    assert default.provenance.details["activations"] == "float (2 int8 digits per block)"
+    assert default.provenance.details["lower_int4"] == "digits" and default.provenance.details["matmulnbits_nodes"]
+    assert default.provenance.details["int4_digit_matmul_nodes"] == default.provenance.details["matmulnbits_nodes"]
     exact = portarun.compile(q.model, "onnxruntime:cpu", "int4-weight", matmulnbits_accuracy_level=0)
     assert exact.provenance.details["session.qdq_matmulnbits_accuracy_level"] == "0"
+    assert exact.provenance.details["lower_int4"] == "matmulnbits"  # a chosen level governs: no digits
+    plain = portarun.compile(q.model, "onnxruntime:cpu", "int4-weight", lower_int4="matmulnbits")
+    assert plain.provenance.details["activations"] == "float" and "int4_matmuls" not in plain.provenance.details
     err_dynamic = np.abs(dynamic.run(feeds)["y"] - neutral).max()
     err_default = np.abs(default.run(feeds)["y"] - neutral).max()
-    err_exact = np.abs(exact.run(feeds)["y"] - neutral).max()
-    # level 4 quantizes activations to int8 inside the kernel; the default and level 0 compute the artifact
-    assert max(err_exact, err_default) < 1e-4 < err_dynamic
+    err_exact = max(np.abs(exact.run(feeds)["y"] - neutral).max(), np.abs(plain.run(feeds)["y"] - neutral).max())
+    # level 4 quantizes activations to int8 inside the kernel; level 0/1 compute the artifact, and the
+    # digits come within ~2^-16 of each block's max of it: orders of magnitude closer than level 4 alone
+    assert err_exact < 1e-4 < err_dynamic and err_default < err_dynamic / 30
+    with pytest.raises(portarun.UsageError, match="digits"):
+        portarun.compile(q.model, "onnxruntime:cpu", "int4-weight", lower_int4="digits", matmulnbits_accuracy_level=1)
+    with pytest.raises(portarun.UsageError, match="digits"):
+        portarun.compile(q.model, "onnxruntime:cpu", "int4-weight", lower_int4="digits", activations="int8-dynamic")
     with pytest.raises(portarun.UsageError, match="activations"):
         portarun.compile(q.model, "onnxruntime:cpu", "int4-weight", activations="int4")
     with pytest.raises(portarun.UsageError, match="0-4"):
@@ -134,14 +143,15 @@ def test_embedding_gather_lowers_to_gather_block_quantized(precision, kwargs):
 
 
 def test_default_lowering_reads_one_embedding_row_and_keeps_float_activations():
-    """decoder-tiny int4-weight on the CPU: embedding as GatherBlockQuantized, MatMuls as MatMulNBits at a
-    float-activation level, recorded in provenance; the result equals the neutral artifact's."""
+    """decoder-tiny int4-weight on the CPU: embedding as GatherBlockQuantized, MatMuls as MatMulNBits over
+    float activations' digits, recorded in provenance; the result equals the neutral artifact's."""
     model = portarun.models.build("decoder-tiny")
     q = portarun.quantize(model, "int4-weight", accuracy_floor="cosine=0",
                           dims={"batch": 1, "seq": 4, "past_seq": 0, "total_seq": 4})
     exe = portarun.compile(q.model, "onnxruntime:cpu", "int4-weight")
     details = exe.provenance.details
-    assert details["activations"] == "float" and details["session.qdq_matmulnbits_accuracy_level"] in ("0", "1")
+    assert details["activations"] == "float (2 int8 digits per block)"
+    assert details["session.qdq_matmulnbits_accuracy_level"] in ("0", "1")  # ORT's own fusions: none left here
     ops = [n.op_type for n in exe.source.proto.graph.node]
     assert "GatherBlockQuantized" in ops and "MatMulNBits" in ops and details["matmulnbits_nodes"] >= 2
     feeds = portarun.random_feeds(q.model.inputs, seed=1, dims={"batch": 1, "seq": 5, "past_seq": 0, "total_seq": 5},

@@ -45,6 +45,7 @@ def _default_lowering(key: str, target: Target, activations: str, level_chosen: 
         return "digits"
     return "matmulnbits"
 
+
 def _split_int4_activations(proto, ranks: dict[str, int]) -> dict[str, Any]:
     """Run the lowered int4 MatMulNBits over their activations' 2 digits (lowering_int4_digits.py); what
     provenance says about it."""

@@ -12,14 +12,16 @@ two rows of one call (the weights are still read once):
     a = DequantizeLinear(QuantizeLinear(x, s))  -- on s's int8 grid, max |a| = 127 s: MLAS re-quantizes it
                                                    to the same integers (its scale is s to within an ulp)
     b = x - a                                   -- |b| <= s / 2; MLAS quantizes it with its own scale
-    y = MatMulNBits_level4([a; b]) summed over the two rows   (+ 0 * sum|x|: NaN/Inf in x reach y)
+    y = MatMulNBits_level4([a; b]) summed over the two rows   (+ 0 * sum(x): NaN/Inf in x reach y)
 
 The error left is b's own rounding, <= max|b| / 254 <= max|x| / 64,516 (~2^-16 of the block's max),
-against ~2^-8 for one int8 digit and ~2^-4 for the int4 weights themselves. MaxPool (ceil mode) takes
-the block max, which also covers a last block K leaves short. A block of zeros has s = 0:
-QuantizeLinear's q is then multiplied by 0, so a = b = 0. ORT's MaxPool skips NaN, so NaN or Inf in x
-are carried to y by a ``0 * sum|x|`` term instead. All ops but MatMulNBits are standard ONNX at opset
-21 (blocked QuantizeLinear), the opset an int4 model has anyway: 10 per activation, 3 per MatMul.
+against ~2^-8 for one int8 digit and ~2^-4 for the int4 weights themselves. A block of zeros has s = 0:
+QuantizeLinear's q is then multiplied by 0, so a = b = 0. ORT's MaxPool and ReduceMax skip NaN, so NaN
+or Inf in x are carried to y by the ``0 * sum(x)`` term instead. Two forms take the block max: where
+shape inference knows x is 3- to 5-D, MaxPool in x's own shape (10 ops per activation, 2 per MatMul);
+otherwise a rank-free [-1, block] view of x, reshaped back to [2, *x.shape] (13 and 2). A K its block
+size does not divide stays at the exact level. All ops but MatMulNBits are standard ONNX at opset 21
+(blocked QuantizeLinear, its output_dtype), the opset an int4 model has anyway.
 """
 
 from __future__ import annotations
@@ -39,20 +41,21 @@ ACTIVATIONS = f"float ({DIGITS_FORM})"
 ACCURACY_LEVEL = 4  # MLAS's int8-activation kernel, fed the digits
 MIN_OPSET = 21  # QuantizeLinear/DequantizeLinear with block_size, QuantizeLinear's output_dtype
 MAX_POOLED_RANK = 5  # MaxPool over the last axis: ORT pools 1 to 3 spatial axes
-
-
 SMALL_INITIALIZER = 1024  # elements: axes and shapes shape inference must read; weights are larger
 
 
 def activation_ranks(proto: onnx.ModelProto) -> dict[str, int]:
-    """The rank of every value shape inference knows in ``proto``'s main graph. It reads a copy without the
-    large initializers (weights become graph inputs of the same shape; axes and shapes keep their values)."""
-    light = onnx.ModelProto()
-    light.CopyFrom(proto)  # ModelProto copies are cheap next to inference; the weights go right after
-    large = [t for t in light.graph.initializer if np.prod(t.dims, dtype=np.int64) > SMALL_INITIALIZER]
-    for tensor in large:
-        light.graph.initializer.remove(tensor)
-    light.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in large)
+    """The rank of every value shape inference knows in ``proto``'s main graph. It reads a model built of the
+    graph's nodes without its large initializers (weights become graph inputs of the same shape; axes and
+    shapes keep their values), so no weight bytes are copied."""
+    graph = proto.graph
+    small = [t for t in graph.initializer if np.prod(t.dims, dtype=np.int64) <= SMALL_INITIALIZER]
+    weights = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+               for t in graph.initializer if np.prod(t.dims, dtype=np.int64) > SMALL_INITIALIZER]
+    light = helper.make_model(helper.make_graph(graph.node, graph.name, list(graph.input) + weights, graph.output,
+                                                small, value_info=graph.value_info),
+                              opset_imports=proto.opset_import, ir_version=proto.ir_version)
+    light.functions.extend(proto.functions)
     try:
         inferred = onnx.shape_inference.infer_shapes(light)
     except Exception:  # noqa: BLE001 - ranks are a hint: without them every MatMul takes the rank-free form
@@ -69,13 +72,18 @@ def _pooled_digits(b: _Builder, x: str, rank: int, block: int) -> tuple[list[onn
     window = [1] * (rank - 3) + [block]
     magnitude = b.node(nodes, "Abs", [x], f"{x}_abs")
     block_max = b.node(nodes, "MaxPool", [magnitude], f"{x}_block_max", kernel_shape=window, strides=window)
-    s = b.node(nodes, "Mul", [block_max, b.const(1.0 / 127.0, np.float32, "digits_inv127")], f"{x}_digit_scale")
-    q = b.node(nodes, "QuantizeLinear", [x, s], f"{x}_digit_q", axis=-1, block_size=block,
-               output_dtype=TensorProto.INT8)
-    high = b.node(nodes, "DequantizeLinear", [q, s], f"{x}_digit_high", axis=-1, block_size=block)
-    low = b.node(nodes, "Sub", [x, high], f"{x}_digit_low")
+    high, low = _grid_split(b, nodes, x, block_max, x, axis=-1, block_size=block)
     stacked = b.node(nodes, "Concat", [high, low], f"{x}_digits", axis=0)
     return nodes, stacked, _poison(b, nodes, x)
+
+
+def _grid_split(b: _Builder, nodes: list, values: str, block_max: str, x: str, **quantize) -> tuple[str, str]:
+    """(values on the int8 grid of s = block max / 127, the rest): QuantizeLinear/DequantizeLinear with
+    ``quantize``'s axis (and block size) between ``values`` and s's shapes."""
+    s = b.node(nodes, "Mul", [block_max, b.const(1.0 / 127.0, np.float32, "digits_inv127")], f"{x}_digit_scale")
+    q = b.node(nodes, "QuantizeLinear", [values, s], f"{x}_digit_q", output_dtype=TensorProto.INT8, **quantize)
+    high = b.node(nodes, "DequantizeLinear", [q, s], f"{x}_digit_high", **quantize)
+    return high, b.node(nodes, "Sub", [values, high], f"{x}_digit_low")
 
 
 def _poison(b: _Builder, nodes: list, x: str) -> str:
@@ -91,10 +99,7 @@ def _flat_digits(b: _Builder, x: str, block: int) -> tuple[list[onnx.NodeProto],
     blocks = b.node(nodes, "Reshape", [x, b.const([-1, block], i64, "digits_block_shape")], f"{x}_blocks")
     magnitude = b.node(nodes, "Abs", [blocks], f"{x}_blocks_abs")
     block_max = b.reduce(nodes, "ReduceMax", magnitude, -1, 0, f"{x}_block_max")  # [rows * K / block]
-    s = b.node(nodes, "Mul", [block_max, b.const(1.0 / 127.0, np.float32, "digits_inv127")], f"{x}_digit_scale")
-    q = b.node(nodes, "QuantizeLinear", [blocks, s], f"{x}_digit_q", axis=0, output_dtype=TensorProto.INT8)
-    high = b.node(nodes, "DequantizeLinear", [q, s], f"{x}_digit_high", axis=0)
-    low = b.node(nodes, "Sub", [blocks, high], f"{x}_digit_low")
+    high, low = _grid_split(b, nodes, blocks, block_max, x, axis=0)
     both = b.node(nodes, "Concat", [high, low], f"{x}_digit_blocks", axis=0)
     shape = b.node(nodes, "Shape", [x], f"{x}_shape")
     stacked_shape = b.node(nodes, "Concat", [b.const([2], i64, "digits_two"), shape], f"{x}_digits_shape", axis=0)
@@ -126,13 +131,13 @@ def _digit_matmul(b: _Builder, node: onnx.NodeProto, stacked: str, poison: str, 
     return nodes
 
 
-def split_int4_activations(proto: onnx.ModelProto, ranks: dict[str, int], bits: tuple[int, ...] = (4,)) -> tuple[int, int]:
+def split_int4_activations(proto: onnx.ModelProto, ranks: dict[str, int]) -> tuple[int, int]:
     """Rewrite ``proto`` in place: every 4-bit MatMulNBits of the main graph whose K its block size divides
     runs at accuracy level 4 over its activation's two digits, pooled where ``ranks`` (from
     ``activation_ranks`` of the model before lowering) knows the activation is 3- to 5-D. Returns
     (rewritten, left at their level)."""
     graph = proto.graph
-    candidates = [n for n in graph.node if _is_int4_matmul(n, bits)]
+    candidates = [n for n in graph.node if _is_int4_matmul(n)]
     if opset_versions(proto.opset_import).get("", 0) < MIN_OPSET:
         return 0, len(candidates)
     b = _Builder(graph, MIN_OPSET)
@@ -140,7 +145,7 @@ def split_int4_activations(proto: onnx.ModelProto, ranks: dict[str, int], bits: 
     digits_of: dict[tuple[str, int], tuple[str, str, bool]] = {}  # (activation, block) -> digits, made once
     rewritten = 0
     for node in graph.node:
-        block = _attr(node, "block_size", 0) if _is_int4_matmul(node, bits) else 0
+        block = _attr(node, "block_size", 0) if _is_int4_matmul(node) else 0
         if not block or _attr(node, "K", 0) % block:
             nodes.append(node)  # not ours, or a short last block: neither form cuts it like MLAS does
             continue
@@ -157,5 +162,5 @@ def split_int4_activations(proto: onnx.ModelProto, ranks: dict[str, int], bits: 
     return rewritten, len(candidates) - rewritten
 
 
-def _is_int4_matmul(node: onnx.NodeProto, bits=(4,)) -> bool:
-    return node.op_type == "MatMulNBits" and onnx_domain(node.domain) == MS_DOMAIN and _attr(node, "bits", 4) in bits
+def _is_int4_matmul(node: onnx.NodeProto) -> bool:
+    return node.op_type == "MatMulNBits" and onnx_domain(node.domain) == MS_DOMAIN and _attr(node, "bits", 4) == 4

@@ -69,7 +69,8 @@ class XlaBackend(Backend):
         "weight_layout": "'nk' (default): store constant MatMul/Gemm weights transposed [N, K]; 'kn': as written",
         "quantized_matmul": "'auto' (default): 'native' on CPUs (else 'int8dot' where it cannot be built), "
                             "'direct' elsewhere; the form of a fused DequantizeLinear->MatMul ('native': portarun's "
-                            "CPU kernel, built on first use with the C++ compiler, weights widened in registers; "
+                            "CPU kernel, built on first use with the C++ compiler, weights read once; float activations "
+                            "(4-bit: as two 16-bit digits per block, to 2^-31 of its largest value); "
                             "'int8dot': float activations as 3 int8 digits in one integer dot; 'chunked': scan "
                             "over cache-sized dequantized chunks; 'direct': one float dot with the scales after it)",
     }

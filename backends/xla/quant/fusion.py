@@ -46,7 +46,7 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int
             block = 0
         else:
             continue
-        if dq.attr("output_dtype") or (form in ("int8dot", "native") and not _int8dot_fits(wq, block)):
+        if dq.attr("output_dtype") or (form in ("int8dot", "native") and not _int8dot_fits(wq, block, form)):
             continue
         node.op_type = "QMatMul"
         node.domain = "portarun.xla"
@@ -126,10 +126,11 @@ def _store_chunked(node, wq, scale, zero, block, weights, constants, uses) -> li
     return names
 
 
-def _int8dot_fits(wq, block: int) -> bool:
-    """The int8dot layout takes 8-bit weights and 4-bit ones whose blocks pair up into bytes (per channel,
-    K is padded to even instead)."""
-    return wq.dtype.name in ("int8", "uint8") or (packing_of(wq) is not None and block % 2 == 0)
+def _int8dot_fits(wq, block: int, form: str) -> bool:
+    """The int8dot layout takes 8-bit weights and 4-bit ones whose blocks pair up into bytes; the native
+    one 4-bit blocks of whole quads of rows (``_quad_tiles``). Per channel, K is padded instead."""
+    rows = 4 if form == "native" else 2
+    return wq.dtype.name in ("int8", "uint8") or (packing_of(wq) is not None and block % rows == 0)
 
 
 def _store_int8dot(node, wq, scale, zero, block, weights, constants, uses) -> list[str]:
@@ -153,6 +154,22 @@ def _tiles(array: np.ndarray) -> np.ndarray:
     return split_columns(array.reshape(groups * rows, n), TILE).reshape(-1, groups, rows, TILE)
 
 
+def _quad_tiles(offset: np.ndarray) -> np.ndarray:
+    """4-bit [G, B, N] weights in offset binary (w + 8, 0..15) as the native kernel's quads: [T, G, B/2, 64]
+    bytes as int8, each tile's block 128 bytes per 4 rows of K, column group c (16 columns), column i and
+    pair j at byte 32 c + 2 i + j, low nibble row 4 q + j, high nibble row 4 q + 2 + j (so a zero-extension
+    to 16 bits lines up the row pairs of a 16-bit dot product; see qmatmul_kernel.cc). N is zero-padded."""
+    from .native import TILE
+
+    groups, rows, n = offset.shape
+    tiles = -(-n // TILE)
+    padded = np.zeros((groups, rows, tiles * TILE), np.uint8)
+    padded[:, :, :n] = offset
+    quads = padded.reshape(groups, rows // 4, 4, tiles, 4, TILE // 4)  # [G, Q, row in quad, T, c, i]
+    pairs = quads[:, :, 0:2] | (quads[:, :, 2:4] << 4)  # [G, Q, j, T, c, i]
+    return np.ascontiguousarray(pairs.transpose(3, 0, 1, 4, 5, 2)).reshape(tiles, groups, rows // 2, TILE).view(np.int8)
+
+
 def _padded_columns(grid: np.ndarray) -> np.ndarray:
     from .native import TILE
 
@@ -168,7 +185,8 @@ def _store_blocked(node, wq, scale, zero, block, weights, constants, uses, *, ti
     K, N = wq.shape
     bits = 4 if packing_of(wq) else 8
     offset = 0 if wq.dtype.name in ("int8", "int4") else 1 << (bits - 1)
-    rows = block or K + (K % 2 if bits == 4 else 0)  # 4-bit per channel: pad K to even
+    # 4-bit per channel: K padded to whole bytes (int8dot) or whole quads of rows (native)
+    rows = block or (-(-K // (4 if tiled else 2)) * (4 if tiled else 2) if bits == 4 else K)
     groups = -(-K // rows)
 
     signed = np.zeros((groups * rows, N), np.int16)
@@ -177,12 +195,12 @@ def _store_blocked(node, wq, scale, zero, block, weights, constants, uses, *, ti
     zero_grid = np.zeros((groups, N), np.int16) if zero is None else _grid(zero, groups, N).astype(np.int16)
     shifted_zero = zero_grid - offset
     stored = {
-        "w": pack_halves(signed, axis=1) if bits == 4 else signed.astype(np.int8),
+        "w": signed.astype(np.int8) if bits == 8 else None if tiled else pack_halves(signed, axis=1),
         "scale": np.ascontiguousarray(_grid(scale, groups, N), dtype=np.float32 if tiled else None),
         "zero": shifted_zero.astype(np.int8) if shifted_zero.any() else None,
     }
-    if tiled:  # the kernel reads 4-bit values in offset binary (w + 8 in 0..15): a mask or a shift each
-        stored["w"] = _tiles((stored["w"] ^ np.uint8(0x88) if bits == 4 else stored["w"]).view(np.int8))
+    if tiled:
+        stored["w"] = _quad_tiles(signed + 8) if bits == 4 else _tiles(stored["w"])  # 4-bit: w + 8 in 0..15
         stored["scale"] = _padded_columns(stored["scale"])
         stored["zero"] = None if stored["zero"] is None else _padded_columns(stored["zero"])
     suffix = "native" if tiled else "int8dot"

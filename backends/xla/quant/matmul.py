@@ -53,8 +53,9 @@ def form_for(requested: str, platform: str, native_kernel=None) -> str:
 def activations_for(form: str) -> str:
     """How a form's dot receives the float activations (provenance: never silently quantized)."""
     from .digits import ACTIVATIONS
+    from .native import ACTIVATIONS as NATIVE_ACTIVATIONS
 
-    return ACTIVATIONS if form == "int8dot" else "float"
+    return {"int8dot": ACTIVATIONS, "native": NATIVE_ACTIVATIONS}.get(form, "float")
 
 
 def qmatmul_direct(n, x, wq, scale, zero=None):

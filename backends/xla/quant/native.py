@@ -1,5 +1,7 @@
 """QMatMul's ``native`` form (CPUs, the default there when it builds): portarun's own XLA custom call,
-``qmatmul_kernel.cc``, which reads the int8/int4 weight once and accumulates in float32 in registers.
+``qmatmul_kernel.cc``, which reads the int8/int4 weight once: 8-bit weights widened to float and accumulated
+in float32 in registers, 4-bit ones in an exact integer dot with the float activations written as two 16-bit
+digits per block (error <= 2^-31 of the block's largest value, below float32's rounding of it).
 
 The kernel is compiled on first use with the machine's C++ compiler (``$CXX``, else ``g++``/``c++``)
 against the XLA FFI headers jaxlib ships, for this CPU (``-march=native``: AVX-512, AVX2 or plain C++), and
@@ -29,6 +31,8 @@ TARGET = "portarun_qmatmul"
 TILE = 64  # output columns per tile; the kernel's kTile
 SOURCE = Path(__file__).with_name("qmatmul_kernel.cc")
 BUILD_TIMEOUT_S = 180
+# what the kernel's dot receives (provenance): 8-bit weights meet x itself, 4-bit ones its two 16-bit digits
+ACTIVATIONS = "float (4-bit weights: 2 int16 digits per block, to 2^-31 of its max)"
 
 
 @dataclass(frozen=True)
@@ -155,4 +159,4 @@ def qmatmul_native(n, x, wq, scale, zero=None):
     return y.reshape(lead + (N,)).astype(dtype)
 
 
-__all__ = ["Kernel", "TARGET", "TILE", "kernel", "native_kernel_detail", "qmatmul_native"]
+__all__ = ["ACTIVATIONS", "Kernel", "TARGET", "TILE", "kernel", "native_kernel_detail", "qmatmul_native"]

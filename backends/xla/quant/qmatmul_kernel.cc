@@ -15,10 +15,12 @@
 // artifact is a file.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -87,57 +89,8 @@ inline void RowsInt8(const float* x, const int8_t* w, int64_t rows, float* acc) 
 #endif
 }
 
-// The same for 4-bit weights: byte (k, n) holds row k in its low nibble and row k + half in its high one.
-// ``total`` is sum_k x[k] over the block's 2 * half rows (the AVX2 path's offset correction).
-inline void RowsInt4(const float* x, const int8_t* w, int64_t half, [[maybe_unused]] float total, float* acc) {
-#if defined(__AVX512F__)
-  const __m512 nibbles = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);  // u - 8
-  __m512 a[4], b[4];  // low and high nibbles: eight independent FMA chains
-  for (int j = 0; j < 4; ++j) a[j] = b[j] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < half; ++k) {
-    const __m512 lo = _mm512_set1_ps(x[k]), hi = _mm512_set1_ps(x[k + half]);
-    const int8_t* p = w + k * kTile;
-    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
-    for (int j = 0; j < 4; ++j) {
-      // a 16-entry table lookup turns a nibble into its float in one permute (which reads only an index's
-      // low 4 bits): 3 vector ops per 16 weights fewer than shift + sign-extend + convert, and on 2 cores
-      // the conversions, not the memory, bounded the 4-bit kernel (measured: tools/bench_xla_qmatmul.py)
-      const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(p + 16 * j)));
-      a[j] = _mm512_fmadd_ps(lo, _mm512_permutexvar_ps(v, nibbles), a[j]);
-      b[j] = _mm512_fmadd_ps(hi, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), nibbles), b[j]);
-    }
-  }
-  for (int j = 0; j < 4; ++j) a[j] = _mm512_add_ps(a[j], b[j]);
-  AddTo(acc, a);
-#elif defined(__AVX2__)
-  // nibbles are stored as u = w + 8 (one mask or shift each, no sign-extending shifts), and
-  // sum_k x[k] * w[k] = sum_k x[k] * u[k] - 8 * sum_k x[k] is subtracted once at the end
-  __m256 a[8];
-  for (auto& v : a) v = _mm256_setzero_ps();
-  const __m256i low_bits = _mm256_set1_epi32(15);
-  for (int64_t k = 0; k < half; ++k) {
-    const __m256 lo = _mm256_set1_ps(x[k]), hi = _mm256_set1_ps(x[k + half]);
-    const int8_t* p = w + k * kTile;
-    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
-    for (int j = 0; j < 8; ++j) {
-      const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(p + 8 * j)));
-      a[j] = _mm256_fmadd_ps(lo, _mm256_cvtepi32_ps(_mm256_and_si256(b, low_bits)), a[j]);
-      a[j] = _mm256_fmadd_ps(hi, _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4)), a[j]);
-    }
-  }
-  const __m256 bias = _mm256_set1_ps(8.0f * total);
-  for (int j = 0; j < 8; ++j)
-    _mm256_storeu_ps(acc + 8 * j, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * j), _mm256_sub_ps(a[j], bias)));
-#else
-  for (int64_t k = 0; k < half; ++k)
-    for (int64_t n = 0; n < kTile; ++n) {
-      const int v = static_cast<uint8_t>(w[k * kTile + n]);
-      acc[n] += x[k] * static_cast<float>((v & 15) - 8) + x[k + half] * static_cast<float>((v >> 4) - 8);
-    }
-#endif
-}
-
 constexpr int kSpins = 1 << 14;
+constexpr int64_t kBytesPerThread = int64_t{1} << 19;
 
 inline void Pause() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -150,7 +103,10 @@ struct Problem {
   const int8_t* w;
   const float* scale;
   const int8_t* zero;  // nullptr: symmetric
-  const float* sums;   // [rows, groups]: sum of x over each block of K (zero points, 4-bit offsets), else empty
+  const float* sums;   // [rows, groups]: sum of x over each block of K (8-bit zero points), else empty
+  const int16_t* grid;       // 4-bit: [rows * 2, groups * block] x as two 16-bit digits per block
+  const float* grid_step;    // 4-bit: [rows * 2, groups] each digit's grid step
+  const int64_t* grid_sum;   // 4-bit: [rows * 2, groups] the sum of each digit over the block
   float* y;
   int64_t rows, groups, block, stored, tiles, n;
   bool packed;
@@ -181,30 +137,198 @@ inline void BlockInt8(const float* const* xs, const int8_t* w, int64_t rows, flo
   for (int i = 0; i < kRowBlock; ++i) AddTo(acc[i], a[i]);
 }
 
-inline void BlockInt4(const float* const* xs, const int8_t* w, int64_t half, float (*acc)[kTile]) {
-  const __m512 nibbles = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
-  __m512 a[kRowBlock][4];
-  for (auto& row : a)
-    for (auto& v : row) v = _mm512_setzero_ps();
-  for (int64_t k = 0; k < half; ++k) {
-    const int8_t* p = w + k * kTile;
-    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
-    __m512 lo[4], hi[4];
-    for (int j = 0; j < 4; ++j) {
-      const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(p + 16 * j)));
-      lo[j] = _mm512_permutexvar_ps(b, nibbles);
-      hi[j] = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), nibbles);
-    }
-    for (int i = 0; i < kRowBlock; ++i) {
-      const __m512 xl = _mm512_set1_ps(xs[i][k]), xh = _mm512_set1_ps(xs[i][k + half]);
-      for (int j = 0; j < 4; ++j) a[i][j] = _mm512_fmadd_ps(xh, hi[j], _mm512_fmadd_ps(xl, lo[j], a[i][j]));
-    }
-  }
-  for (int i = 0; i < kRowBlock; ++i) AddTo(acc[i], a[i]);
-}
 #endif
 
-// Output columns [tile * 64, tile * 64 + 64) for every row of x, kRowBlock rows at a time.
+// 4-bit weights: an integer dot over each block's activations written as two 16-bit digits.
+//
+// Why not widen to float as the 8-bit path does: at 4 bits per weight the widening (zero-extend, shift, a
+// table permute and an FMA per 16 weights), not the memory, bound that kernel on a 2-core AVX-512 machine
+// (10 GB/s read, half the 8-bit path's bytes per second; tools/bench_xla_qmatmul.py). Here each row's block
+// of x is written x = d1 * t + d2 * t / 65534 + e with t = max|x| / 32767, d1 = round(x / t) and d2 the
+// rest on a grid 65534 times finer, so |e| <= max|x| / 2^31: below float32's rounding of the block's largest
+// value, so the activations stay float in all but name. sum_k d[k] * u[k, n] is exact in int32 for each digit
+// (vpdpwssd: 32 products per instruction), and the float result is
+// s_w[n] * sum over the digits of step * (that sum - (8 + z[n]) * sum_k d[k]).
+// The two digits are two "virtual rows" of x: the kernel's row blocking serves both.
+//
+// Layout of one tile's block (written by fusion._quad_tiles): quads of 4 rows of K, 128 bytes each:
+// column group c (16 columns), column i, pair j at byte 32 c + 2 i + j, its low nibble row 4 q + j and its
+// high nibble row 4 q + 2 + j, each u = w + 8 in 0..15. Zero-extending 32 bytes to words gives, per 32-bit
+// lane i, the rows (4q, 4q + 1) in the low nibbles and (4q + 2, 4q + 3) in the high ones: the pairs a
+// 16-bit dot product multiplies by the broadcast activations (d[4q], d[4q + 1]) and (d[4q + 2], d[4q + 3]).
+constexpr int64_t kQuadBytes = 2 * kTile;
+// quads per int32 accumulation: 1024 quads x 4 rows x 32767 x 15 < 2^31, so the sum cannot overflow for any
+// block size; longer blocks (per-channel weights) add their chunks in int64
+constexpr int64_t kChunkQuads = 1024;
+
+inline int32_t Pair(const int16_t* d) {  // two adjacent int16 activations as one 32-bit lane
+  int32_t v;
+  std::memcpy(&v, d, sizeof v);
+  return v;
+}
+
+// acc[i][0:64] = sum over the quads [q0, q1) of d[i][k] * u[k, 0:64] for R rows of activations.
+template <int R>
+inline void QuadsInt4(const int16_t* const* d, const uint8_t* w, int64_t q0, int64_t q1, int32_t (*acc)[kTile]) {
+#if defined(__AVX512BW__)
+  __m512i a[R][4];
+  for (auto& row : a)
+    for (auto& v : row) v = _mm512_setzero_si512();
+  const __m512i low = _mm512_set1_epi16(15);
+  for (int64_t q = q0; q < q1; ++q) {
+    const uint8_t* p = w + q * kQuadBytes;
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + 64), _MM_HINT_T0);
+    __m512i lo[4], hi[4];
+    for (int c = 0; c < 4; ++c) {
+      const __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * c)));
+      lo[c] = _mm512_and_si512(v, low);
+      hi[c] = _mm512_srli_epi16(v, 4);
+    }
+    for (int i = 0; i < R; ++i) {
+      const __m512i xl = _mm512_set1_epi32(Pair(d[i] + 4 * q)), xh = _mm512_set1_epi32(Pair(d[i] + 4 * q + 2));
+      for (int c = 0; c < 4; ++c) {
+#if defined(__AVX512VNNI__)
+        a[i][c] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(a[i][c], lo[c], xl), hi[c], xh);
+#else
+        a[i][c] = _mm512_add_epi32(a[i][c], _mm512_add_epi32(_mm512_madd_epi16(lo[c], xl), _mm512_madd_epi16(hi[c], xh)));
+#endif
+      }
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < 4; ++c) _mm512_storeu_si512(acc[i] + 16 * c, a[i][c]);
+#elif defined(__AVX2__)
+  for (int i = 0; i < R; ++i) {  // 16 ymm registers: one row at a time, 8 accumulators of 8 columns
+    __m256i a[8];
+    for (auto& v : a) v = _mm256_setzero_si256();
+    const __m256i low = _mm256_set1_epi16(15);
+    for (int64_t q = q0; q < q1; ++q) {
+      const uint8_t* p = w + q * kQuadBytes;
+      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + 64), _MM_HINT_T0);
+      const __m256i xl = _mm256_set1_epi32(Pair(d[i] + 4 * q)), xh = _mm256_set1_epi32(Pair(d[i] + 4 * q + 2));
+      for (int h = 0; h < 8; ++h) {  // 16 bytes: 8 columns of one column group
+        const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * h)));
+        a[h] = _mm256_add_epi32(a[h], _mm256_add_epi32(_mm256_madd_epi16(_mm256_and_si256(v, low), xl),
+                                                       _mm256_madd_epi16(_mm256_srli_epi16(v, 4), xh)));
+      }
+    }
+    for (int h = 0; h < 8; ++h) _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc[i] + 8 * h), a[h]);
+  }
+#else
+  for (int i = 0; i < R; ++i) std::memset(acc[i], 0, sizeof(acc[i]));
+  for (int i = 0; i < R; ++i)
+    for (int64_t q = q0; q < q1; ++q) {
+      const uint8_t* p = w + q * kQuadBytes;
+      const int16_t* x = d[i] + 4 * q;
+      for (int64_t n = 0; n < kTile; ++n)
+        for (int j = 0; j < 2; ++j) {
+          const int v = p[32 * (n / 16) + 2 * (n % 16) + j];
+          acc[i][n] += x[j] * (v & 15) + x[2 + j] * (v >> 4);
+        }
+    }
+#endif
+}
+
+constexpr int kDigits = 2;
+constexpr double kFiner = 65534.0;  // the second digit's grid step: the first's / kFiner
+
+// Output columns [tile * 64, tile * 64 + 64) of a 4-bit weight for every row of x: two rows (four virtual
+// rows: their digits) at a time.
+void OneTileInt4(const Problem& p, int64_t tile) {
+  const int64_t width = p.tiles * kTile, first = tile * kTile;
+  const int64_t count = std::min(kTile, p.n - first);
+  const uint8_t* wt = reinterpret_cast<const uint8_t*>(p.w) + tile * p.groups * p.stored * kTile;
+  const int64_t quads = p.block / 4;
+  constexpr int kRows = 2, kVirtual = kRows * kDigits;
+  for (int64_t r = 0; r < p.rows; r += kRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kRows, p.rows - r));
+    const int virtual_rows = rows * kDigits;
+    float out[kRows][kTile] = {};
+    for (int64_t g = 0; g < p.groups; ++g) {
+      const int16_t* d[kVirtual];
+      for (int v = 0; v < kVirtual; ++v)
+        d[v] = p.grid + ((r * kDigits + std::min(v, virtual_rows - 1)) * p.groups + g) * p.block;
+      const uint8_t* wg = wt + g * p.stored * kTile;
+      const float* s = p.scale + g * width + first;
+      const int8_t* z = p.zero ? p.zero + g * width + first : nullptr;
+      int32_t acc[kVirtual][kTile];
+      int64_t total[kVirtual][kTile];
+      const bool chunked = quads > kChunkQuads;  // longer blocks (per channel): int32 chunks added in int64
+      for (int64_t q0 = 0; q0 < quads; q0 += kChunkQuads) {
+        const int64_t q1 = std::min(quads, q0 + kChunkQuads);
+        if (virtual_rows > kDigits) QuadsInt4<kVirtual>(d, wg, q0, q1, acc);
+        else QuadsInt4<kDigits>(d, wg, q0, q1, acc);
+        if (chunked)
+          for (int v = 0; v < virtual_rows; ++v)
+            for (int64_t j = 0; j < kTile; ++j) total[v][j] = (q0 ? total[v][j] : 0) + acc[v][j];
+      }
+      for (int i = 0; i < rows; ++i)
+        for (int digit = 0; digit < kDigits; ++digit) {
+          const int v = i * kDigits + digit;
+          const int64_t at = (r * kDigits + v) * p.groups + g;
+          const float step = p.grid_step[at];  // NaN where the block of x held NaN or an infinity
+          const int64_t digits = p.grid_sum[at];
+          for (int64_t j = 0; j < kTile; ++j) {
+            const int64_t offset = 8 + (z ? z[j] : 0);
+            // sum_k d[k] * (w[k, j] - z[j]) = acc - offset * sum_k d[k]: it fits in int32 where the block
+            // does, so there the difference modulo 2^32 (unsigned: defined wrap-around) is exact
+            const float exact = chunked ? static_cast<float>(total[v][j] - offset * digits)
+                                        : static_cast<float>(static_cast<int32_t>(
+                                              static_cast<uint32_t>(acc[v][j]) -
+                                              static_cast<uint32_t>(offset) * static_cast<uint32_t>(digits)));
+            out[i][j] += exact * (step * s[j]);
+          }
+        }
+    }
+    for (int i = 0; i < rows; ++i) std::memcpy(p.y + (r + i) * p.n + first, out[i], count * sizeof(float));
+  }
+}
+
+// Each row's blocks of x as two 16-bit digits (see above): the digits, their grid steps and their sums,
+// digit k of row r being virtual row r * kDigits + k. A block holding NaN or an infinity gets NaN steps, so
+// every output it reaches is NaN (an infinity too: NaN, as the ORT digits lowering gives); an all-zero block
+// gets steps 0. In double: 32767 / max of a subnormal max overflows a float, and the rest is exact.
+void ToGrid(const float* x, int64_t rows, int64_t groups, int64_t block, int16_t* grid, float* step, int64_t* sum) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* xb = x + (r * groups + g) * block;
+      int16_t* d1 = grid + ((r * kDigits) * groups + g) * block;
+      int16_t* d2 = grid + ((r * kDigits + 1) * groups + g) * block;
+      const int64_t at1 = (r * kDigits) * groups + g, at2 = (r * kDigits + 1) * groups + g;
+      double largest = 0;
+      bool finite = true;
+      for (int64_t k = 0; k < block; ++k) {
+        const double a = std::fabs(static_cast<double>(xb[k]));
+        finite = finite && a <= static_cast<double>(std::numeric_limits<float>::max());
+        largest = std::max(largest, a);
+      }
+      int64_t total1 = 0, total2 = 0;
+      if (!finite || largest == 0) {
+        std::memset(d1, 0, block * sizeof(int16_t));
+        std::memset(d2, 0, block * sizeof(int16_t));
+        step[at1] = step[at2] = finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+      } else {
+        const double t1 = largest / 32767.0, t2 = t1 / kFiner;
+        for (int64_t k = 0; k < block; ++k) {
+          const double v = static_cast<double>(xb[k]);
+          const double first = std::max(-32767.0, std::min(32767.0, std::nearbyint(v / t1)));
+          const double second = std::max(-32767.0, std::min(32767.0, std::nearbyint((v - first * t1) / t2)));
+          d1[k] = static_cast<int16_t>(first);
+          d2[k] = static_cast<int16_t>(second);
+          total1 += d1[k];
+          total2 += d2[k];
+        }
+        step[at1] = static_cast<float>(t1);
+        step[at2] = static_cast<float>(t2);
+      }
+      sum[at1] = total1;
+      sum[at2] = total2;
+    }
+}
+
+// Output columns [tile * 64, tile * 64 + 64) of an 8-bit weight for every row of x, kRowBlock rows at a time.
 void OneTile(const Problem& p, int64_t tile) {
   const int64_t width = p.tiles * kTile, first = tile * kTile;
   const int64_t count = std::min(kTile, p.n - first);
@@ -219,15 +343,10 @@ void OneTile(const Problem& p, int64_t tile) {
         xs[i] = p.x + (r + std::min(i, block_rows - 1)) * p.groups * p.block + g * p.block;
       const int8_t* wg = wt + g * p.stored * kTile;
 #if defined(__AVX512F__)
-      if (block_rows > 1) {
-        if (p.packed) BlockInt4(xs, wg, p.stored, acc);
-        else BlockInt8(xs, wg, p.stored, acc);
-      } else
+      if (block_rows > 1) BlockInt8(xs, wg, p.stored, acc);
+      else
 #endif
-      for (int i = 0; i < block_rows; ++i) {
-        if (p.packed) RowsInt4(xs[i], wg, p.stored, p.sums[(r + i) * p.groups + g], acc[i]);
-        else RowsInt8(xs[i], wg, p.stored, acc[i]);
-      }
+      for (int i = 0; i < block_rows; ++i) RowsInt8(xs[i], wg, p.stored, acc[i]);
       const float* s = p.scale + g * width + first;
       const int8_t* z = p.zero ? p.zero + g * width + first : nullptr;
       for (int i = 0; i < block_rows; ++i) {
@@ -249,7 +368,9 @@ void OneTile(const Problem& p, int64_t tile) {
 struct Shared {
   std::atomic<int64_t> next{0}, done{0};
   int64_t total = 0, per = 1;
-  std::vector<float> sums;
+  std::vector<float> sums, grid_step;
+  std::vector<int16_t> grid;
+  std::vector<int64_t> grid_sum;
   Problem problem;
   std::mutex mutex;
   std::condition_variable finished;
@@ -260,7 +381,10 @@ void Drain(const std::shared_ptr<Shared>& s) {
     const int64_t start = s->next.fetch_add(s->per);
     if (start >= s->total) return;
     const int64_t stop = std::min(s->total, start + s->per);
-    for (int64_t t = start; t < stop; ++t) OneTile(s->problem, t);
+    for (int64_t t = start; t < stop; ++t) {
+      if (s->problem.packed) OneTileInt4(s->problem, t);
+      else OneTile(s->problem, t);
+    }
     if (s->done.fetch_add(stop - start) + (stop - start) == s->total) {
       std::lock_guard<std::mutex> lock(s->mutex);
       s->finished.notify_all();
@@ -276,18 +400,23 @@ ffi::Error QMatMul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ff
     return ffi::Error::InvalidArgument("portarun_qmatmul: operand ranks or bits do not match the layout");
   const int64_t tiles = wd[0], groups = wd[1], stored = wd[2], rows = xd[0], n = yd[1];
   const bool packed = bits == 4;
-  if (wd[3] != kTile || block <= 0 || stored != (packed ? block / 2 : block) || (packed && block % 2) ||
+  if (wd[3] != kTile || block <= 0 || stored != (packed ? block / 2 : block) || (packed && block % 4) ||
       xd[1] != groups * block || yd[0] != rows || sd[0] != groups || sd[1] != tiles * kTile ||
       n > tiles * kTile || n <= (tiles - 1) * kTile ||
       (zero.element_count() != 0 && (zero.dimensions().size() != 2 || zero.dimensions()[0] != groups ||
                                      zero.dimensions()[1] != tiles * kTile)))
     return ffi::Error::InvalidArgument("portarun_qmatmul: operand shapes do not match the tiled layout");
   auto shared = std::make_shared<Shared>();
-  // each row's sum over each block of K where a zero point or 4-bit offset needs it: once per call, not
-  // once per tile
-  if (zero.element_count() != 0 || packed) {
+  // once per call, not once per tile: each row's sum over each block of K where an 8-bit zero point needs
+  // it, and each row's blocks as 16-bit digits for a 4-bit weight
+  if (packed) {
+    shared->grid.resize(rows * kDigits * groups * block);
+    shared->grid_step.resize(rows * kDigits * groups);
+    shared->grid_sum.resize(rows * kDigits * groups);
+    ToGrid(x.typed_data(), rows, groups, block, shared->grid.data(), shared->grid_step.data(), shared->grid_sum.data());
+  } else if (zero.element_count() != 0) {
     shared->sums.resize(rows * groups);
-    for (int64_t i = 0; i < rows * groups; ++i) {  // in double: the 4-bit offset subtracts 8 times it
+    for (int64_t i = 0; i < rows * groups; ++i) {  // in double: the zero point multiplies it
       double total = 0;
       for (int64_t k = 0; k < block; ++k) total += x.typed_data()[i * block + k];
       shared->sums[i] = static_cast<float>(total);
@@ -295,11 +424,16 @@ ffi::Error QMatMul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ff
   }
   shared->problem = Problem{x.typed_data(), w.typed_data(), scale.typed_data(),
                             zero.element_count() ? zero.typed_data() : nullptr, shared->sums.data(),
+                            shared->grid.data(), shared->grid_step.data(), shared->grid_sum.data(),
                             y->typed_data(), rows, groups, block, stored, tiles, n, packed};
   shared->total = tiles;
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   shared->per = std::max<int64_t>(1, tiles / (4 * threads));  // a few claims per thread balance the load
-  const int64_t helpers = std::min(threads, (tiles + shared->per - 1) / shared->per) - 1;
+  // a helper pays only for enough bytes: handing work to XLA's pool costs the caller 8-15 us (waking an
+  // idle thread; measured on a 2-vCPU VM), about what one thread reads of a 512 KB weight alone
+  const int64_t bytes = w.element_count() + scale.element_count() * 4;
+  const int64_t workers = std::clamp<int64_t>(bytes / kBytesPerThread, 1, threads);
+  const int64_t helpers = std::min(workers, (tiles + shared->per - 1) / shared->per) - 1;
   for (int64_t i = 0; i < helpers; ++i) pool.Schedule([shared] { Drain(shared); });
   Drain(shared);
   // the last tiles are in flight on the other threads: spin briefly (a helper finishes within

@@ -76,7 +76,7 @@ def _call(x, w, scale, zero, n, bits, block):
 
 
 @pytest.mark.parametrize("case", ["tile width", "block vs rows", "x columns", "scale columns", "n past the tiles",
-                                  "zero point shape", "bits"])
+                                  "zero point shape", "bits", "4-bit block of half quads"])
 def test_the_kernel_refuses_operands_that_do_not_fit_its_layout(case):
     assert native.kernel().available
     x = np.ones((2, 128), np.float32)
@@ -96,6 +96,8 @@ def test_the_kernel_refuses_operands_that_do_not_fit_its_layout(case):
         n = 200
     elif case == "zero point shape":
         zero = np.zeros((1, 64), np.int8)
+    elif case == "4-bit block of half quads":  # the 4-bit layout takes blocks of whole quads of 4 rows
+        x, w, bits, block = np.ones((2, 130), np.float32), np.ones((2, 1, 65, 64), np.int8), 4, 130
     else:
         bits = 3
     np.asarray(_call(np.ones((2, 128), np.float32), np.ones((2, 1, 128, 64), np.int8),
@@ -155,11 +157,66 @@ def test_an_artifact_built_with_the_kernel_is_refused_where_it_cannot_be_built(m
 @pytest.mark.parametrize("rows", [1, 2, 4, 5, 7, 9])
 @pytest.mark.parametrize("dtype,granularity", [("int8", "channel"), ("int4", "block")])
 def test_every_row_count_matches_the_reference(rows, dtype, granularity):
-    """Rows go through the kernel four at a time (one widening of the weights for four rows of x) and the
-    rest one by one: every remainder of that blocking computes what the reference does."""
+    """Rows go through the kernel several at a time (one widening of the weights for four rows of x at 8 bits,
+    for two rows' two digits at 4 bits) and the rest one by one: every remainder of that blocking computes
+    what the reference does."""
     model = _dequantize_matmul(dtype, granularity, zero_point=True, k=96, n=130)
     x = (np.random.default_rng(rows).standard_normal((1, rows, 96)) + 0.5).astype(np.float32)
     precision = "int4-weight" if "4" in dtype else "int8-weight"
     want = portarun.compile(model, "reference:cpu", precision).run({"x": x})["y"]
     got = portarun.compile(model, "xla:cpu", precision, quantized_matmul="native").run({"x": x})["y"]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _per_row_error(got, want):
+    """The largest error of each row of outputs relative to that row's largest value."""
+    got, want = got.reshape(-1, got.shape[-1]), want.reshape(-1, want.shape[-1]).astype(np.float64)
+    return np.max(np.abs(got - want), axis=1) / np.maximum(np.max(np.abs(want), axis=1), 1e-300)
+
+
+def test_4_bit_rows_of_every_magnitude_are_float_accurate():
+    """4-bit layers take x as two 16-bit digits per block (error <= 2^-31 of the block's largest value):
+    rows from 1e-20 to 1e30, with one huge outlier in a block, keep float32 accuracy; a zero row is 0."""
+    model = _dequantize_matmul("int4", "block", zero_point=True, k=256, n=96, block=32)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 6, 256)).astype(np.float32)
+    x[0, 0] = 0
+    x[0, 1] *= np.float32(1e-40)  # subnormal
+    x[0, 2] *= np.float32(1e-20)
+    x[0, 4] *= np.float32(1e30)
+    x[0, 5, 7] = 1e6  # an outlier: the rest of its block sits on the finer digit
+    want = portarun.compile(model, "reference:cpu", "int4-weight").run({"x": x})["y"]
+    got = portarun.compile(model, "xla:cpu", "int4-weight", quantized_matmul="native").run({"x": x})["y"]
+    assert not got[0, 0].any()
+    errors = _per_row_error(got[:, 1:], want[:, 1:])
+    # subnormal inputs: the grid step underflows (as flush-to-zero kernels do), off by less than float's
+    # smallest normal value
+    assert np.max(np.abs(got[0, 1] - want[0, 1])) < np.finfo(np.float32).tiny
+    assert (errors[1:] < 1e-5).all(), errors
+    # the outlier's block: its other 31 values are ~1e-6 of it, yet carried to float accuracy
+    without = x.copy()
+    without[0, 5, 7] = 0
+    scale = want[0, 5] - portarun.compile(model, "reference:cpu", "int4-weight").run({"x": without})["y"][0, 5]
+    assert np.max(np.abs(got[0, 5] - want[0, 5])) < 1e-5 * np.max(np.abs(scale)) + 1e-5 * np.max(np.abs(want[0, 5]))
+
+
+def test_a_4_bit_per_channel_weight_longer_than_one_integer_chunk():
+    """Per channel, a 4-bit block is the whole K: past 4,096 rows an int32 sum of 16-bit digits times 4-bit
+    weights could overflow, so the kernel adds int32 chunks in int64 (K = 4,102, padded to whole quads)."""
+    model = _dequantize_matmul("int4", "channel", zero_point=True, k=4102, n=70)
+    x = (np.random.default_rng(6).standard_normal((1, 3, 4102)) + 2.0).astype(np.float32)  # sums far from 0
+    want = portarun.compile(model, "reference:cpu", "int4-weight").run({"x": x})["y"]
+    exe = portarun.compile(model, "xla:cpu", "int4-weight", quantized_matmul="native")
+    assert exe.provenance.details["rewrites"]["qmatmul"] == 1
+    assert (_per_row_error(exe.run({"x": x})["y"], want) < 1e-5).all()
+
+
+def test_a_4_bit_block_of_half_quads_stays_a_float_matmul():
+    """Blocks of 6 rows do not fill the kernel's quads of 4: that MatMul is left unfused (dequantized to
+    float), and still computes what the reference does."""
+    model = _dequantize_matmul("int4", "block", zero_point=False, k=48, n=20, block=6)
+    x = np.random.default_rng(7).standard_normal((1, 2, 48)).astype(np.float32)
+    want = portarun.compile(model, "reference:cpu", "int4-weight").run({"x": x})["y"]
+    exe = portarun.compile(model, "xla:cpu", "int4-weight", quantized_matmul="native")
+    assert exe.provenance.details["rewrites"].get("qmatmul", 0) == 0
+    np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-5, atol=1e-5)

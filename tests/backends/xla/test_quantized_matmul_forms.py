@@ -119,7 +119,8 @@ def test_integer_forms_pad_an_odd_k_of_4_bit_weights_per_channel(form, dtype):
 @pytest.mark.parametrize("dtype,granularity,block", [("int8", "channel", 0), ("int4", "block", 128)])
 @pytest.mark.parametrize("form", INTEGER_FORMS)
 def test_integer_forms_are_float_accurate_on_a_real_size_layer(form, dtype, granularity, block):
-    """The digits carry x to ~2^-21 of each row's peak, and native accumulates x itself in float32: on a
+    """The int8dot digits carry x to ~2^-21 of each row's peak, native's 16-bit ones (4-bit weights) to 2^-31
+    of each block's, and native accumulates x itself in float32 for 8-bit weights: on a
     768 x 512 layer with a batch of rows of very different magnitudes both match the float path to 1e-5 of
     the output's scale."""
     model = _dequantize_matmul(dtype, granularity, zero_point=False, k=768, n=512, block=block or 16)
@@ -176,7 +177,7 @@ def test_auto_picks_the_native_form_on_cpus_where_it_builds_and_provenance_names
     built = kernel()
     assert built.available, built.detail  # this machine has g++ (the project's CI machines do)
     assert details["quantized_matmul"] == form_for("auto", "cpu") == "native"
-    assert details["quantized_matmul_activations"] == "float"
+    assert details["quantized_matmul_activations"] == "float (4-bit weights: 2 int16 digits per block, to 2^-31 of its max)"
     assert details["quantized_matmul_kernel"] == built.detail
     (node,) = [nd for nd in exe.program.graph.nodes if nd.op_type == "QMatMul"]
     assert node.attrs["form"] == "native"

@@ -199,22 +199,35 @@ inline void QuadsInt4(const int16_t* const* d, const uint8_t* w, int64_t q0, int
   for (int i = 0; i < R; ++i)
     for (int c = 0; c < 4; ++c) _mm512_storeu_si512(acc[i] + 16 * c, a[i][c]);
 #elif defined(__AVX2__)
-  for (int i = 0; i < R; ++i) {  // 16 ymm registers: one row at a time, 8 accumulators of 8 columns
-    __m256i a[8];
-    for (auto& v : a) v = _mm256_setzero_si256();
-    const __m256i low = _mm256_set1_epi16(15);
-    for (int64_t q = q0; q < q1; ++q) {
-      const uint8_t* p = w + q * kQuadBytes;
-      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + 64), _MM_HINT_T0);
-      const __m256i xl = _mm256_set1_epi32(Pair(d[i] + 4 * q)), xh = _mm256_set1_epi32(Pair(d[i] + 4 * q + 2));
-      for (int h = 0; h < 8; ++h) {  // 16 bytes: 8 columns of one column group
-        const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * h)));
-        a[h] = _mm256_add_epi32(a[h], _mm256_add_epi32(_mm256_madd_epi16(_mm256_and_si256(v, low), xl),
-                                                       _mm256_madd_epi16(_mm256_srli_epi16(v, 4), xh)));
+  // 16 ymm registers: a pair of rows (one row's two digits) and half the tile's columns at a time, so each
+  // widened weight serves both digits (the second half re-reads the block from L1)
+  const __m256i low = _mm256_set1_epi16(15);
+  for (int i = 0; i < R; i += 2) {
+    const int16_t* d0 = d[i];
+    const int16_t* d1 = d[std::min(i + 1, R - 1)];
+    for (int half = 0; half < 2; ++half) {
+      __m256i a0[4], a1[4];
+      for (int h = 0; h < 4; ++h) a0[h] = a1[h] = _mm256_setzero_si256();
+      for (int64_t q = q0; q < q1; ++q) {
+        const uint8_t* p = w + q * kQuadBytes + 64 * half;
+        if (half == 0) {  // the quad's two lines, once
+          _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + 64), _MM_HINT_T0);
+        }
+        const __m256i xl0 = _mm256_set1_epi32(Pair(d0 + 4 * q)), xh0 = _mm256_set1_epi32(Pair(d0 + 4 * q + 2));
+        const __m256i xl1 = _mm256_set1_epi32(Pair(d1 + 4 * q)), xh1 = _mm256_set1_epi32(Pair(d1 + 4 * q + 2));
+        for (int h = 0; h < 4; ++h) {  // 16 bytes: 8 columns
+          const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * h)));
+          const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_srli_epi16(v, 4);
+          a0[h] = _mm256_add_epi32(a0[h], _mm256_add_epi32(_mm256_madd_epi16(lo, xl0), _mm256_madd_epi16(hi, xh0)));
+          a1[h] = _mm256_add_epi32(a1[h], _mm256_add_epi32(_mm256_madd_epi16(lo, xl1), _mm256_madd_epi16(hi, xh1)));
+        }
+      }
+      for (int h = 0; h < 4; ++h) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc[i] + 32 * half + 8 * h), a0[h]);
+        if (i + 1 < R) _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc[i + 1] + 32 * half + 8 * h), a1[h]);
       }
     }
-    for (int h = 0; h < 8; ++h) _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc[i] + 8 * h), a[h]);
   }
 #else
   for (int i = 0; i < R; ++i) std::memset(acc[i], 0, sizeof(acc[i]));

@@ -46,7 +46,7 @@ def fuse_dequantize_matmul(graph, weights, constants, uses, *, form: str) -> int
             block = 0
         else:
             continue
-        if dq.attr("output_dtype") or (form in ("int8dot", "native") and not _int8dot_fits(wq, block, form)):
+        if dq.attr("output_dtype") or (form in ("int8dot", "native") and not _int8dot_fits(wq, block, form == "native")):
             continue
         node.op_type = "QMatMul"
         node.domain = "portarun.xla"
@@ -126,11 +126,16 @@ def _store_chunked(node, wq, scale, zero, block, weights, constants, uses) -> li
     return names
 
 
-def _int8dot_fits(wq, block: int, form: str) -> bool:
-    """The int8dot layout takes 8-bit weights and 4-bit ones whose blocks pair up into bytes; the native
-    one 4-bit blocks of whole quads of rows (``_quad_tiles``). Per channel, K is padded instead."""
-    rows = 4 if form == "native" else 2
-    return wq.dtype.name in ("int8", "uint8") or (packing_of(wq) is not None and block % rows == 0)
+def _four_bit_rows(tiled: bool) -> int:
+    """Rows of K a 4-bit block must come in: pairs that share a byte (int8dot), quads of 4 (native,
+    ``_quad_tiles``)."""
+    return 4 if tiled else 2
+
+
+def _int8dot_fits(wq, block: int, tiled: bool) -> bool:
+    """The integer layouts take 8-bit weights and 4-bit ones whose blocks come in whole ``_four_bit_rows``
+    (per channel, K is padded to them instead)."""
+    return wq.dtype.name in ("int8", "uint8") or (packing_of(wq) is not None and block % _four_bit_rows(tiled) == 0)
 
 
 def _store_int8dot(node, wq, scale, zero, block, weights, constants, uses) -> list[str]:
@@ -141,7 +146,7 @@ def _store_int8dot(node, wq, scale, zero, block, weights, constants, uses) -> li
 
 def _store_native(node, wq, scale, zero, block, weights, constants, uses) -> list[str]:
     """The int8dot layout cut into tiles of ``native.TILE`` output columns, each tile's weight contiguous
-    (N zero-padded): [T, G, B, 64] int8 (4-bit: [T, G, B/2, 64] bytes as int8, each nibble w + 8), scale
+    (N zero-padded): [T, G, B, 64] int8 (4-bit: [T, G, B/2, 64] bytes as int8 in ``_quad_tiles``' quads), scale
     [G, T * 64] float32, zero [G, T * 64] int8; for ``native.qmatmul_native``."""
     return _store_blocked(node, wq, scale, zero, block, weights, constants, uses, tiled=True)
 
@@ -185,8 +190,8 @@ def _store_blocked(node, wq, scale, zero, block, weights, constants, uses, *, ti
     K, N = wq.shape
     bits = 4 if packing_of(wq) else 8
     offset = 0 if wq.dtype.name in ("int8", "int4") else 1 << (bits - 1)
-    # 4-bit per channel: K padded to whole bytes (int8dot) or whole quads of rows (native)
-    rows = block or (-(-K // (4 if tiled else 2)) * (4 if tiled else 2) if bits == 4 else K)
+    unit = _four_bit_rows(tiled) if bits == 4 else 1  # 4-bit per channel: K padded to whole units
+    rows = block or -(-K // unit) * unit
     groups = -(-K // rows)
 
     signed = np.zeros((groups * rows, N), np.int16)
@@ -195,12 +200,12 @@ def _store_blocked(node, wq, scale, zero, block, weights, constants, uses, *, ti
     zero_grid = np.zeros((groups, N), np.int16) if zero is None else _grid(zero, groups, N).astype(np.int16)
     shifted_zero = zero_grid - offset
     stored = {
-        "w": signed.astype(np.int8) if bits == 8 else None if tiled else pack_halves(signed, axis=1),
+        "w": signed.astype(np.int8) if bits == 8 else pack_halves(signed, axis=1) if not tiled else None,
         "scale": np.ascontiguousarray(_grid(scale, groups, N), dtype=np.float32 if tiled else None),
         "zero": shifted_zero.astype(np.int8) if shifted_zero.any() else None,
     }
-    if tiled:
-        stored["w"] = _quad_tiles(signed + 8) if bits == 4 else _tiles(stored["w"])  # 4-bit: w + 8 in 0..15
+    if tiled:  # 4-bit: the kernel's quads of w + 8 (0..15), made from the signed values directly
+        stored["w"] = _quad_tiles(signed + 8) if bits == 4 else _tiles(stored["w"])
         stored["scale"] = _padded_columns(stored["scale"])
         stored["zero"] = None if stored["zero"] is None else _padded_columns(stored["zero"])
     suffix = "native" if tiled else "int8dot"

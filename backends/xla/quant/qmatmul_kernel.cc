@@ -2,17 +2,18 @@
 //
 // Why a custom call: XLA:CPU does not fuse a convert into a dot, so a float dot over an int8 weight first
 // writes a float copy of it, and its s8 x s8 dot (YNNPACK) runs at about half fp32's bytes per second.
-// This kernel reads each weight byte once, widens it to float in registers and accumulates in float32
-// (weight-only quantization: the activations stay float), which at batch 1 is bound by memory bandwidth,
-// the point of quantizing. Built by portarun at first use with the machine's compiler (-march=native);
-// see native.py.
+// This kernel reads each weight byte once: an 8-bit weight is widened to float in registers and accumulated
+// in float32, a 4-bit one goes through an exact integer dot with x written as two 16-bit digits per block
+// (see QuadsInt4; weight-only quantization either way: the activations stay float). At batch 1 that is
+// bound by memory bandwidth, the point of quantizing. Built by portarun at first use with the machine's
+// compiler (-march=native); see native.py.
 //
 // Layout (written by fusion._store_native): W [T, G, S, 64] int8, T tiles of 64 output columns
 // (N zero-padded to T * 64), G blocks of K of B rows each (per channel: G = 1, B = K rounded up), S = B
-// rows for 8-bit weights, B / 2 bytes for 4-bit ones whose low nibble holds row k and high nibble row
-// k + B / 2 of the block, each nibble in offset binary (w + 8, so 0..15). scale [G, T * 64] float32; zero [G, T * 64] int8 or empty; x
-// [R, G * B] float32 (zero-padded along K); y [R, N] float32. Shapes are checked, not trusted: an
-// artifact is a file.
+// rows for 8-bit weights, B / 2 rows of bytes for 4-bit ones (B a multiple of 4), each nibble in offset
+// binary (w + 8, so 0..15) and laid out in quads of 4 rows (fusion._quad_tiles; described above QuadsInt4).
+// scale [G, T * 64] float32; zero [G, T * 64] int8 or empty; x [R, G * B] float32 (zero-padded along K);
+// y [R, N] float32. Shapes are checked, not trusted: an artifact is a file.
 #include <algorithm>
 #include <atomic>
 #include <cmath>

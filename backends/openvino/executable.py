@@ -60,9 +60,11 @@ class OpenVinoExecutable(Executable):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         inputs = {self.fed_inputs[name]: value for name, value in feeds.items() if name in self.fed_inputs}
         with self._requests.request() as request:
+            # share_inputs=True lets the request read the caller's arrays in place (infer is synchronous
+            # and the caller keeps them alive; copying a decoder's 16 KV caches cost ~0.3 ms per step);
             # share_outputs=False copies the outputs out of the request's buffers before it goes back
             # to the pool, where another thread's run would overwrite them
-            results = request.infer(inputs, share_inputs=False, share_outputs=False)
+            results = request.infer(inputs, share_inputs=True, share_outputs=False)
             return {name: results[port] for name, port in self._ports.items()}
 
     def source_model(self):

@@ -40,6 +40,35 @@ def test_decoder_with_kv_cache_matches_reference():
         np.testing.assert_allclose(got[out], expected[out], rtol=1e-4, atol=1e-5)
 
 
+def test_feeds_are_read_in_place_never_written_and_any_layout_runs():
+    """The request reads the caller's arrays without copying them (share_inputs): they must come back
+    unchanged, and a later run with other arrays must not see the earlier ones (a request that kept
+    pointing at the first feeds would). Views that are not C-contiguous or not writable run the same."""
+    from portarun import models
+
+    model = models.build("decoder-tiny")
+    dims = {**models.get("decoder-tiny").default_dims, "seq": 3, "past_seq": 5, "total_seq": 8}
+    first = portarun.random_feeds(model.inputs, seed=4, dims=dims, int_high=50)
+    second = portarun.random_feeds(model.inputs, seed=5, dims=dims, int_high=50)
+    kept = {name: value.copy() for name, value in first.items()}
+    reference = portarun.compile(model, "reference:cpu")
+    with portarun.compile(model, "openvino:cpu", "fp32") as exe:
+        got_first = exe.run(first)
+        got_second = exe.run(second)
+        for name, value in first.items():
+            np.testing.assert_array_equal(value, kept[name], err_msg=f"{name} was written by the run")
+        odd = {}
+        for name, value in second.items():  # the same numbers in Fortran order, read-only
+            view = np.asfortranarray(value) if value.ndim >= 2 else value.copy()
+            view.flags.writeable = False
+            odd[name] = view
+        got_odd = exe.run(odd)
+    for got, feeds in ((got_first, first), (got_second, second), (got_odd, second)):
+        expected = reference.run(feeds)
+        for out in expected:
+            np.testing.assert_allclose(got[out], expected[out], rtol=1e-4, atol=1e-5)
+
+
 def test_bf16_runs_when_asked_and_is_reported(builtin_models, builtin_feeds, cpu_caps):
     if "BF16" not in cpu_caps:
         pytest.skip("this CPU has no bf16 support in OpenVINO (OPTIMIZATION_CAPABILITIES lacks BF16)")

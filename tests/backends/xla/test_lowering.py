@@ -93,3 +93,61 @@ def test_eager_mode_matches_jit(builtin_models, builtin_feeds):
     eager = portarun.compile(builtin_models["cnn"], "xla:cpu", jit=False).run(feeds)
     for key in jit:
         np.testing.assert_allclose(eager[key], jit[key], rtol=1e-5, atol=1e-5)
+
+
+def _transposed_matmul(a_shape, b_shape, perm, *, dtype=np.float32, b_weight=None, keep_transpose=False):
+    """y = MatMul(a, Transpose(b, perm)); b is an input, or the initializer ``b_weight``; with
+    ``keep_transpose`` the transposed b is a graph output too."""
+    from onnx import helper
+
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    b_shape = b_weight.shape if b_weight is not None else b_shape
+    bt_shape = [b_shape[p] for p in perm]
+    y_shape = list(np.matmul(np.zeros(a_shape), np.zeros(bt_shape)).shape)
+    nodes = [helper.make_node("Transpose", ["b"], ["bt"], perm=list(perm)),
+             helper.make_node("MatMul", ["a", "bt"], ["y"])]
+    inputs = [_models.tensor("a", elem, list(a_shape))]
+    initializers = []
+    if b_weight is None:
+        inputs.append(_models.tensor("b", elem, list(b_shape)))
+    else:
+        initializers.append(_models.init("b", b_weight))
+    outputs = [_models.tensor("y", elem, y_shape)] + ([_models.tensor("bt", elem, bt_shape)] if keep_transpose else [])
+    return _models.model(nodes, inputs, outputs, initializers)
+
+
+@pytest.mark.parametrize("a_shape,b_shape,perm,folded", [
+    ((1, 4, 3, 64), (1, 4, 129, 64), (0, 1, 3, 2), 1),  # attention's Q @ K^T over a cache
+    ((2, 3, 4, 5), (1, 3, 6, 5), (0, 1, 3, 2), 1),      # broadcast batch dims: matmul's own rules
+    ((5,), (7, 5), (1, 0), 1),                           # a 1-D a
+    ((4, 3, 5), (5, 4, 6), (1, 0, 2), 0),               # swaps other axes: left as written
+])
+def test_matmul_over_a_transposed_operand_contracts_in_place(a_shape, b_shape, perm, folded):
+    rng = np.random.default_rng(len(a_shape))
+    model = _transposed_matmul(a_shape, b_shape, perm)
+    feeds = {"a": rng.standard_normal(a_shape).astype(np.float32), "b": rng.standard_normal(b_shape).astype(np.float32)}
+    exe = _check(model, feeds)
+    assert exe.provenance.details["rewrites"]["transposed_operand"] == folded
+
+
+def test_a_transposed_weight_is_stored_once_as_n_by_k_and_an_integer_matmul_stays_exact():
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((6, 5)).astype(np.float32)  # [N, K]: the graph transposes it to [K, N]
+    model = _transposed_matmul((3, 5), None, (1, 0), b_weight=weight)
+    feeds = {"a": rng.standard_normal((3, 5)).astype(np.float32)}
+    exe = _check(model, feeds)
+    # already [N, K] as stored: read so, with no copy transposed on the host
+    assert exe.provenance.details["rewrites"] == {"qmatmul": 0, "qgather": 0, "transposed_operand": 1}
+    assert not any(name.endswith("::nk") for name in exe.program.weights)
+    _check(model, feeds, weight_layout="kn")  # the weight as written, contracted over its minor axis
+    ints = _transposed_matmul((2, 3, 4), (2, 5, 4), (0, 2, 1), dtype=np.int32)
+    feeds = {"a": rng.integers(-50, 50, (2, 3, 4)).astype(np.int32), "b": rng.integers(-50, 50, (2, 5, 4)).astype(np.int32)}
+    _check(ints, feeds, rtol=0, atol=0)
+
+
+def test_a_transposed_operand_that_is_also_an_output_is_still_written():
+    rng = np.random.default_rng(1)
+    model = _transposed_matmul((2, 3, 4), (2, 5, 4), (0, 2, 1), keep_transpose=True)
+    feeds = {"a": rng.standard_normal((2, 3, 4)).astype(np.float32), "b": rng.standard_normal((2, 5, 4)).astype(np.float32)}
+    got = _check(model, feeds).run(feeds)
+    np.testing.assert_array_equal(got["bt"], np.transpose(feeds["b"], (0, 2, 1)))

@@ -1,14 +1,17 @@
 """Hardware profiles (sourced data in ``data/hardware.json``) and measurements of this machine.
 
 ``measure_local()`` times a large array copy (memory bandwidth, read + write
-counted, like a STREAM copy) and a float32 matmul (FLOP/s) with NumPy: a few
-seconds, enough to place this machine on a roofline.
+counted, like a STREAM copy, on one thread per core) and a float32 matmul (FLOP/s)
+with NumPy: a few seconds, enough to place this machine on a roofline.
+``copy_bandwidth`` is that copy alone, at any footprint (``tools/bench_decode.py``
+measures it at several, since a step's bytes may sit in a large last-level cache).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -66,18 +69,36 @@ class LocalMeasurement:
         return asdict(self)
 
 
-def measure_local(*, copy_mib: int = 256, matmul_n: int = 1024, repeats: int = 5) -> LocalMeasurement:
-    """Best-of-``repeats`` copy bandwidth and matmul FLOP/s of this machine (NumPy, all cores it uses)."""
-    start = time.perf_counter()
-    source = np.ones(copy_mib * 2**20 // 8, dtype=np.float64)
+def copy_bandwidth(footprint_mib: float, *, repeats: int = 5, threads: int | None = None) -> list[float]:
+    """Bytes/s (read + written) of each of ``repeats`` NumPy copies whose source and destination together
+    take ``footprint_mib``, split over ``threads`` (default: one per core this process may use; NumPy
+    releases the GIL while copying, and one core alone rarely saturates the memory bus)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = max(1, threads or cpu_count())
+    source = np.ones(max(1, int(footprint_mib * (1 << 20)) // 16), dtype=np.float64)  # half the footprint each
     target = np.empty_like(source)
     np.copyto(target, source)  # touch the pages first
-    best_copy = min(_timed(lambda: np.copyto(target, source)) for _ in range(repeats))
+    chunks = list(zip(np.array_split(target, threads), np.array_split(source, threads)))
+    rates = []
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            list(pool.map(lambda chunk: np.copyto(*chunk), chunks))
+            rates.append(2 * source.nbytes / (time.perf_counter() - start))
+    return rates
+
+
+def measure_local(*, copy_mib: int = 256, matmul_n: int = 1024, repeats: int = 5) -> LocalMeasurement:
+    """Best-of-``repeats`` copy bandwidth (a ``copy_mib`` source on every core) and matmul FLOP/s of this
+    machine (NumPy, all cores it uses)."""
+    start = time.perf_counter()
+    best_copy = max(copy_bandwidth(2 * copy_mib, repeats=repeats))
     a = np.random.default_rng(0).standard_normal((matmul_n, matmul_n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((matmul_n, matmul_n), dtype=np.float32)
     a @ b
     best_matmul = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return LocalMeasurement(cpu=cpu_name(), cores=cpu_count(), bandwidth_gbs=2 * source.nbytes / best_copy / 1e9,
+    return LocalMeasurement(cpu=cpu_name(), cores=cpu_count(), bandwidth_gbs=best_copy / 1e9,
                             matmul_gflops=2 * matmul_n**3 / best_matmul / 1e9, matmul_n=matmul_n, copy_mib=copy_mib,
                             seconds=time.perf_counter() - start)
 
@@ -93,11 +114,11 @@ def local_profile(measurement: LocalMeasurement | None = None) -> HardwareProfil
     CPU profile charged for the share of cores used here (inferred), when one matches."""
     measurement = measurement or measure_local(copy_mib=64, matmul_n=512, repeats=3)
     when = time.strftime("%Y-%m-%d")
-    base = _matching_cpu_profile(measurement.cpu)
+    base, matched = _matching_cpu_profile(measurement.cpu)
     tdp = Sourced(None)
     if base is not None and base.tdp_w.value and base.cores:
         share = base.tdp_w.value * measurement.cores / base.cores
-        tdp = Sourced(share, f"{base.tdp_w.value:g} W TDP of {base.name} x {measurement.cores}/{base.cores} cores "
+        tdp = Sourced(share, f"{base.tdp_w.value:g} W TDP of {matched} x {measurement.cores}/{base.cores} cores "
                              f"used here ({base.tdp_w.source})", base.tdp_w.date, "I")
     price = cpu_vcpu_price()
     hourly = Sourced(price["usd_per_vcpu_hour"] * measurement.cores,
@@ -106,8 +127,9 @@ def local_profile(measurement: LocalMeasurement | None = None) -> HardwareProfil
     return HardwareProfile(
         name="local", kind="cpu", cores=measurement.cores, cloud_usd_per_hour=hourly,
         description=f"this machine: {measurement.cpu}, {measurement.cores} cores"
-                    + (f" (power share of {base.name})" if base else ""),
-        bandwidth_tbs=Sourced(measurement.bandwidth_gbs / 1e3, "measured: NumPy copy, read+write", when, "M"),
+                    + (f" (power share of {matched})" if base else ""),
+        bandwidth_tbs=Sourced(measurement.bandwidth_gbs / 1e3, "measured: NumPy copy on every core, read+write",
+                              when, "M"),
         fp16_tflops=Sourced(measurement.matmul_gflops / 1e3, "measured: NumPy float32 matmul (not fp16)", when, "M"),
         tdp_w=tdp)
 
@@ -118,13 +140,26 @@ def cpu_vcpu_price() -> dict[str, Any]:
     return table["entries"][table["default"]]
 
 
-def _matching_cpu_profile(cpu: str) -> HardwareProfile | None:
+# the CPU profile that stands in for a vendor whose model this machine does not report (VMs often say only
+# "AMD EPYC"), or reports without a profile of its own
+_VENDOR_PROFILES = (("epyc", "epyc-9654"), ("amd", "epyc-9654"), ("xeon", "xeon-8480"), ("intel", "xeon-8480"))
+
+
+def _matching_cpu_profile(cpu: str) -> tuple[HardwareProfile | None, str]:
+    """The CPU profile whose power stands in for this machine's, and how it was chosen: the profile of the
+    model the CPU names (its number, e.g. 9654 or 6980P, as a word), else its vendor's, said to be assumed."""
     text = cpu.lower()
-    if "epyc" in text or "amd" in text:
-        return profiles().get("epyc-9654")
-    if "xeon" in text or "intel" in text:
-        return profiles().get("xeon-8480")
-    return None
+    cpu_profiles = {name: profile for name, profile in profiles().items() if profile.kind == "cpu"}
+    for name, profile in cpu_profiles.items():
+        number = name.split("-")[-1]
+        if re.search(rf"(?<![0-9a-z]){re.escape(number)}(?![0-9a-z])", text):
+            return profile, f"{profile.name}: the model this CPU reports"
+    for word, name in _VENDOR_PROFILES:
+        if word in text and name in cpu_profiles:
+            model = re.search(r"\b\d{4,5}[a-z]?\b", text)
+            why = f"model {model.group(0)} has no profile" if model else "the CPU reports no model"
+            return cpu_profiles[name], f"{name} assumed ({why})"
+    return None, "no CPU profile matches"
 
 
 def profile_for(name: str | None, target: str) -> HardwareProfile | None:

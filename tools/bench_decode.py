@@ -45,6 +45,7 @@ from portarun.models import decoder  # noqa: E402
 from portarun.models.decoder import decode_step_bytes  # noqa: E402
 from portarun.benchmark import measure_decode_side_by_side  # noqa: E402
 from portarun_conformance.decode_cost import quantized_decoder  # noqa: E402
+from portarun_conformance.hardware import copy_bandwidth  # noqa: E402
 
 CPU_TARGETS = ("onnxruntime:cpu", "openvino:cpu", "xla:cpu")
 # --ort-exact: ORT computes the QDQ graph as written, in fp32 (no digits, no int8 activations)
@@ -53,28 +54,11 @@ ORT_EXACT = {"session_config": {"session.qdq_matmulnbits_accuracy_level": "0"}, 
 
 
 def measure_bandwidth(megabytes: tuple[int, ...] = (32, 64, 128, 256, 512), repeats: int = 7) -> dict[str, float]:
-    """Bytes/s of NumPy copies (bytes read + bytes written) whose footprint (source + destination) is
-    each of ``megabytes``, on one thread per core (NumPy releases the GIL while copying; one core alone
-    rarely saturates the bus). A decode step that reads 60 MB may be served from a large last-level
-    cache (480 MiB on some Xeons), so its roofline must use the bandwidth at its own footprint, not the
-    DRAM figure alone: otherwise an MBU above 1 says "cache", not "fast"."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    threads = os.cpu_count() or 1
-    result = {}
-    with ThreadPoolExecutor(threads) as pool:
-        for size in megabytes:
-            src = np.ones(size * (1 << 20) // 16, dtype=np.float64)  # half the footprint each
-            dst = np.empty_like(src)
-            np.copyto(dst, src)  # touch the pages first
-            chunks = list(zip(np.array_split(dst, threads), np.array_split(src, threads)))
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                list(pool.map(lambda c: np.copyto(*c), chunks))
-                times.append(time.perf_counter() - start)
-            result[f"{size} MB"] = 2 * src.nbytes / statistics.median(times)
-    return result
+    """Median bytes/s of NumPy copies (bytes read + bytes written, one thread per core) whose footprint
+    (source + destination) is each of ``megabytes``. A decode step that reads 60 MB may be served from
+    a large last-level cache (480 MiB on some Xeons), so its roofline must use the bandwidth at its own
+    footprint, not the DRAM figure alone: otherwise an MBU above 1 says "cache", not "fast"."""
+    return {f"{size} MB": statistics.median(copy_bandwidth(size, repeats=repeats)) for size in megabytes}
 
 
 def _bandwidth_for(step_bytes: float, measured: dict[str, float]) -> float:

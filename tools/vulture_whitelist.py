@@ -66,7 +66,7 @@ __dir__  # portarun/__init__.py: module __dir__ (PEP 562), lists the lazily load
 _.format_commands  # portarun/cli/__init__.py LazyGroup: click calls it to list the commands in --help
 
 # dataclass fields written for the JSON report (asdict/to_dict) and read by its consumers (plan --from, schema,
-# markdown), not by attribute access: conformance/decode_cost.py DecodeCostRow, portarun/benchmark.py DecodeSpeed
+# markdown), not by attribute access: conformance/decode_cost.py DecodeCostRow, portarun/benchmark/decode.py DecodeSpeed
 _.tokens_equal_to_fp32
 _.logits_cosine_to_fp32
 _.next_token_agreement_ci95

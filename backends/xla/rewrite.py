@@ -14,9 +14,6 @@
    ``chunked`` form, ``quant/matmul.py``); the caller picks the form.
 3. ``Gather(DequantizeLinear(E_q), ids)`` (quantized embeddings) becomes ``QGather``:
    the rows are gathered as int8/int4, then only they are dequantized.
-4. ``MatMul(A, Transpose(B))`` where the Transpose swaps the last two axes (attention's
-   Q @ K^T) contracts over B's last axis directly: XLA on CPU wrote the transposed K out
-   before the dot (a copy of the whole cache per layer per decode step).
 """
 
 from __future__ import annotations
@@ -47,13 +44,12 @@ def rewrite(graph: Graph, weights: dict[str, np.ndarray], constants: dict[str, n
     uses.update(graph.outputs)
     counts["qmatmul"] = fuse_dequantize_matmul(graph, weights, constants, uses, form=quantized_matmul)
     counts["qgather"] = fuse_dequantize_gather(graph, weights, constants, uses, pack=pack_int4)
-    counts["transposed_operand"] = fold_transposed_operands(graph)
     if transpose:
         transposed: dict[str, str] = {}
         for node in graph.nodes:
             if node.op_type == "MatMul" and len(node.inputs) == 2:
                 name = node.inputs[1]
-                already = bool(node.attr("_b_transposed"))  # B read through a folded Transpose: [N, K]
+                already = False
             elif node.op_type == "Gemm" and len(node.inputs) >= 2 and not node.attr("transA", 0):
                 name = node.inputs[1]
                 already = bool(node.attr("transB", 0))
@@ -64,7 +60,6 @@ def rewrite(graph: Graph, weights: dict[str, np.ndarray], constants: dict[str, n
                 continue
             if already:
                 node.attrs["_weight_nk"] = True
-                node.attrs.pop("_b_transposed", None)
                 continue
             new_name = transposed.get(name)
             if new_name is None:
@@ -81,33 +76,4 @@ def rewrite(graph: Graph, weights: dict[str, np.ndarray], constants: dict[str, n
     return dict(counts)
 
 
-def fold_transposed_operands(graph: Graph) -> int:
-    """MatMul nodes whose B is a Transpose of the last two axes read the Transpose's input instead, marked
-    ``_b_transposed``. The Transpose stays for any other reader (a subgraph may capture it by name);
-    where none is left, XLA drops it as dead code. Returns how many MatMuls were changed."""
-    producers = {out: node for node in graph.nodes for out in node.outputs}
-    folded = 0
-    for node in graph.nodes:
-        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2 \
-                or node.attrs.get("_weight_nk"):
-            continue
-        source = producers.get(node.inputs[1])
-        if source is None or source.op_type != "Transpose" or source.domain not in ("", "ai.onnx") \
-                or not source.inputs or not _swaps_last_two(source.attr("perm")):
-            continue
-        node.inputs[1] = source.inputs[0]
-        node.attrs["_b_transposed"] = True
-        folded += 1
-    return folded
-
-
-def _swaps_last_two(perm) -> bool:
-    """perm is (0, 1, ..., r-3, r-1, r-2) with r >= 2 (an absent perm reverses every axis: only rank 2)."""
-    if perm is None:
-        return False
-    perm = [int(p) for p in perm]
-    rank = len(perm)
-    return rank >= 2 and perm == list(range(rank - 2)) + [rank - 1, rank - 2]
-
-
-__all__ = ["Node", "fold_transposed_operands", "rewrite"]
+__all__ = ["Node", "rewrite"]

@@ -13,22 +13,10 @@ def _dot_nk(x, w_nk):
     return lax.dot_general(x, w_nk, (((x.ndim - 1,), (1,)), ((), ())))
 
 
-def _dot_transposed(a, b):
-    """a @ swapaxes(b, -1, -2) without writing the transposed b (``rewrite.fold_transposed_operands``)."""
-    if xp(a, b) is np:  # both known on the host (constant folding)
-        return np.matmul(a, np.swapaxes(b, -1, -2))
-    if a.ndim == b.ndim >= 2 and tuple(a.shape[:-2]) == tuple(b.shape[:-2]):
-        batch = tuple(range(a.ndim - 2))
-        return lax.dot_general(a, b, (((a.ndim - 1,), (b.ndim - 1,)), (batch, batch)))
-    return jnp.matmul(a, jnp.swapaxes(b, -1, -2))  # broadcast batch dims or a 1-D a: matmul's own rules
-
-
 @op("MatMul")
 def matmul(n, a, b):
     if n.attr("_weight_nk"):
         return _dot_nk(a, b)
-    if n.attr("_b_transposed"):
-        return _dot_transposed(a, b)
     if np.issubdtype(a.dtype, np.integer) and xp(a, b) is jnp:
         return jnp.matmul(a, b, preferred_element_type=a.dtype)
     return xp(a, b).matmul(a, b)

@@ -61,7 +61,8 @@ class OpenVinoExecutable(Executable):
         inputs = {self.fed_inputs[name]: value for name, value in feeds.items() if name in self.fed_inputs}
         with self._requests.request() as request:
             # share_inputs=True lets the request read the caller's arrays in place (infer is synchronous
-            # and the caller keeps them alive; copying a decoder's 16 KV caches cost ~0.3 ms per step);
+            # and the caller keeps them alive; copying decoder-small's 16 KV caches took its int4 decode
+            # step from 4.48 to 4.92 ms in an in-model A/B);
             # share_outputs=False copies the outputs out of the request's buffers before it goes back
             # to the pool, where another thread's run would overwrite them
             results = request.infer(inputs, share_inputs=True, share_outputs=False)

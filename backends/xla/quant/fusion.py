@@ -199,13 +199,16 @@ def _store_blocked(node, wq, scale, zero, block, weights, constants, uses, *, ti
     signed = signed.reshape(groups, rows, N)
     zero_grid = np.zeros((groups, N), np.int16) if zero is None else _grid(zero, groups, N).astype(np.int16)
     shifted_zero = zero_grid - offset
+    if bits == 8:
+        w = _tiles(signed.astype(np.int8)) if tiled else signed.astype(np.int8)
+    else:  # native: the kernel's quads of w + 8 (0..15), made from the signed values directly
+        w = _quad_tiles(signed + 8) if tiled else pack_halves(signed, axis=1)
     stored = {
-        "w": signed.astype(np.int8) if bits == 8 else pack_halves(signed, axis=1) if not tiled else None,
+        "w": w,
         "scale": np.ascontiguousarray(_grid(scale, groups, N), dtype=np.float32 if tiled else None),
         "zero": shifted_zero.astype(np.int8) if shifted_zero.any() else None,
     }
-    if tiled:  # 4-bit: the kernel's quads of w + 8 (0..15), made from the signed values directly
-        stored["w"] = _quad_tiles(signed + 8) if bits == 4 else _tiles(stored["w"])
+    if tiled:
         stored["scale"] = _padded_columns(stored["scale"])
         stored["zero"] = None if stored["zero"] is None else _padded_columns(stored["zero"])
     suffix = "native" if tiled else "int8dot"

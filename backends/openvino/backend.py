@@ -21,7 +21,7 @@ from portarun.plugin import (
 
 from . import ir_cache, nncf_quantizer, qdq_forms
 from .config import (cache_root, check_precision, compile_config, fit_to_device, float_precision,
-                     keyed_cache, reported_properties)
+                     keyed_cache, reported_activations, reported_properties)
 from .devices import DEVICE_HINTS, INSTALL_HINT, OV_DEVICE_BY_KIND, capabilities, core, list_devices, ov_device, sdk
 from .executable import IR_XML, OpenVinoExecutable, input_ports
 
@@ -75,8 +75,11 @@ class OpenVinoBackend(Backend):
         "performance_hint": "latency (default, batch 1) | throughput | cumulative_throughput",
         "streams": "NUM_STREAMS (default: what the performance hint picks)",
         "threads": "INFERENCE_NUM_THREADS (default: all cores)",
-        "dynamic_quantization_group_size": "0 (default: activations stay float next to int8/int4 weights, exact); "
-                                           "e.g. 32 lets the CPU quantize them to int8 on the fly (faster, ~1e-2 error)",
+        "activations": "int8-weight / int4-weight: 'float' (default: activations stay float next to the int8/int4 "
+                       "weights, exact) or 'int8-dynamic' (the CPU quantizes them to int8 per group on the fly: "
+                       "VNNI/AMX integer kernels, a different precision, reported as such)",
+        "dynamic_quantization_group_size": "int8-dynamic activations: values per activation scale (default 32); "
+                                           "giving one above 0 implies activations='int8-dynamic'",
         "float_precision": "for quantized precisions, what the float parts compute in: fp32 (default) | bf16 | fp16",
         "cache": "use OpenVINO's model cache (default true)",
         "cache_dir": "model cache folder (default: portarun cache dir / openvino)",
@@ -220,6 +223,7 @@ class OpenVinoBackend(Backend):
             "num_streams": reported.get("NUM_STREAMS"),
             "inference_num_threads": reported.get("INFERENCE_NUM_THREADS"),
             "dynamic_quantization_group_size": reported.get("DYNAMIC_QUANTIZATION_GROUP_SIZE"),
+            "activations": reported_activations(precision, options, reported),
             "loaded_from_cache": reported.get("LOADED_FROM_CACHE"),
             "cache_dir": cache_root(config),
             "openvino_device": device,

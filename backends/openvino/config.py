@@ -14,11 +14,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from portarun.plugin import CompileError, Precision, UsageError, first_line
+from portarun.plugin import CompileError, Precision, UnsupportedError, UsageError, first_line
 
 # portarun float precision -> OpenVINO element type name for INFERENCE_PRECISION_HINT
 HINT_BY_PRECISION = {Precision.FP32: "f32", Precision.BF16: "bf16", Precision.FP16: "f16"}
 PRECISION_BY_HINT = {v: k for k, v in HINT_BY_PRECISION.items()}
+
+ACTIVATIONS = ("float", "int8-dynamic")
+# activations quantized per group of this many: OpenVINO's CPU default (ov::hint::dynamic_quantization_group_size)
+DYNAMIC_GROUP_DEFAULT = 32
 
 PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
 
@@ -47,6 +51,39 @@ def float_precision(precision: Precision, options: dict[str, Any]) -> Precision:
     return chosen
 
 
+def activation_mode(precision: Precision, options: dict[str, Any]) -> tuple[str, int]:
+    """What meets the int8/int4 weights: ('float', 0), exact, what a weight-only precision promises (OpenVINO's
+    own CPU default, group 32, would quantize them silently: not here), or ('int8-dynamic', group size), the
+    CPU quantizing activations to int8 per group on the fly, a different precision the user names with
+    ``activations='int8-dynamic'`` (as on onnxruntime) or by giving ``dynamic_quantization_group_size``."""
+    raw_group = options.get("dynamic_quantization_group_size")
+    try:
+        group = None if raw_group is None else int(raw_group)
+    except (TypeError, ValueError):
+        group = -1
+    if group is not None and group < 0:
+        raise UsageError(f"openvino: dynamic_quantization_group_size must be a whole number >= 0, not {raw_group!r}",
+                         hint=f"e.g. {DYNAMIC_GROUP_DEFAULT} (a multiple of 16), or 0 for float activations")
+    raw = options.get("activations")
+    activations = str(raw).lower() if raw is not None else ("int8-dynamic" if group else "float")
+    if activations not in ACTIVATIONS:
+        raise UsageError(f"openvino: unknown activations '{raw}'", hint=f"choose {' or '.join(ACTIVATIONS)}")
+    if activations == "float":
+        if group:
+            raise UsageError(f"openvino: activations='float' keeps them exact, but dynamic_quantization_group_size="
+                             f"{group} quantizes them to int8", hint="drop one of the two options")
+        return "float", 0
+    if precision not in (Precision.INT8_WEIGHT, Precision.INT4_WEIGHT):
+        raise UsageError(f"openvino: int8-dynamic activations meet int8/int4 weight-only weights; {precision} has "
+                         "none (int8 quantizes activations statically, float precisions keep float weights)",
+                         hint="use -p int8-weight or -p int4-weight, or drop activations / "
+                              "dynamic_quantization_group_size")
+    if group == 0:
+        raise UsageError("openvino: activations='int8-dynamic' needs a group size above 0",
+                         hint=f"drop dynamic_quantization_group_size (default {DYNAMIC_GROUP_DEFAULT})")
+    return "int8-dynamic", group or DYNAMIC_GROUP_DEFAULT
+
+
 def compile_config(precision: Precision, options: dict[str, Any], cache_dir: Path | None) -> dict[str, Any]:
     """Properties for ``compile_model``/``import_model`` from portarun's options."""
     config: dict[str, Any] = {}
@@ -65,9 +102,7 @@ def compile_config(precision: Precision, options: dict[str, Any], cache_dir: Pat
         config["NUM_STREAMS"] = int(options["streams"])
     if options.get("threads"):
         config["INFERENCE_NUM_THREADS"] = int(options["threads"])
-    # 0 keeps activations in float next to int8/int4 weights (exact, what the precision promises);
-    # a group size lets the CPU quantize activations to int8 on the fly (faster, ~1e-2 error).
-    config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = int(options.get("dynamic_quantization_group_size") or 0)
+    config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = activation_mode(precision, options)[1]
     if cache_dir is not None:
         config["CACHE_DIR"] = str(cache_dir)
     return config
@@ -98,7 +133,7 @@ def fit_to_device(config: dict[str, Any], supported: set[str], options: dict[str
     """Drop the exactness default a device does not know (AUTO, NPU); a switch the user set explicitly stays,
     so the device refuses it loudly instead."""
     if supported and "DYNAMIC_QUANTIZATION_GROUP_SIZE" not in supported \
-            and options.get("dynamic_quantization_group_size") is None:
+            and options.get("dynamic_quantization_group_size") is None and options.get("activations") is None:
         config = {k: v for k, v in config.items() if k != "DYNAMIC_QUANTIZATION_GROUP_SIZE"}
     return config
 
@@ -164,6 +199,21 @@ def _hint_from_devices(compiled, report: dict[str, Any], unreadable: dict[str, s
     if hints and len(set(hints.values())) == 1 and set(hints) == set(executing):
         report["INFERENCE_PRECISION_HINT"] = next(iter(hints.values()))
         report["INFERENCE_PRECISION_HINT_FROM"] = sorted(hints)
+
+
+def reported_activations(precision: Precision, options: dict[str, Any], reported: dict[str, Any]) -> str | None:
+    """For provenance: what met the weights of a weight-only precision, as the compiled model reports it
+    (None for other precisions). Asked for int8-dynamic yet compiled without it is an error, not a downgrade."""
+    if precision not in (Precision.INT8_WEIGHT, Precision.INT4_WEIGHT):
+        return None
+    asked, _ = activation_mode(precision, options)
+    group = reported.get("DYNAMIC_QUANTIZATION_GROUP_SIZE")
+    got = asked if group is None else ("int8-dynamic" if int(group) else "float")
+    if got != asked:
+        raise UnsupportedError(f"openvino: asked for {asked} activations, the compiled model reports "
+                               f"DYNAMIC_QUANTIZATION_GROUP_SIZE={group}", hint="this device cannot do it; drop "
+                               "activations / dynamic_quantization_group_size")
+    return got
 
 
 def check_precision(asked: Precision, reported: dict[str, Any], target: str) -> Precision:

@@ -17,9 +17,9 @@ at the run's mean context length); MBU is achieved / roofline. The load average 
 compare ratios within one run, not tokens/s across runs. XLA runs the static cache (fixed shapes, no
 recompilation per token); the others the dynamic one unless ``--cache static``.
 ONNX Runtime runs portarun's default (int4 weight-only MatMuls lowered to MatMulNBits with float
-activations, int8 ones to MatMulInteger over the activations' 3 int8 digits); ``--ort-variants`` adds
-int8 activations (named: a different precision), the int8 layers folded to fp32, and ORT's own DQ fusion
-side by side; the provenance in ``--json`` says which. ``next tok`` is next-token agreement with the same
+activations, int8 ones to MatMulInteger over the activations' 3 int8 digits); ``--variants`` adds
+int8 activations (named: a different precision) on ORT and OpenVINO, and on ORT the int8 layers folded
+to fp32 and ORT's own DQ fusion, side by side; the provenance in ``--json`` says which. ``next tok`` is next-token agreement with the same
 backend's fp32, teacher-forced on fp32's greedy sequence (``portarun.generate.forced_logits``). ``$/1M tok`` prices our share of the cores of
 ``--hardware`` (conformance's hardware profiles). Quantized decoders are cached under ``portarun.cache_dir()/bench_decode``.
 """
@@ -80,8 +80,9 @@ def main() -> int:
                         help="cache mode for ORT and OpenVINO (XLA always static)")
     parser.add_argument("--ort-exact", action="store_true",
                         help="ORT int-weight MatMuls computed in fp32 (level 0, no digits, int8 folded)")
-    parser.add_argument("--ort-variants", action="store_true",
-                        help="also run ORT's weight-only precisions with int8 activations and with ORT's own fusion")
+    parser.add_argument("--variants", "--ort-variants", dest="variants", action="store_true",
+                        help="also run the weight-only precisions with int8-dynamic activations (ORT, OpenVINO), "
+                             "and on ORT with the int8 layers folded and with ORT's own fusion")
     parser.add_argument("--hardware", default="local",
                         help="hardware profile that prices the $/1M tokens column (a share of its cores: ours); "
                              "'local' (default): this machine, measured, with the power of the matching CPU profile")
@@ -233,13 +234,15 @@ ORT_VARIANTS = {"int8-dynamic": {"activations": "int8-dynamic"},
 VARIANT_PRECISIONS = {"int4 at fp32 compute": ("int4-weight",)}  # the others apply to both
 
 
+OV_VARIANTS = {"int8-dynamic": {"activations": "int8-dynamic"}}  # OpenVINO's CPU default, group 32
+
+
 def _variants(args, target: str, precision: str) -> list[tuple[str, dict]]:
-    if not target.startswith("onnxruntime"):
-        return [("", {})]
-    if args.ort_exact:
+    if target.startswith("onnxruntime") and args.ort_exact:
         return [("exact", ORT_EXACT)]
-    if args.ort_variants and precision in ("int8-weight", "int4-weight"):
-        return [("", {})] + [(name, options) for name, options in ORT_VARIANTS.items()
+    variants = {"onnxruntime": ORT_VARIANTS, "openvino": OV_VARIANTS}.get(target.split(":")[0], {})
+    if args.variants and precision in ("int8-weight", "int4-weight"):
+        return [("", {})] + [(name, options) for name, options in variants.items()
                              if precision in VARIANT_PRECISIONS.get(name, (precision,))]
     return [("", {})]
 

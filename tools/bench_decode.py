@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import portarun  # noqa: E402
 from portarun.cost import memory_roofline, usd_per_million_tokens  # noqa: E402
 from portarun.errors import PortarunError  # noqa: E402
+from portarun.registry import get_backend, resolve_target  # noqa: E402
 from portarun.models import decoder  # noqa: E402
 from portarun.models.decoder import decode_step_bytes  # noqa: E402
 from portarun.benchmark import measure_decode_side_by_side  # noqa: E402
@@ -89,6 +90,18 @@ def main() -> int:
     parser.add_argument("--price-per-hour", type=float, help="explicit $/hour of the whole machine instead")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    # "a,b" as well as "a b"; a typo is a usage error, not a table of skipped rows (a backend whose SDK is
+    # missing still skips, saying so)
+    args.targets = [t for entry in args.targets for t in entry.split(",") if t]
+    for text in args.targets:
+        try:
+            target = resolve_target(text)
+            backend = get_backend(target.backend)
+        except PortarunError as exc:
+            parser.error(str(exc))
+        kinds = backend.device_kinds
+        if (target.device or backend.default_device) not in kinds:
+            parser.error(f"{target.backend} has no device kind '{target.device}' (it has {', '.join(kinds)})")
 
     measured = measure_bandwidth()
     quantized: list = []

@@ -55,3 +55,14 @@ def test_variants_add_named_int8_dynamic_rows_on_openvino(tmp_path):
         assert 0.0 <= row["next_token_agreement"] <= 1.0
     plain = [r for r in rows if r["precision"] == "int4-weight" and not r["variant"]]
     assert plain and plain[0]["provenance"]["details"]["activations"] == "float"
+
+
+@pytest.mark.parametrize("targets, message", [
+    ("onnxruntime:cpu,openvino:cpux", "openvino has no device kind 'cpux'"),
+    ("onnxrt:cpu", "no backend named 'onnxrt'"),
+    ("a:b:c:d", "cannot parse target"),
+])
+def test_a_mistyped_target_is_a_usage_error_before_any_work(targets, message):
+    done = subprocess.run([sys.executable, str(TOOL), "--targets", targets], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert "copy bandwidth" not in done.stdout  # refused before measuring or quantizing anything

@@ -297,26 +297,32 @@ class Backend(ABC):
         return BackendUnavailableError(f"backend '{self.name}' is unavailable: {reason}",
                                        backend=self.name, hint=self.install_hint or None)
 
-    def resolve_target(self, target: Target | str | None) -> Target:
-        """Fill in the default device and check the device exists here."""
+    def known_target(self, target: Target | str | None) -> Target:
+        """``target`` with the default device filled in, checked against this backend's name and the device
+        kinds it can ever target; needs no SDK (whether the device exists here is ``resolve_target``'s)."""
         if target is None:
             target = Target(self.name)
         target = Target.parse(target)
         if target.backend != self.name:
             raise InvalidTargetError(f"target '{target}' is not for backend '{self.name}'")
         device = target.device or self.default_device
+        if device not in self.device_kinds:
+            raise InvalidTargetError(f"{self.name} has no device kind '{device}'",
+                                     hint=f"{self.name} targets: "
+                                          + ", ".join(f"{self.name}:{k}" for k in self.device_kinds))
+        return Target(self.name, device, target.index)
+
+    def resolve_target(self, target: Target | str | None) -> Target:
+        """Fill in the default device and check the device exists here."""
+        target = self.known_target(target)
+        device = target.device
         devices = self.devices()
         matching = [d for d in devices if d.kind == device]
         if not matching:
             known = ", ".join(sorted({f"{self.name}:{d.kind}" for d in devices})) or "none"
-            if device in self.device_kinds:
-                hint = self.device_hint(device)
-                raise BackendUnavailableError(
-                    f"target {self.name}:{device} is unavailable on this machine (available: {known})",
-                    backend=self.name, hint=hint)
-            raise InvalidTargetError(f"{self.name} has no device kind '{device}'",
-                                     hint=f"{self.name} targets: "
-                                          + ", ".join(f"{self.name}:{k}" for k in self.device_kinds))
+            raise BackendUnavailableError(
+                f"target {self.name}:{device} is unavailable on this machine (available: {known})",
+                backend=self.name, hint=self.device_hint(device))
         if target.index is not None:
             indices = [d.index for d in matching]
             if None not in indices and target.index not in indices:

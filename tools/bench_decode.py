@@ -96,12 +96,9 @@ def main() -> int:
     for text in args.targets:
         try:
             target = resolve_target(text)
-            backend = get_backend(target.backend)
+            get_backend(target.backend).known_target(target)
         except PortarunError as exc:
             parser.error(str(exc))
-        kinds = backend.device_kinds
-        if (target.device or backend.default_device) not in kinds:
-            parser.error(f"{target.backend} has no device kind '{target.device}' (it has {', '.join(kinds)})")
 
     measured = measure_bandwidth()
     quantized: list = []

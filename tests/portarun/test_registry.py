@@ -127,3 +127,20 @@ def test_import_portarun_loads_no_backend_or_sdk():
             "('onnxruntime','openvino','jax','tensorrt','torch','nncf','portarun_backends')]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_known_target_checks_names_and_device_kinds_without_the_sdk():
+    code = textwrap.dedent("""
+        import sys, portarun
+        backend = portarun.get_backend("openvino")
+        print(backend.known_target("openvino"), backend.known_target("openvino:gpu:1"))
+        try:
+            backend.known_target("openvino:cpux")
+        except portarun.InvalidTargetError as exc:
+            print("refused:", exc)
+        print([m for m in sys.modules if m.split(".")[0] in ("openvino", "nncf")])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "openvino:cpu openvino:gpu:1"  # the default device filled in, the index kept
+    assert out[1].startswith("refused: openvino has no device kind 'cpux'") and "openvino:npu" in out[1]
+    assert out[2] == "[]"  # a device kind is checked without importing the SDK

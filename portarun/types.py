@@ -38,6 +38,11 @@ class Precision(str, Enum):
         return self in (Precision.INT8, Precision.INT8_WEIGHT, Precision.INT4_WEIGHT)
 
     @property
+    def is_weight_only(self) -> bool:
+        """int8-weight / int4-weight: quantized weights next to float activations."""
+        return self in (Precision.INT8_WEIGHT, Precision.INT4_WEIGHT)
+
+    @property
     def is_float(self) -> bool:
         return not self.is_quantized
 

@@ -247,7 +247,7 @@ class OnnxRuntimeBackend(Backend):
             raise UsageError("onnxruntime: lower_int4='digits' keeps float activations at its own accuracy level (4, "
                              "over the digits); it cannot take an accuracy level or int8-dynamic activations",
                              hint="drop matmulnbits_accuracy_level / activations, or use lower_int4='matmulnbits'")
-        if precision not in (Precision.INT4_WEIGHT, Precision.INT8_WEIGHT):
+        if not precision.is_weight_only:
             return model, {}, {}  # the accuracy level only governs weight-only MatMuls (ORT fuses int8 ones too)
         int4 = (4,) if lower["lower_int4"] in ("digits", "matmulnbits") and precision is Precision.INT4_WEIGHT else ()
         int4_digits = bool(int4) and lower["lower_int4"] == "digits"

@@ -73,7 +73,7 @@ def activation_mode(precision: Precision, options: dict[str, Any]) -> tuple[str,
             raise UsageError(f"openvino: activations='float' keeps them exact, but dynamic_quantization_group_size="
                              f"{group} quantizes them to int8", hint="drop one of the two options")
         return "float", 0
-    if precision not in (Precision.INT8_WEIGHT, Precision.INT4_WEIGHT):
+    if not precision.is_weight_only:
         raise UsageError(f"openvino: int8-dynamic activations meet int8/int4 weight-only weights; {precision} has "
                          "none (int8 quantizes activations statically, float precisions keep float weights)",
                          hint="use -p int8-weight or -p int4-weight, or drop activations / "
@@ -204,7 +204,7 @@ def _hint_from_devices(compiled, report: dict[str, Any], unreadable: dict[str, s
 def reported_activations(precision: Precision, options: dict[str, Any], reported: dict[str, Any]) -> str | None:
     """For provenance: what met the weights of a weight-only precision, as the compiled model reports it
     (None for other precisions). Asked for int8-dynamic yet compiled without it is an error, not a downgrade."""
-    if precision not in (Precision.INT8_WEIGHT, Precision.INT4_WEIGHT):
+    if not precision.is_weight_only:
         return None
     asked, _ = activation_mode(precision, options)
     group = reported.get("DYNAMIC_QUANTIZATION_GROUP_SIZE")

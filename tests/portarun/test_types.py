@@ -29,6 +29,7 @@ def test_precision_parse_and_aliases():
     assert Precision.parse("int4") is Precision.INT4_WEIGHT
     assert Precision.parse("int8_weight") is Precision.INT8_WEIGHT
     assert Precision.INT8.is_quantized and not Precision.BF16.is_quantized
+    assert [p.value for p in Precision if p.is_weight_only] == ["int8-weight", "int4-weight"]  # float activations
 
 
 def test_precision_did_you_mean():

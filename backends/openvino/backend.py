@@ -172,8 +172,9 @@ class OpenVinoBackend(Backend):
             return None
         return backend_cache_dir(self.name, options.get("cache_dir"))
 
-    def _config(self, device: str, precision: Precision, options: dict[str, Any]) -> dict[str, Any]:
-        config = compile_config(precision, options, self._cache_dir(options))
+    def _config(self, target: Target, precision: Precision, options: dict[str, Any]) -> dict[str, Any]:
+        device = ov_device(target)
+        config = compile_config(precision, options, self._cache_dir(options), str(target))
         try:
             supported = {str(p) for p in core().get_property(device, "SUPPORTED_PROPERTIES")}
         except Exception:
@@ -193,7 +194,7 @@ class OpenVinoBackend(Backend):
             start = time.perf_counter()
             ov_model, details["quantization"] = nncf_quantizer.quantize(ov_model, model, precision, options)
             details["quantize_seconds"] = round(time.perf_counter() - start, 4)
-        config = self._config(device, precision, options)
+        config = self._config(target, precision, options)
         start = time.perf_counter()
         try:
             compiled = core().compile_model(ov_model, device, config)
@@ -223,7 +224,7 @@ class OpenVinoBackend(Backend):
             "num_streams": reported.get("NUM_STREAMS"),
             "inference_num_threads": reported.get("INFERENCE_NUM_THREADS"),
             "dynamic_quantization_group_size": reported.get("DYNAMIC_QUANTIZATION_GROUP_SIZE"),
-            "activations": reported_activations(precision, options, reported),
+            "activations": reported_activations(precision, options, reported, str(target)),
             "loaded_from_cache": reported.get("LOADED_FROM_CACHE"),
             "cache_dir": cache_root(config),
             "openvino_device": device,
@@ -289,7 +290,7 @@ class OpenVinoBackend(Backend):
                 how = f"IR (the exported blob was refused: {_sdk_message(exc)})"
                 fallback = f"blob -> IR: the exported blob was refused ({_sdk_message(exc)})"
         if compiled is None:
-            config = self._config(device, precision, options)
+            config = self._config(target, precision, options)
             try:
                 compiled = core().compile_model(ov_model, device, config)
             except Exception as exc:
@@ -314,7 +315,7 @@ class OpenVinoBackend(Backend):
         precision = manifest.precision
         start = time.perf_counter()
         ov_model = self._read_ir(payload_dir, manifest)
-        config = self._config(device, precision, options)
+        config = self._config(target, precision, options)
         compiled = core().compile_model(ov_model, device, config)
         details = self._kept_details(manifest)
         details.update({"rebuilt_from": "IR", "rebuild_reason": reason or "artifact compiled for another target",

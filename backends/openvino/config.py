@@ -51,7 +51,7 @@ def float_precision(precision: Precision, options: dict[str, Any]) -> Precision:
     return chosen
 
 
-def activation_mode(precision: Precision, options: dict[str, Any]) -> tuple[str, int]:
+def activation_mode(precision: Precision, options: dict[str, Any], target: str) -> tuple[str, int]:
     """What meets the int8/int4 weights: ('float', 0), exact, what a weight-only precision promises (OpenVINO's
     own CPU default, group 32, would quantize them silently: not here), or ('int8-dynamic', group size), the
     CPU quantizing activations to int8 per group on the fly, a different precision the user names with
@@ -62,30 +62,31 @@ def activation_mode(precision: Precision, options: dict[str, Any]) -> tuple[str,
     except (TypeError, ValueError):
         group = -1
     if group is not None and group < 0:
-        raise UsageError(f"openvino: dynamic_quantization_group_size must be a whole number >= 0, not {raw_group!r}",
+        raise UsageError(f"{target}: dynamic_quantization_group_size must be a whole number >= 0, not {raw_group!r}",
                          hint=f"e.g. {DYNAMIC_GROUP_DEFAULT} (a multiple of 16), or 0 for float activations")
     raw = options.get("activations")
     activations = str(raw).lower() if raw is not None else ("int8-dynamic" if group else "float")
     if activations not in ACTIVATIONS:
-        raise UsageError(f"openvino: unknown activations '{raw}'", hint=f"choose {' or '.join(ACTIVATIONS)}")
+        raise UsageError(f"{target}: unknown activations '{raw}'", hint=f"choose {' or '.join(ACTIVATIONS)}")
     if activations == "float":
         if group:
-            raise UsageError(f"openvino: activations='float' keeps them exact, but dynamic_quantization_group_size="
+            raise UsageError(f"{target}: activations='float' keeps them exact, but dynamic_quantization_group_size="
                              f"{group} quantizes them to int8", hint="drop one of the two options")
         return "float", 0
     if not precision.is_weight_only:
-        raise UsageError(f"openvino: int8-dynamic activations meet int8/int4 weight-only weights; {precision} has "
+        raise UsageError(f"{target}: int8-dynamic activations meet int8/int4 weight-only weights; {precision} has "
                          "none (int8 quantizes activations statically, float precisions keep float weights)",
                          hint="use -p int8-weight or -p int4-weight, or drop activations / "
                               "dynamic_quantization_group_size")
     if group == 0:
-        raise UsageError("openvino: activations='int8-dynamic' needs a group size above 0",
+        raise UsageError(f"{target}: activations='int8-dynamic' needs a group size above 0",
                          hint=f"drop dynamic_quantization_group_size (default {DYNAMIC_GROUP_DEFAULT})")
     return "int8-dynamic", group or DYNAMIC_GROUP_DEFAULT
 
 
-def compile_config(precision: Precision, options: dict[str, Any], cache_dir: Path | None) -> dict[str, Any]:
-    """Properties for ``compile_model``/``import_model`` from portarun's options."""
+def compile_config(precision: Precision, options: dict[str, Any], cache_dir: Path | None,
+                   target: str) -> dict[str, Any]:
+    """Properties for ``compile_model``/``import_model`` from portarun's options (``target`` names errors)."""
     config: dict[str, Any] = {}
     raw = dict(options.get("config") or {})
     clash = [key for key in raw if key.upper() in OWNED_PROPERTIES]
@@ -102,7 +103,7 @@ def compile_config(precision: Precision, options: dict[str, Any], cache_dir: Pat
         config["NUM_STREAMS"] = int(options["streams"])
     if options.get("threads"):
         config["INFERENCE_NUM_THREADS"] = int(options["threads"])
-    config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = activation_mode(precision, options)[1]
+    config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = activation_mode(precision, options, target)[1]
     if cache_dir is not None:
         config["CACHE_DIR"] = str(cache_dir)
     return config
@@ -201,16 +202,17 @@ def _hint_from_devices(compiled, report: dict[str, Any], unreadable: dict[str, s
         report["INFERENCE_PRECISION_HINT_FROM"] = sorted(hints)
 
 
-def reported_activations(precision: Precision, options: dict[str, Any], reported: dict[str, Any]) -> str | None:
+def reported_activations(precision: Precision, options: dict[str, Any], reported: dict[str, Any],
+                         target: str) -> str | None:
     """For provenance: what met the weights of a weight-only precision, as the compiled model reports it
     (None for other precisions). Asked for int8-dynamic yet compiled without it is an error, not a downgrade."""
     if not precision.is_weight_only:
         return None
-    asked, _ = activation_mode(precision, options)
+    asked, _ = activation_mode(precision, options, target)
     group = reported.get("DYNAMIC_QUANTIZATION_GROUP_SIZE")
     got = asked if group is None else ("int8-dynamic" if int(group) else "float")
     if got != asked:
-        raise UnsupportedError(f"openvino: asked for {asked} activations, the compiled model reports "
+        raise UnsupportedError(f"{target}: asked for {asked} activations, the compiled model reports "
                                f"DYNAMIC_QUANTIZATION_GROUP_SIZE={group}", hint="this device cannot do it; drop "
                                "activations / dynamic_quantization_group_size")
     return got

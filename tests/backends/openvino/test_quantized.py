@@ -52,13 +52,14 @@ def test_dynamic_quantization_is_opt_in_and_reported(ov_helpers):
 ])
 def test_activation_options_that_contradict_themselves_are_refused(options, message, ov_helpers):
     model, _ = ov_helpers.weight_only_qdq(4)
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(UsageError, match=message) as info:
         portarun.compile(model, "openvino:cpu", "int4-weight", **options)
+    assert str(info.value).startswith("openvino:cpu: ")  # the backend and target, then what and the fix
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_int8_dynamic_activations_need_weight_only_weights(precision, builtin_models):
-    with pytest.raises(UsageError, match="int8-dynamic activations meet int8/int4 weight-only weights"):
+    with pytest.raises(UsageError, match="openvino:cpu: int8-dynamic activations meet int8/int4 weight-only weights"):
         portarun.compile(builtin_models["mlp"], "openvino:cpu", precision, activations="int8-dynamic")
 
 

@@ -33,6 +33,7 @@ from .errors import (
 from . import model_checks
 from .artifact import Manifest, save_artifact
 from .model import Model
+from .tails import Tails, check_tails, host_tails
 from .types import Device, Precision, Support, Target, TensorSpec
 
 
@@ -160,6 +161,12 @@ class Executable(ABC):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run with checked feeds; return every model output by name as numpy arrays."""
 
+    def _run_tails(self, feeds: dict[str, np.ndarray], tails: Tails) -> dict[str, np.ndarray]:
+        """Run and return each output in ``tails`` from its start on along its axis (see portarun.tails).
+        The default cuts them from full outputs on the host; a backend that can avoid computing
+        the rest (XLA) overrides it."""
+        return host_tails(self._run(feeds), tails, where=str(self.target))
+
     def _save_payload(self, payload_dir: Path) -> dict[str, Any]:
         """Write the backend's compiled form into ``payload_dir`` (the artifact's payload folder, which
         portarun.artifact lays out); return extras for the manifest, handed back to ``_load_payload``."""
@@ -169,14 +176,21 @@ class Executable(ABC):
         pass
 
     # -- public -------------------------------------------------------------------------
-    def run(self, feeds: Mapping[str, Any], *, check: bool = True) -> dict[str, np.ndarray]:
-        """Run the model. ``feeds`` maps input names to arrays; returns output name -> array."""
+    def run(self, feeds: Mapping[str, Any], *, check: bool = True,
+            tails: Mapping[str, tuple[int, int]] | None = None) -> dict[str, np.ndarray]:
+        """Run the model. ``feeds`` maps input names to arrays; returns output name -> array.
+
+        ``tails`` maps output names to ``(axis, start)``: those outputs come back only from
+        ``start`` on along ``axis`` (a static-cache generate loop needs only the new cache
+        entries; XLA then never writes the rest). The values are the full output's.
+        """
         if self._closed:
             raise RunError(f"{self.target}: this executable was closed", backend=self.backend.name,
                            hint="compile or load it again")
         checked = check_feeds(self.inputs, feeds) if check else dict(feeds)
+        wanted = check_tails(self.outputs, tails, where=str(self.target)) if tails else None
         try:
-            return self._run(checked)
+            return self._run_tails(checked, wanted) if wanted else self._run(checked)
         except PortarunError:
             raise
         except Exception as exc:  # vendor SDK errors become one clear RunError

@@ -306,7 +306,7 @@ def generate(executable: Executable, prompt_ids: Sequence[int] | np.ndarray, max
         start = time.perf_counter()
         # the first step's feeds are checked against the signature; later ones are built alike (only the
         # sequence dims grow), and checking 19 feeds cost ~0.1 ms of a 4 ms step
-        outputs = executable.run(loop.feeds(ids, positions), check=step == 0)
+        outputs = executable.run(loop.feeds(ids, positions), check=step == 0, tails=loop.tails(ids.shape[1]))
         next_ids = sampling.choose(outputs[sig.logits][:, -1, :], rng)
         elapsed = time.perf_counter() - start
         loop.update(outputs, ids.shape[1])
@@ -349,7 +349,10 @@ def forced_logits(executable: Executable, token_ids: Sequence[int] | np.ndarray,
     loop = _StaticCache(sig, batch, static_capacity(length, bucket)) if cache == "static" and sig.has_attention_mask \
         else _DynamicCache(sig, batch)
     positions = np.broadcast_to(np.arange(length, dtype=np.int64), ids.shape)
-    return executable.run(loop.feeds(ids, positions))[sig.logits]
+    # every logit, and no present: their tails start past the end, so XLA computes none of them
+    nothing = {present: (2, (loop.capacity if isinstance(loop, _StaticCache) else 0) + length)
+               for present in sig.present}
+    return executable.run(loop.feeds(ids, positions), tails=nothing)[sig.logits]
 
 
 def next_token_agreement(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
@@ -380,6 +383,11 @@ def _common_feeds(sig: DecoderSignature, ids: np.ndarray, positions: np.ndarray,
     return feeds
 
 
+def _last_logits(sig: DecoderSignature, seq: int) -> dict[str, tuple[int, int]]:
+    # the loop reads only the last position's logits ([batch, seq, vocab])
+    return {sig.logits: (1, seq - 1)}
+
+
 class _DynamicCache:
     def __init__(self, sig: DecoderSignature, batch: int):
         self.sig = sig
@@ -393,6 +401,9 @@ class _DynamicCache:
         if self.sig.has_attention_mask:
             feeds[self.sig.attention_mask] = np.ones((self.batch, self.length + ids.shape[1]), dtype=np.int64)
         return feeds
+
+    def tails(self, seq: int) -> dict[str, tuple[int, int]]:
+        return _last_logits(self.sig, seq)  # the presents are the next pasts, whole
 
     def update(self, outputs: dict[str, np.ndarray], new: int) -> None:
         self.cache = {past: outputs[present] for past, present in zip(self.sig.past, self.sig.present)}
@@ -416,13 +427,17 @@ class _StaticCache:
         feeds[self.sig.attention_mask] = np.concatenate([self.mask, new], axis=1)
         return feeds
 
+    def tails(self, seq: int) -> dict[str, tuple[int, int]]:
+        # present = concat(all capacity slots, new entries): only the new ones, after the capacity, are
+        # kept, so the run returns just those (XLA then never writes the capacity slots back out)
+        return {**_last_logits(self.sig, seq), **{present: (2, self.capacity) for present in self.sig.present}}
+
     def update(self, outputs: dict[str, np.ndarray], new: int) -> None:
         end = self.length + new
         if end > self.capacity:
             raise UsageError(f"static cache of {self.capacity} slots is full", hint="pass a larger capacity")
         for past, present in zip(self.sig.past, self.sig.present):
-            # present = concat(all capacity slots, new entries): the new ones sit after the capacity
-            self.cache[past][:, :, self.length:end] = outputs[present][:, :, self.capacity:self.capacity + new]
+            self.cache[past][:, :, self.length:end] = outputs[present][:, :, :new]  # the tail from tails()
         self.mask[:, self.length:end] = 1
         self.length = end
 

@@ -6,7 +6,8 @@ top-level public API, and from its own vendor SDK. Names here are stable: a chan
 one is a breaking change of the plugin API. Conformance and tools use the same surface.
 
 The hooks a backend fills in are documented on ``Backend`` and ``Executable``:
-``_supports(model, target, precision, options)``, ``_compile``, ``_run``,
+``_supports(model, target, precision, options)``, ``_compile``, ``_run`` (and optionally
+``_run_tails``),
 ``_save_payload(payload_dir)`` and ``_load_payload(payload_dir, source_model, manifest, target)``.
 """
 
@@ -45,12 +46,15 @@ from .models import default_dims_of
 from .quantize.accuracy import AccuracyFloor, measure as measure_accuracy
 from .quantize.calibration import RandomCalibration, load_samples
 from .quantize.numerics import pack_int4
+from .tails import Tails, host_tails, take_tail
 from .types import Device, Precision, Support, Target, TensorSpec, np_dtype
 
 __all__ = [
     # base classes and the hooks' helpers
     "Backend", "Executable", "Manifest", "Provenance", "check_feeds", "import_sdk", "payload_file",
     "quantization_support",
+    # output tails (Executable._run_tails): the request's type and its host-side cut
+    "Tails", "host_tails", "take_tail",
     # models and types
     "Model", "PROTOBUF_LIMIT", "default_dims_of", "iter_graphs", "onnx_domain", "opset_versions", "quantization_of",
     "stored_nbytes", "used_names",

@@ -12,7 +12,7 @@ import numpy as np
 
 from portarun.plugin import (
     ArtifactIncompatibleError, Backend, CompileError, Device, Executable, Manifest, Model, Precision, Provenance,
-    Support, Target, first_line, quantization_support,
+    Support, Tails, Target, first_line, quantization_support,
 )
 
 from . import jaxenv
@@ -23,9 +23,13 @@ class XlaExecutable(Executable):
         self.program = program
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._run_tails(feeds, {})
+
+    def _run_tails(self, feeds: dict[str, np.ndarray], tails: Tails) -> dict[str, np.ndarray]:
+        # the program cuts the tails itself, so XLA never writes what the caller drops
         program = self.program
         before = program.stats.compile_count + len(program.stats.eager)
-        outputs = program.run(feeds)
+        outputs = program.run(feeds, tails)
         if program.stats.compile_count + len(program.stats.eager) != before:
             self._update_provenance()
         return outputs

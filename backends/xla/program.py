@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from portarun.plugin import CompileError, InputError, Precision, UsageError
+from portarun.plugin import CompileError, InputError, Precision, Tails, UsageError, host_tails, take_tail
 
 from . import jaxenv
 from .hostvalues import HostStrings, StringInputError, device_part, encode_strings, is_host_value, \
@@ -125,8 +126,11 @@ class Program:
         with jaxenv.x64():
             self.weights = {name: _to_device(array, device) for name, array in host_weights.items()}
         self.weight_bytes = int(sum(a.nbytes for a in host_weights.values()))
-        self._jitted = jax.jit(self._forward)
+        self._jitted = jax.jit(self._forward, static_argnames=("tails",))
         self._cache: dict[tuple, Compiled] = {}
+        # programs that return only the tails a run asked for (portarun.tails), keyed by
+        # (signature, tails); artifacts store only the full programs, so these compile on demand
+        self._tail_cache: dict[tuple, Compiled] = {}
         self._lock = threading.Lock()
         self.stats = Stats()
 
@@ -151,9 +155,12 @@ class Program:
     def _context(self, eager: bool) -> Context:
         return Context(compute_dtype=self.compute_dtype, eager=eager)
 
-    def _forward(self, weights: dict, inputs: tuple, eager: bool = False) -> tuple:
+    def _forward(self, weights: dict, inputs: tuple, eager: bool = False, tails: tuple = ()) -> tuple:
+        """The graph as a JAX function. ``tails``: (output, axis, start) triples whose outputs are cut
+        inside the program, so XLA folds slice(concat(past, new)) to ``new`` and never writes the past."""
         import jax.numpy as jnp
 
+        cut = {name: (axis, start) for name, axis, start in tails}
         env: dict[str, Any] = dict(self.constants)
         env.update(weights)
         for name, value in zip(self.input_names, inputs):
@@ -170,6 +177,9 @@ class Program:
                 self.decoders[name] = value.decode
                 value = device_part(value)
             if isinstance(value, list):  # sequence outputs
+                if name in cut:
+                    raise UsageError(f"xla:{self.device.platform}: output '{name}' is a sequence, so it has no "
+                                     "tail", hint="ask tails only of tensor outputs")
                 results.append([jnp.asarray(v) for v in value])
                 continue
             if value is None:  # an empty optional
@@ -180,6 +190,8 @@ class Program:
             if self.compute_dtype is not None and spec is not None and spec.dtype == np.float32 \
                     and value.dtype != np.float32:
                 value = value.astype(np.float32)
+            if name in cut:
+                value = take_tail(name, value, *cut[name], where=f"xla:{self.device.platform}")
             results.append(value)
         self._traced = True
         return tuple(results)
@@ -188,48 +200,51 @@ class Program:
     def signature(self, arrays: list[np.ndarray]) -> tuple:
         return tuple(_signature_of(a) for a in arrays)
 
-    def compiled_for(self, arrays: list) -> Compiled:
+    def compiled_for(self, arrays: list, tails: tuple = ()) -> Compiled:
         key = self.signature(arrays)
-        entry = self._cache.get(key)
+        cache, cache_key = (self._tail_cache, (key, tails)) if tails else (self._cache, key)
+        entry = cache.get(cache_key)
         if entry is None:
             with self._lock:
-                entry = self._cache.get(key)
+                entry = cache.get(cache_key)
                 if entry is None:
-                    entry = self._compile(arrays, key)
-                    self._cache[key] = entry
+                    entry = self._compile(arrays, key, tails)
+                    cache[cache_key] = entry
         return entry
 
-    def _compile(self, arrays: list, key: tuple) -> Compiled:
+    def _compile(self, arrays: list, key: tuple, tails: tuple = ()) -> Compiled:
         from .ops._common import DynamicShape
 
         start = time.perf_counter()
         text = ", ".join(f"{n}{list(k[0]) if k and isinstance(k[0], tuple) else k}"
                          for n, k in zip(self.input_names, key))
+        if tails:
+            text += "; tails " + ", ".join(f"{n}[axis {a} from {s}]" for n, a, s in tails)
         if self.jit:
             specs = tuple(_spec_of(a) for a in arrays)
             try:
                 with jaxenv.x64():
-                    compiled = self._jitted.lower(self.weights, specs).compile()
+                    compiled = self._jitted.lower(self.weights, specs, tails=tails).compile()
             except DynamicShape as exc:
-                entry = Compiled(self._eager_runner(), time.perf_counter() - start, eager=True, reason=str(exc))
+                entry = Compiled(self._eager_runner(tails), time.perf_counter() - start, eager=True, reason=str(exc))
                 self.stats.eager.append(f"{text}: {exc}")
             else:
                 call = compiled
                 if any(w.dtype.name in _SUB_BYTE for w in self.weights.values()):
                     # jaxlib 0.10 AOT executables demand packed 4-bit argument layouts that device
                     # arrays do not have; jit's own dispatch re-lays them out (compiles once more).
-                    call = self._jitted
+                    call = functools.partial(self._jitted, tails=tails) if tails else self._jitted
                 entry = Compiled(call, time.perf_counter() - start)
                 self.stats.compile_count += 1
                 self.stats.compile_seconds += entry.seconds
         else:
-            entry = Compiled(self._eager_runner(), 0.0, eager=True, reason="jit=False")
+            entry = Compiled(self._eager_runner(tails), 0.0, eager=True, reason="jit=False")
         self.stats.signatures.append(text)
         return entry
 
-    def _eager_runner(self):
+    def _eager_runner(self, tails: tuple = ()):
         def run(weights, inputs):
-            return self._forward(weights, inputs, eager=True)
+            return self._forward(weights, inputs, eager=True, tails=tails)
 
         return run
 
@@ -282,10 +297,23 @@ class Program:
         with jaxenv.x64():
             jax.eval_shape(self._forward, self.weights, tuple(_spec_of(a) for a in arrays))
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _device_tails(self, tails: Tails, true_sizes: dict[str, int]) -> tuple:
+        """The tails the program can cut itself: not of a bucketed axis (its start counts true entries,
+        the program sees padded ones) and not of a string/ZipMap output (decoded on the host)."""
+        device = []
+        for name, (axis, start) in sorted(tails.items()):
+            spec = self.output_specs.get(name)
+            dims = spec.shape if spec is not None and spec.shape is not None else ()
+            bucketed = axis < len(dims) and isinstance(dims[axis], str) and dims[axis] in true_sizes
+            if not bucketed and (spec is None or spec.dtype != np.dtype(object)):
+                device.append((name, axis, start))
+        return tuple(device)
+
+    def run(self, feeds: dict[str, np.ndarray], tails: Tails | None = None) -> dict[str, np.ndarray]:
         feeds = self.encode_feeds(feeds)
         arrays, true_sizes = self._bucketed(feeds)
-        entry = self.compiled_for(arrays)
+        on_device = self._device_tails(tails, true_sizes) if tails else ()
+        entry = self.compiled_for(arrays, on_device)
         if entry.eager:
             jax = jaxenv.jax_module()
             with jaxenv.x64():
@@ -305,6 +333,10 @@ class Program:
                 result[name] = self.decoders[name](np.asarray(value))
             else:
                 result[name] = self._unbucket(name, np.asarray(value), true_sizes)
+        if tails:
+            cut = {name for name, _, _ in on_device}
+            result = host_tails(result, {n: t for n, t in tails.items() if n not in cut},
+                                where=f"xla:{self.device.platform}")
         return result
 
     def check_bucketing(self) -> None:

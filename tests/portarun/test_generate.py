@@ -103,9 +103,9 @@ def test_the_first_steps_feeds_are_checked_and_later_ones_trusted(ort, ort_token
         def __getattr__(self, name):
             return getattr(ort, name)
 
-        def run(self, feeds, *, check=True):
+        def run(self, feeds, *, check=True, tails=None):
             seen.append(check)
-            return ort.run(feeds, check=True)  # checked anyway: a later feed the loop built wrong would fail
+            return ort.run(feeds, check=True, tails=tails)  # checked anyway: a later feed the loop built wrong would fail
 
     tokens = portarun.generate(Spy(), PROMPT, NEW, cache=cache).tokens
     assert seen == [True] + [False] * (NEW - 1)

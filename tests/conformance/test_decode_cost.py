@@ -209,7 +209,7 @@ def test_one_configuration_that_fails_to_generate_leaves_the_others_measured():
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-        def run(self, feeds, *, check=True):
+        def run(self, feeds, *, check=True, tails=None):
             raise portarun.RunError("the backend broke mid-generation", backend="fake")
 
     model = portarun.models.build("decoder-tiny")

@@ -38,17 +38,20 @@ def check_tails(outputs: tuple[TensorSpec, ...], tails: Any, *, where: str) -> T
         rank = None if specs[name].shape is None else len(specs[name].shape)
         if axis < 0 and rank is not None:
             axis += rank
-        if axis < 0 or (rank is not None and axis >= rank) or start < 0:
+        if start < 0:
+            raise UsageError(f"{where}: the tail of '{name}' asks axis {request[0]} from {request[1]}, a start "
+                             "before the output's beginning", hint="start >= 0 (0 is the whole output)")
+        if axis < 0 or (rank is not None and axis >= rank):
             raise UsageError(f"{where}: the tail of '{name}' asks axis {request[0]} from {request[1]}, but the "
                              f"output has rank {rank if rank is not None else 'unknown'}",
                              hint="axis within the output's rank (negative counts from the end when the rank "
-                                  "is declared), start >= 0")
+                                  "is declared)")
         checked[name] = (axis, start)
     return checked
 
 
 def take_tail(name: str, value: Any, axis: int, start: int, *, where: str) -> Any:
-    """``value[..., start:, ...]`` along ``axis``: the host's form of a tail (a view, no copy)."""
+    """``value[..., start:, ...]`` along ``axis``: a numpy view on the host, a slice inside XLA's trace."""
     ndim = getattr(value, "ndim", None)
     if ndim is None:
         raise UsageError(f"{where}: output '{name}' is not a tensor, so it has no tail",
